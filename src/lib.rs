@@ -1,0 +1,18 @@
+//! arcsight-incidents: imports ArcSight ESM cases into OpenCTI.
+//!
+//! Data flows one way (see `docs/design.md`):
+//! settings -> esm (client) -> esm::model -> convert -> stix::Bundle -> delivery -> sync (state).
+//! The run loop in [`sync`] is the only module that knows the order of these steps.
+
+pub mod cli;
+pub mod convert;
+pub mod delivery;
+pub mod esm;
+pub mod metadata;
+pub mod metrics;
+pub mod opencti;
+pub mod settings;
+pub mod simulator;
+pub mod stix;
+pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! (metadata: under construction)

@@ -1,0 +1,1 @@
+//! (opencti: under construction)

@@ -1,0 +1,639 @@
+//! Settings: environment variables and config.yml, typed and validated at start-up.
+//!
+//! Names and keys are the reference connector's and pycti's (see [`defs::DEFS`]). The
+//! environment wins over config.yml key by key; an empty value counts as unset. Every problem
+//! is collected, so an operator fixes all of them in one go, and no message ever shows a
+//! secret's value.
+
+pub mod defs;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+use uuid::Uuid;
+
+use crate::stix::Tlp;
+pub use defs::{DEFS, Def, Kind};
+
+/// One invalid or missing setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The environment variable's name.
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+/// Why settings could not be loaded: one line per problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+impl SettingsError {
+    /// The problems, one per line as printed.
+    pub fn lines(&self) -> Vec<String> {
+        self.to_string().lines().map(str::to_owned).collect()
+    }
+}
+
+/// `CONNECTOR_LOG_LEVEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// `CONNECTOR_QUEUE_PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueProtocol {
+    Amqp,
+    Api,
+}
+
+/// `ARCSIGHT_INCIDENTS_API_DIALECT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiDialect {
+    /// Detected from the login answer.
+    #[default]
+    Auto,
+    /// Keys with service prefixes (`cas.`, `sev.`, `log.`): ESM <= 7.8.
+    Prefixed,
+    /// Keys without prefixes: ESM 7.9+.
+    Plain,
+}
+
+/// The platform.
+#[derive(Debug, Clone)]
+pub struct OpenCtiSettings {
+    pub url: Url,
+    pub token: SecretString,
+    pub ssl_verify: bool,
+    pub json_logging: bool,
+    /// `OPENCTI_CUSTOM_HEADERS`, parsed.
+    pub custom_headers: Vec<(String, String)>,
+}
+
+/// The connector's own behaviour.
+#[derive(Debug, Clone)]
+pub struct ConnectorSettings {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: Vec<String>,
+    pub log_level: LogLevel,
+    /// `None`: run once and exit (`CONNECTOR_DURATION_PERIOD=0` or run_and_terminate).
+    pub duration_period: Option<Duration>,
+    pub queue_threshold_mb: u64,
+    pub run_and_terminate: bool,
+    pub queue_protocol: QueueProtocol,
+    pub send_to_queue: bool,
+    /// `Some` when `CONNECTOR_SEND_TO_DIRECTORY` is true.
+    pub send_to_directory: Option<PathBuf>,
+    pub send_to_directory_retention_days: u32,
+    pub expose_metrics: bool,
+    pub metrics_port: u16,
+}
+
+impl ConnectorSettings {
+    /// One run then exit?
+    pub fn run_once(&self) -> bool {
+        self.run_and_terminate || self.duration_period.is_none()
+    }
+}
+
+/// ArcSight ESM.
+#[derive(Debug, Clone)]
+pub struct EsmSettings {
+    pub base_url: Url,
+    pub username: String,
+    pub password: SecretString,
+    pub max_cases: usize,
+    pub tlp: Tlp,
+    pub ssl_verify: bool,
+    pub ca_file: Option<PathBuf>,
+    pub import_observables: bool,
+    pub dialect: ApiDialect,
+    pub max_attempts: u32,
+    pub retry_min_wait: Duration,
+    pub retry_max_wait: Duration,
+    pub request_timeout: Duration,
+    pub concurrency: usize,
+    pub case_batch_size: usize,
+    pub event_batch_size: usize,
+    pub page_size: usize,
+}
+
+/// `MQ_*`: each overrides the matching field of what `registerConnector` returns.
+#[derive(Debug, Clone, Default)]
+pub struct MqOverrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub vhost: Option<String>,
+    pub use_ssl: Option<bool>,
+    pub user: Option<String>,
+    pub pass: Option<SecretString>,
+}
+
+/// Every setting, valid by construction: the only way to get one is [`Settings::load`] (or
+/// [`Settings::from_sources`]), which checks everything.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub opencti: OpenCtiSettings,
+    pub connector: ConnectorSettings,
+    pub esm: EsmSettings,
+    pub mq: MqOverrides,
+}
+
+/// Where raw values come from: environment first, then config.yml, then defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    env: HashMap<String, String>,
+    yml: HashMap<String, String>,
+}
+
+impl Sources {
+    /// The process environment and, when it exists, the config file.
+    pub fn from_process(config_file: Option<&Path>) -> Result<Sources, SettingsError> {
+        let env = std::env::vars().collect();
+        let yml = match config_file {
+            Some(p) => read_yml(p)?,
+            None => HashMap::new(),
+        };
+        Ok(Sources { env, yml })
+    }
+
+    /// Explicit sources, for tests and tools: `env` as the environment, `yml` as config.yml
+    /// text.
+    pub fn new(env: HashMap<String, String>, yml_text: Option<&str>) -> Result<Sources, SettingsError> {
+        let yml = match yml_text {
+            Some(text) => parse_yml(text, Path::new("config.yml"))?,
+            None => HashMap::new(),
+        };
+        Ok(Sources { env, yml })
+    }
+
+    /// The raw text of a setting, if set anywhere (empty counts as unset).
+    pub fn raw(&self, def: &Def) -> Option<String> {
+        let from_env = std::iter::once(def.env)
+            .chain(def.env_aliases.iter().copied())
+            .find_map(|name| self.env.get(name).filter(|v| !v.trim().is_empty()));
+        if let Some(v) = from_env {
+            return Some(v.clone());
+        }
+        let alias_keys = def.env_aliases.iter().map(|a| yml_key_for_alias(def, a));
+        std::iter::once(def.yml.to_owned())
+            .chain(alias_keys)
+            .find_map(|k| self.yml.get(&k).filter(|v| !v.trim().is_empty()).cloned())
+    }
+}
+
+/// `ARCSIGHT_INCIDENTS_URL` -> `arcsight_incidents.url`: an alias's key in the same section.
+fn yml_key_for_alias(def: &Def, alias: &str) -> String {
+    let section = def.yml.split('.').next().unwrap_or_default();
+    let prefix = format!("{}_", section.to_ascii_uppercase());
+    let key = alias.strip_prefix(&prefix).unwrap_or(alias).to_ascii_lowercase();
+    format!("{section}.{key}")
+}
+
+fn read_yml(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+        path: path.to_owned(),
+        message: e.kind().to_string(),
+    })?;
+    parse_yml(&text, path)
+}
+
+/// Flattens config.yml into `section.key -> text`. Keys are read explicitly, never split on
+/// `_`, so `duration_period` stays one key.
+fn parse_yml(text: &str, path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+    let cfg = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Yaml))
+        .build()
+        .map_err(|e| SettingsError::File {
+            path: path.to_owned(),
+            // The config crate's messages quote positions, not values: safe to show.
+            message: format!("not valid YAML ({})", redact_config_error(&e)),
+        })?;
+    let mut out = HashMap::new();
+    for def in DEFS {
+        let keys = std::iter::once(def.yml.to_owned())
+            .chain(def.env_aliases.iter().map(|a| yml_key_for_alias(def, a)));
+        for key in keys {
+            if let Ok(v) = cfg.get::<config::Value>(&key) {
+                let text = match v.clone().into_array() {
+                    Ok(items) => items
+                        .into_iter()
+                        .filter_map(|i| i.into_string().ok())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    Err(_) => v.into_string().unwrap_or_default(),
+                };
+                out.insert(key, text);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn redact_config_error(e: &config::ConfigError) -> String {
+    // Only the kind of failure; the underlying YAML error may quote the offending line, which
+    // could hold a secret.
+    match e {
+        config::ConfigError::FileParse { .. } => "parse error".into(),
+        _ => "unreadable".into(),
+    }
+}
+
+/// Collects typed values and problems while building [`Settings`].
+struct Reader<'a> {
+    sources: &'a Sources,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn def(name: &str) -> &'static Def {
+        defs::find(name).unwrap_or_else(|| unreachable!("setting {name} is not in DEFS"))
+    }
+
+    /// The raw value, or the default; records a problem when a required one is missing.
+    fn text(&mut self, name: &'static str) -> Option<String> {
+        let def = Self::def(name);
+        let raw = self.sources.raw(def).or_else(|| def.default.map(str::to_owned));
+        if raw.is_none() && def.required {
+            self.problems.push(Problem {
+                name,
+                message: "is required but not set".into(),
+            });
+        }
+        raw.map(|s| s.trim().to_owned())
+    }
+
+    fn fail<T>(&mut self, name: &'static str, message: String) -> Option<T> {
+        self.problems.push(Problem { name, message });
+        None
+    }
+
+    fn string(&mut self, name: &'static str) -> Option<String> {
+        self.text(name)
+    }
+
+    fn secret(&mut self, name: &'static str) -> Option<SecretString> {
+        // Secrets are not trimmed: a password may legitimately end with a space.
+        let def = Self::def(name);
+        match self.sources.raw(def) {
+            Some(v) => Some(SecretString::from(v)),
+            None if def.required => self.fail(name, "is required but not set".into()),
+            None => None,
+        }
+    }
+
+    fn url(&mut self, name: &'static str) -> Option<Url> {
+        let raw = self.text(name)?;
+        match Url::parse(&raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+                if !u.username().is_empty() || u.password().is_some() {
+                    return self.fail(
+                        name,
+                        "must not carry credentials; use the username and password settings".into(),
+                    );
+                }
+                Some(u)
+            }
+            Ok(u) => self.fail(
+                name,
+                format!("must be an http:// or https:// URL with a host (got scheme {:?})", u.scheme()),
+            ),
+            // Never echo the URL: it may carry a password.
+            Err(e) => self.fail(name, format!("is not a valid URL ({e})")),
+        }
+    }
+
+    fn bool(&mut self, name: &'static str) -> Option<bool> {
+        let raw = self.text(name)?;
+        match parse_bool(&raw) {
+            Some(b) => Some(b),
+            None => self.fail(name, format!("{raw:?} is not a boolean (true, false, yes, no)")),
+        }
+    }
+
+    fn int(&mut self, name: &'static str) -> Option<i64> {
+        let raw = self.text(name)?;
+        let Kind::Int { min, max } = Self::def(name).kind else {
+            unreachable!("{name} is not an integer setting")
+        };
+        match raw.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            Ok(n) if n < min => self.fail(name, format!("{n} is less than {min}")),
+            Ok(n) => self.fail(name, format!("{n} is more than {max}")),
+            Err(_) => self.fail(name, format!("{raw:?} is not a whole number")),
+        }
+    }
+
+    fn choice(&mut self, name: &'static str) -> Option<&'static str> {
+        let raw = self.text(name)?;
+        let Kind::Enum(values) = Self::def(name).kind else {
+            unreachable!("{name} is not an enum setting")
+        };
+        let lowered = raw.to_ascii_lowercase();
+        match values.iter().find(|v| **v == lowered) {
+            Some(v) => Some(v),
+            None => self.fail(name, format!("{raw:?} is not one of {}", values.join(", "))),
+        }
+    }
+}
+
+/// `true/false/yes/no` in any case (also `1/0`, `on/off`, which pycti's YAML loader accepts).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Some(true),
+        "false" | "no" | "0" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// An ISO-8601 duration in days, hours, minutes and seconds (or weeks); `0` means "run once"
+/// and is returned as `None`. Months and years are refused: their length varies.
+pub fn parse_period(s: &str) -> Result<Option<Duration>, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(None);
+    }
+    let upper = t.to_ascii_uppercase();
+    if !upper.starts_with('P') || upper == "P" || upper.ends_with('T') {
+        return Err(format!(
+            "{t:?} is not an ISO-8601 duration such as PT15M, PT1H30M, P1D or P1W (or 0 to run once)"
+        ));
+    }
+    let date_part = upper[1..].split('T').next().unwrap_or_default();
+    if date_part.contains('Y') || date_part.contains('M') {
+        return Err(format!(
+            "{t:?} uses years or months, whose length varies; use days or weeks (e.g. P30D)"
+        ));
+    }
+    let parsed = iso8601::duration(&upper).map_err(|_| {
+        format!("{t:?} is not an ISO-8601 duration such as PT15M, PT1H30M, P1D or P1W (or 0 to run once)")
+    })?;
+    let d: Duration = parsed.into();
+    if d.is_zero() {
+        return Err(format!("{t:?} is zero; use 0 to run once"));
+    }
+    Ok(Some(d))
+}
+
+/// `h1:v1;h2:v2` -> pairs. Header values are secrets-adjacent (they may carry API keys), so
+/// errors name the position, never the text.
+pub fn parse_custom_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, part) in s.split(';').enumerate() {
+        if part.trim().is_empty() {
+            continue;
+        }
+        let Some((name, value)) = part.split_once(':') else {
+            return Err(format!("header #{} has no ':' between name and value", i + 1));
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(format!("header #{} has an invalid name", i + 1));
+        }
+        out.push((name.to_owned(), value.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+impl Settings {
+    /// Loads from the process environment and the config file (if given and present).
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
+        Settings::from_sources(&Sources::from_process(config_file)?)
+    }
+
+    /// Builds and validates settings from explicit sources.
+    pub fn from_sources(sources: &Sources) -> Result<Settings, SettingsError> {
+        let mut r = Reader {
+            sources,
+            problems: Vec::new(),
+        };
+
+        let opencti_url = r.url("OPENCTI_URL");
+        let token = r.secret("OPENCTI_TOKEN");
+        let opencti_ssl = r.bool("OPENCTI_SSL_VERIFY");
+        let json_logging = r.bool("OPENCTI_JSON_LOGGING");
+        let custom_headers = match r.text("OPENCTI_CUSTOM_HEADERS") {
+            Some(h) => match parse_custom_headers(&h) {
+                Ok(v) => Some(v),
+                Err(e) => r.fail("OPENCTI_CUSTOM_HEADERS", e),
+            },
+            None => Some(Vec::new()),
+        };
+
+        let id = r.text("CONNECTOR_ID").and_then(|raw| match Uuid::parse_str(&raw) {
+            Ok(u) => Some(u),
+            Err(_) => r.fail("CONNECTOR_ID", format!("{raw:?} is not a UUID")),
+        });
+        let name = r.string("CONNECTOR_NAME");
+        let scope = r
+            .text("CONNECTOR_SCOPE")
+            .map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let log_level = r.choice("CONNECTOR_LOG_LEVEL").map(|l| match l {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            _ => LogLevel::Error,
+        });
+        let period = r
+            .text("CONNECTOR_DURATION_PERIOD")
+            .and_then(|raw| match parse_period(&raw) {
+                Ok(p) => Some(p),
+                Err(e) => r.fail("CONNECTOR_DURATION_PERIOD", e),
+            });
+        let queue_threshold = r.int("CONNECTOR_QUEUE_THRESHOLD");
+        let run_and_terminate = r.bool("CONNECTOR_RUN_AND_TERMINATE");
+        let queue_protocol = r.choice("CONNECTOR_QUEUE_PROTOCOL").map(|p| match p {
+            "api" => QueueProtocol::Api,
+            _ => QueueProtocol::Amqp,
+        });
+        let send_to_queue = r.bool("CONNECTOR_SEND_TO_QUEUE");
+        let send_to_directory = r.bool("CONNECTOR_SEND_TO_DIRECTORY");
+        let directory_path = r.text("CONNECTOR_SEND_TO_DIRECTORY_PATH").map(PathBuf::from);
+        let directory = match (send_to_directory, directory_path) {
+            (Some(true), Some(p)) => Some(Some(p)),
+            (Some(true), None) => r.fail(
+                "CONNECTOR_SEND_TO_DIRECTORY_PATH",
+                "is required when CONNECTOR_SEND_TO_DIRECTORY is true".into(),
+            ),
+            _ => Some(None),
+        };
+        let retention = r.int("CONNECTOR_SEND_TO_DIRECTORY_RETENTION");
+        let expose_metrics = r.bool("CONNECTOR_EXPOSE_METRICS");
+        let metrics_port = r.int("CONNECTOR_METRICS_PORT");
+
+        let base_url = r.url("ARCSIGHT_INCIDENTS_API_BASE_URL");
+        let username = r.string("ARCSIGHT_INCIDENTS_USERNAME");
+        let password = r.secret("ARCSIGHT_INCIDENTS_PASSWORD");
+        let max_cases = r.int("ARCSIGHT_INCIDENTS_MAX_CASES");
+        let tlp = r
+            .choice("ARCSIGHT_INCIDENTS_TLP_LEVEL")
+            .and_then(|t| t.parse::<Tlp>().ok());
+        let esm_ssl = r.bool("ARCSIGHT_INCIDENTS_SSL_VERIFY");
+        let ca_file = r.text("ARCSIGHT_INCIDENTS_CA_FILE").map(PathBuf::from);
+        if let Some(p) = &ca_file
+            && !p.is_file()
+        {
+            r.fail::<()>(
+                "ARCSIGHT_INCIDENTS_CA_FILE",
+                format!("{} is not a readable file", p.display()),
+            );
+        }
+        let import_observables = r.bool("ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES");
+        let dialect = r.choice("ARCSIGHT_INCIDENTS_API_DIALECT").map(|d| match d {
+            "prefixed" => ApiDialect::Prefixed,
+            "plain" => ApiDialect::Plain,
+            _ => ApiDialect::Auto,
+        });
+        let max_attempts = r.int("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS");
+        let min_wait = r.int("ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT");
+        let max_wait = r.int("ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT");
+        let timeout = r.int("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT");
+        let concurrency = r.int("ARCSIGHT_INCIDENTS_CONCURRENCY");
+        let case_batch = r.int("ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE");
+        let event_batch = r.int("ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE");
+        let page_size = r.int("ARCSIGHT_INCIDENTS_PAGE_SIZE");
+
+        let mq = MqOverrides {
+            host: r.text("MQ_HOST"),
+            port: r.int("MQ_PORT").map(|p| p as u16),
+            vhost: r.text("MQ_VHOST"),
+            use_ssl: r.bool("MQ_USE_SSL"),
+            user: r.text("MQ_USER"),
+            pass: r.secret("MQ_PASS"),
+        };
+
+        if !r.problems.is_empty() {
+            return Err(SettingsError::Invalid(r.problems));
+        }
+        // Every value below was checked above: a `None` here would be a missing problem
+        // report, which the tests guard against.
+        let missing = || SettingsError::Invalid(vec![]);
+        let secs = |n: i64| Duration::from_secs(n as u64);
+        Ok(Settings {
+            opencti: OpenCtiSettings {
+                url: opencti_url.ok_or_else(missing)?,
+                token: token.ok_or_else(missing)?,
+                ssl_verify: opencti_ssl.ok_or_else(missing)?,
+                json_logging: json_logging.ok_or_else(missing)?,
+                custom_headers: custom_headers.ok_or_else(missing)?,
+            },
+            connector: ConnectorSettings {
+                id: id.ok_or_else(missing)?,
+                name: name.ok_or_else(missing)?,
+                scope,
+                log_level: log_level.ok_or_else(missing)?,
+                duration_period: period.ok_or_else(missing)?,
+                queue_threshold_mb: queue_threshold.ok_or_else(missing)? as u64,
+                run_and_terminate: run_and_terminate.ok_or_else(missing)?,
+                queue_protocol: queue_protocol.ok_or_else(missing)?,
+                send_to_queue: send_to_queue.ok_or_else(missing)?,
+                send_to_directory: directory.ok_or_else(missing)?,
+                send_to_directory_retention_days: retention.ok_or_else(missing)? as u32,
+                expose_metrics: expose_metrics.ok_or_else(missing)?,
+                metrics_port: metrics_port.ok_or_else(missing)? as u16,
+            },
+            esm: EsmSettings {
+                base_url: base_url.ok_or_else(missing)?,
+                username: username.ok_or_else(missing)?,
+                password: password.ok_or_else(missing)?,
+                max_cases: max_cases.ok_or_else(missing)? as usize,
+                tlp: tlp.ok_or_else(missing)?,
+                ssl_verify: esm_ssl.ok_or_else(missing)?,
+                ca_file,
+                import_observables: import_observables.ok_or_else(missing)?,
+                dialect: dialect.ok_or_else(missing)?,
+                max_attempts: max_attempts.ok_or_else(missing)? as u32,
+                retry_min_wait: secs(min_wait.ok_or_else(missing)?),
+                retry_max_wait: secs(max_wait.ok_or_else(missing)?),
+                request_timeout: secs(timeout.ok_or_else(missing)?),
+                concurrency: concurrency.ok_or_else(missing)? as usize,
+                case_batch_size: case_batch.ok_or_else(missing)? as usize,
+                event_batch_size: event_batch.ok_or_else(missing)? as usize,
+                page_size: page_size.ok_or_else(missing)? as usize,
+            },
+            mq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        let p = |s: &str| parse_period(s);
+        assert_eq!(p("PT15M"), Ok(Some(Duration::from_secs(900))));
+        assert_eq!(p("PT1H30M"), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(p("P1D"), Ok(Some(Duration::from_secs(86400))));
+        assert_eq!(p("P1W"), Ok(Some(Duration::from_secs(7 * 86400))));
+        assert_eq!(p("pt30s"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(p("0"), Ok(None));
+        for bad in ["PT", "P", "P1M", "P1Y", "15m", "", "PT0S", "P1DT"] {
+            assert!(p(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn booleans() {
+        for t in ["true", "True", "YES", "yes"] {
+            assert_eq!(parse_bool(t), Some(true));
+        }
+        for f in ["false", "False", "NO", "no"] {
+            assert_eq!(parse_bool(f), Some(false));
+        }
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn custom_headers() {
+        assert_eq!(
+            parse_custom_headers("X-A:1; X-B : two:parts;"),
+            Ok(vec![("X-A".into(), "1".into()), ("X-B".into(), "two:parts".into())])
+        );
+        assert!(parse_custom_headers("novalue").is_err());
+    }
+
+    #[test]
+    fn alias_yml_keys() {
+        let def = defs::find("ARCSIGHT_INCIDENTS_API_BASE_URL").unwrap();
+        assert_eq!(yml_key_for_alias(def, "ARCSIGHT_INCIDENTS_URL"), "arcsight_incidents.url");
+    }
+}
