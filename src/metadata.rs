@@ -1,1 +1,253 @@
-//! (metadata: under construction)
+//! `__metadata__/` and the sample configuration, generated from the settings table.
+//!
+//! The OpenCTI connector manager reads `connector_config_schema.json`; operators read
+//! `CONNECTOR_CONFIG_DOC.md` and `config.yml.sample`. Generating all three from
+//! [`crate::settings::DEFS`] (and testing that the committed files equal the generated ones)
+//! means they can never drift from what the code actually reads.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::settings::{DEFS, Def, Kind};
+
+/// Settings the platform's connector manager fills in itself: left out of the manifest schema,
+/// as OpenCTI's own connectors do.
+const MANAGED: &[&str] = &["OPENCTI_URL", "OPENCTI_TOKEN", "CONNECTOR_ID"];
+
+fn schema_type(def: &Def) -> Value {
+    let mut m = Map::new();
+    match def.kind {
+        Kind::Bool => {
+            m.insert("type".into(), "boolean".into());
+        }
+        Kind::Int { min, max } => {
+            m.insert("type".into(), "integer".into());
+            m.insert("minimum".into(), min.into());
+            m.insert("maximum".into(), max.into());
+        }
+        Kind::Enum(values) => {
+            m.insert("type".into(), "string".into());
+            m.insert(
+                "enum".into(),
+                values.iter().map(|v| Value::from(*v)).collect(),
+            );
+        }
+        Kind::Url => {
+            m.insert("type".into(), "string".into());
+            m.insert("format".into(), "uri".into());
+        }
+        Kind::Uuid => {
+            m.insert("type".into(), "string".into());
+            m.insert("format".into(), "uuid".into());
+        }
+        Kind::Duration => {
+            m.insert("type".into(), "string".into());
+            m.insert("format".into(), "duration".into());
+        }
+        Kind::Secret => {
+            m.insert("type".into(), "string".into());
+            m.insert("format".into(), "password".into());
+            m.insert("writeOnly".into(), true.into());
+        }
+        Kind::Text | Kind::Path | Kind::List => {
+            m.insert("type".into(), "string".into());
+        }
+    }
+    m.insert("description".into(), def.description.into());
+    if let Some(d) = def.default {
+        let v = match def.kind {
+            Kind::Bool => Value::Bool(d == "true"),
+            Kind::Int { .. } => d.parse::<i64>().map(Value::from).unwrap_or(d.into()),
+            _ => d.into(),
+        };
+        m.insert("default".into(), v);
+    }
+    Value::Object(m)
+}
+
+/// `__metadata__/connector_config_schema.json`.
+pub fn config_schema() -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for def in DEFS.iter().filter(|d| !MANAGED.contains(&d.env)) {
+        properties.insert(def.env.into(), schema_type(def));
+        if def.required {
+            required.push(Value::from(def.env));
+        }
+    }
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://www.filigran.io/connectors/arcsight-incidents_config.schema.json",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": true,
+    })
+}
+
+/// `__metadata__/connector_manifest.json`.
+pub fn manifest() -> Value {
+    json!({
+        "title": "ArcSight ESM Incidents",
+        "slug": "arcsight-incidents",
+        "description": "Imports ArcSight ESM cases as OpenCTI Case-Incidents and their security events as Incidents, with the events' addresses, host names and user names as observables. Incremental: only new or modified cases are sent.",
+        "short_description": "Import ArcSight ESM cases and security events as incidents.",
+        "logo": "",
+        "use_cases": ["SIEM", "Incident Response"],
+        "verified": false,
+        "last_verified_date": null,
+        "playbook_supported": false,
+        "max_confidence_level": 50,
+        "support_version": ">=6.3.0",
+        "subscription_link": null,
+        "source_code": "https://github.com/arcsight-incidents/arcsight-incidents",
+        "manager_supported": true,
+        "container_version": "rolling",
+        "container_image": "arcsight-incidents/connector-arcsight-incidents",
+        "container_type": "EXTERNAL_IMPORT",
+    })
+}
+
+fn kind_doc(kind: Kind) -> String {
+    match kind {
+        Kind::Text | Kind::Path | Kind::List => "string".into(),
+        Kind::Secret => "string (secret)".into(),
+        Kind::Url => "string (URL)".into(),
+        Kind::Bool => "boolean".into(),
+        Kind::Int { min, max } => format!("integer ({min}..{max})"),
+        Kind::Uuid => "string (UUID)".into(),
+        Kind::Duration => "string (ISO-8601 duration)".into(),
+        Kind::Enum(values) => format!("one of `{}`", values.join("`, `")),
+    }
+}
+
+/// `__metadata__/CONNECTOR_CONFIG_DOC.md`: every setting as a table.
+pub fn config_doc() -> String {
+    let mut out = String::from(
+        "# Connector configuration\n\n\
+         Generated by `arcsight-incidents metadata` from the settings table; do not edit.\n\
+         Environment variables win over `config.yml` keys, key by key. An empty value counts as unset.\n\n\
+         | Environment variable | config.yml key | Type | Required | Default | Description |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for def in DEFS {
+        let name = if def.env_aliases.is_empty() {
+            format!("`{}`", def.env)
+        } else {
+            format!("`{}` (alias `{}`)", def.env, def.env_aliases.join("`, `"))
+        };
+        out.push_str(&format!(
+            "| {name} | `{}` | {} | {} | {} | {} |\n",
+            def.yml,
+            kind_doc(def.kind),
+            if def.required { "yes" } else { "no" },
+            def.default.map(|d| format!("`{d}`")).unwrap_or_default(),
+            def.description.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
+/// `config.yml.sample`: every setting, grouped by section, with comments.
+pub fn config_sample() -> String {
+    let mut out = String::from(
+        "# arcsight-incidents configuration. Every key can also be set by its environment\n\
+         # variable (shown in each comment), which wins over this file.\n",
+    );
+    let mut section = "";
+    for def in DEFS {
+        let (sec, key) = def.yml.split_once('.').unwrap_or(("", def.yml));
+        if sec != section {
+            out.push_str(&format!("\n{sec}:\n"));
+            section = sec;
+        }
+        out.push_str(&format!(
+            "  # {} ({}{})\n",
+            def.description,
+            def.env,
+            if def.required { ", required" } else { "" }
+        ));
+        let value = match (def.default, def.kind, def.required) {
+            (Some(d), Kind::Enum(_) | Kind::Text | Kind::Duration | Kind::List, _) => {
+                format!("'{d}'")
+            }
+            (Some(d), _, _) => d.to_owned(),
+            (None, Kind::Uuid, _) => "'ChangeMe'".into(),
+            (None, _, true) => "'ChangeMe'".into(),
+            (None, _, false) => {
+                out.push_str(&format!("  # {key}:\n"));
+                continue;
+            }
+        };
+        out.push_str(&format!("  {key}: {value}\n"));
+    }
+    out
+}
+
+/// Every generated file, relative to the repository root.
+pub fn files() -> Vec<(&'static str, String)> {
+    let pretty = |v: Value| serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+    vec![
+        ("__metadata__/connector_manifest.json", pretty(manifest())),
+        (
+            "__metadata__/connector_config_schema.json",
+            pretty(config_schema()),
+        ),
+        ("__metadata__/CONNECTOR_CONFIG_DOC.md", config_doc()),
+        ("config.yml.sample", config_sample()),
+    ]
+}
+
+/// Writes every generated file under `root`.
+pub fn write_all(root: &Path) -> std::io::Result<()> {
+    for (rel, text) in files() {
+        let path = root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_write_only_passwords() {
+        let schema = config_schema();
+        let pw = &schema["properties"]["ARCSIGHT_INCIDENTS_PASSWORD"];
+        assert_eq!(pw["format"], "password");
+        assert_eq!(pw["writeOnly"], true);
+        assert_eq!(schema["properties"]["MQ_PASS"]["writeOnly"], true);
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(required.contains(&"ARCSIGHT_INCIDENTS_API_BASE_URL"));
+        assert!(
+            !required.contains(&"OPENCTI_TOKEN"),
+            "the manager provides the platform settings"
+        );
+    }
+
+    #[test]
+    fn the_sample_is_loadable_yaml_with_every_key() {
+        let sample = config_sample();
+        let cfg = config::Config::builder()
+            .add_source(config::File::from_str(&sample, config::FileFormat::Yaml))
+            .build()
+            .unwrap();
+        for def in DEFS.iter().filter(|d| d.default.is_some() || d.required) {
+            assert!(
+                cfg.get::<config::Value>(def.yml).is_ok(),
+                "{} missing",
+                def.yml
+            );
+        }
+    }
+}

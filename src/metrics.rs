@@ -1,1 +1,283 @@
-//! (metrics: under construction)
+//! Prometheus metrics, `/metrics`, `/healthz` and `/readyz`.
+//!
+//! pycti's metric names are kept (dashboards built for the Python connector keep working), and
+//! ours are added beside them. Every log line that matters in the run loop is paired with one of
+//! these counters, so an operator can alert on what the logs say.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// pycti's `state` enum.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RunState {
+    idle,
+    running,
+    stopped,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: RunState,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EsmRequestLabels {
+    pub endpoint: String,
+    pub outcome: String,
+}
+
+/// Every metric the connector exposes.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub bundles_sent: Counter,
+    pub records_sent: Counter,
+    pub runs: Counter,
+    pub ping_api: Counter,
+    pub ping_api_errors: Counter,
+    pub errors: Counter,
+    pub client_errors: Counter,
+    state: Family<StateLabel, Gauge>,
+    pub esm_requests: Family<EsmRequestLabels, Gauge>,
+    pub cases_delivered: Counter,
+    pub cases_failed: Counter,
+    pub runs_skipped: Counter,
+    pub run_duration: Histogram,
+    last_success_unix: Arc<AtomicI64>,
+    last_success_gauge: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            bundles_sent: Counter::default(),
+            records_sent: Counter::default(),
+            runs: Counter::default(),
+            ping_api: Counter::default(),
+            ping_api_errors: Counter::default(),
+            errors: Counter::default(),
+            client_errors: Counter::default(),
+            state: Family::default(),
+            esm_requests: Family::default(),
+            cases_delivered: Counter::default(),
+            cases_failed: Counter::default(),
+            runs_skipped: Counter::default(),
+            run_duration: Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
+            last_success_unix: Arc::new(AtomicI64::new(0)),
+            last_success_gauge: Gauge::default(),
+        };
+        // pycti's names.
+        registry.register(
+            "bundles_sent",
+            "Number of bundles sent",
+            m.bundles_sent.clone(),
+        );
+        registry.register(
+            "records_sent",
+            "Number of STIX objects sent",
+            m.records_sent.clone(),
+        );
+        registry.register("runs", "Number of runs", m.runs.clone());
+        registry.register("ping_api", "Number of pings to the API", m.ping_api.clone());
+        registry.register(
+            "ping_api_errors",
+            "Number of failed pings to the API",
+            m.ping_api_errors.clone(),
+        );
+        registry.register("errors", "Number of errors", m.errors.clone());
+        registry.register(
+            "client_errors",
+            "Number of client (ESM) errors",
+            m.client_errors.clone(),
+        );
+        registry.register("state", "State of the connector", m.state.clone());
+        // Ours.
+        registry.register(
+            "arcsight_esm_requests",
+            "ESM requests by endpoint and outcome (ok, retried, error), as counted by the client",
+            m.esm_requests.clone(),
+        );
+        registry.register(
+            "arcsight_cases_delivered",
+            "Cases delivered to the platform",
+            m.cases_delivered.clone(),
+        );
+        registry.register(
+            "arcsight_cases_failed",
+            "Cases that failed and will be retried",
+            m.cases_failed.clone(),
+        );
+        registry.register(
+            "arcsight_runs_skipped",
+            "Runs skipped because the platform's queue was over the threshold",
+            m.runs_skipped.clone(),
+        );
+        registry.register(
+            "arcsight_run_duration_seconds",
+            "Duration of runs",
+            m.run_duration.clone(),
+        );
+        registry.register(
+            "arcsight_last_success_timestamp_seconds",
+            "Unix time of the last successful run",
+            m.last_success_gauge.clone(),
+        );
+        m.set_state(RunState::idle);
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    /// Mirrors the ESM client's cumulative request count for one endpoint and outcome.
+    pub fn set_esm_requests(&self, endpoint: &str, outcome: &str, total: u64) {
+        self.esm_requests
+            .get_or_create(&EsmRequestLabels {
+                endpoint: endpoint.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_state(&self, s: RunState) {
+        for each in [RunState::idle, RunState::running, RunState::stopped] {
+            self.state
+                .get_or_create(&StateLabel { state: each })
+                .set(i64::from(each == s));
+        }
+    }
+
+    /// Records a successful run ending at `unix` seconds.
+    pub fn record_success(&self, unix: i64) {
+        self.last_success_unix.store(unix, Ordering::Relaxed);
+        self.last_success_gauge.set(unix);
+    }
+
+    /// Ready when the last run succeeded within `window` of `now_unix`.
+    pub fn is_ready(&self, now_unix: i64, window: Duration) -> bool {
+        let last = self.last_success_unix.load(Ordering::Relaxed);
+        last > 0 && now_unix.saturating_sub(last) <= window.as_secs() as i64
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Metrics,
+    ready_window: Duration,
+}
+
+/// The router for `/metrics`, `/healthz`, `/readyz`. `ready_window` is twice the run period.
+pub fn router(metrics: Metrics, ready_window: Duration) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(ServerState {
+            metrics,
+            ready_window,
+        })
+}
+
+async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn ready_handler(State(s): State<ServerState>) -> impl IntoResponse {
+    if s.metrics
+        .is_ready(chrono::Utc::now().timestamp(), s.ready_window)
+    {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no successful run recently",
+        )
+    }
+}
+
+/// Serves the router on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    ready_window: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(metrics, ready_window))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_pycti_names_and_ours() {
+        let m = Metrics::new();
+        m.runs.inc();
+        m.set_state(RunState::running);
+        let text = m.encode();
+        for name in [
+            "bundles_sent_total",
+            "records_sent_total",
+            "runs_total 1",
+            "ping_api_total",
+            "ping_api_errors_total",
+            "errors_total",
+            "client_errors_total",
+            "state{state=\"running\"} 1",
+            "state{state=\"idle\"} 0",
+            "arcsight_cases_delivered_total",
+            "arcsight_run_duration_seconds_bucket",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn readiness_needs_a_recent_success() {
+        let m = Metrics::new();
+        assert!(!m.is_ready(1000, Duration::from_secs(60)));
+        m.record_success(1000);
+        assert!(m.is_ready(1050, Duration::from_secs(60)));
+        assert!(!m.is_ready(1061, Duration::from_secs(60)));
+    }
+}

@@ -1,1 +1,41 @@
-//! (telemetry: under construction)
+//! Logging: JSON lines (the default, as pycti) or human-readable text, at the configured level.
+//!
+//! Dependencies log at `warn` at most unless `RUST_LOG` says otherwise: at debug level, HTTP and
+//! AMQP libraries print connection details we do not control, and the rule is that no log line
+//! ever carries a credential, a token or a URL holding one.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::LogLevel;
+
+/// The filter for `level`: ours at `level`, everything else at `warn` (or quieter).
+pub fn filter(level: LogLevel) -> EnvFilter {
+    if let Ok(explicit) = std::env::var("RUST_LOG")
+        && !explicit.trim().is_empty()
+    {
+        return EnvFilter::new(explicit);
+    }
+    let deps = match level {
+        LogLevel::Error => "error",
+        _ => "warn",
+    };
+    EnvFilter::new(format!("{deps},arcsight_incidents={}", level.as_filter()))
+}
+
+/// Installs the global subscriber; a second call is a no-op (tests and subcommands may both
+/// try).
+pub fn init(json: bool, level: LogLevel) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -98,7 +98,8 @@ fn severity_comparable(input: Option<&Value>) -> bool {
 }
 
 fn first_present<'a>(obj: &'a Value, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().find_map(|k| obj.get(*k).filter(|v| !v.is_null()))
+    keys.iter()
+        .find_map(|k| obj.get(*k).filter(|v| !v.is_null()))
 }
 
 fn convert_line(line: &Value, import_observables: bool) -> Vec<Value> {
@@ -138,7 +139,11 @@ fn converter_matches_the_reference_field_by_field() {
         let expected = line["objects"].as_array().expect("objects");
         let mut case_failures = Vec::new();
         if ours.len() != expected.len() {
-            case_failures.push(format!("{} objects, reference {}", ours.len(), expected.len()));
+            case_failures.push(format!(
+                "{} objects, reference {}",
+                ours.len(),
+                expected.len()
+            ));
         }
         for (i, (o, e)) in ours.iter().zip(expected).enumerate() {
             let ty = e["type"].as_str().unwrap_or_default();
@@ -155,7 +160,11 @@ fn converter_matches_the_reference_field_by_field() {
             };
             for f in fields {
                 if o.get(f) != e.get(f) {
-                    case_failures.push(format!("object {i} ({ty}) {f}: ours {:?}, reference {:?}", o.get(f), e.get(f)));
+                    case_failures.push(format!(
+                        "object {i} ({ty}) {f}: ours {:?}, reference {:?}",
+                        o.get(f),
+                        e.get(f)
+                    ));
                 }
             }
             let sev_input = match ty {
@@ -163,13 +172,19 @@ fn converter_matches_the_reference_field_by_field() {
                     let event_index = ours[..i].iter().filter(|x| x["type"] == "incident").count();
                     first_present(&line["events"][event_index], &["priority", "agentSeverity"])
                 }
-                "case-incident" => first_present(&line["case"], &["consequenceSeverity", "severity"]),
+                "case-incident" => {
+                    first_present(&line["case"], &["consequenceSeverity", "severity"])
+                }
                 _ => None,
             };
             if severity_comparable(sev_input) {
                 for f in ["severity", "priority"] {
                     if o.get(f) != e.get(f) {
-                        case_failures.push(format!("object {i} ({ty}) {f}: ours {:?}, reference {:?}", o.get(f), e.get(f)));
+                        case_failures.push(format!(
+                            "object {i} ({ty}) {f}: ours {:?}, reference {:?}",
+                            o.get(f),
+                            e.get(f)
+                        ));
                     }
                 }
             }
@@ -180,7 +195,11 @@ fn converter_matches_the_reference_field_by_field() {
             failures.push(format!("case #{n}:\n  {}", case_failures.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "{matched} of 40 cases match:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{matched} of 40 cases match:\n{}",
+        failures.join("\n")
+    );
     assert_eq!(matched, 40);
 }
 
@@ -190,21 +209,40 @@ fn with_observables_the_reference_objects_are_unchanged_but_for_object_refs() {
     for (n, line) in lines.iter().enumerate() {
         let plain = convert_line(line, false);
         let rich = convert_line(line, true);
-        let by_id: HashMap<&str, &Value> = rich.iter().map(|o| (o["id"].as_str().unwrap(), o)).collect();
+        let by_id: HashMap<&str, &Value> = rich
+            .iter()
+            .map(|o| (o["id"].as_str().unwrap(), o))
+            .collect();
         for o in &plain {
             let id = o["id"].as_str().unwrap();
-            let r = by_id.get(id).unwrap_or_else(|| panic!("case #{n}: {id} missing with observables"));
+            let r = by_id
+                .get(id)
+                .unwrap_or_else(|| panic!("case #{n}: {id} missing with observables"));
             if o["type"] == "case-incident" {
                 let mut a = o.clone();
                 let mut b = (*r).clone();
                 a.as_object_mut().unwrap().remove("object_refs");
-                let refs = b.as_object_mut().unwrap().remove("object_refs").unwrap_or_default();
+                let refs = b
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("object_refs")
+                    .unwrap_or_default();
                 assert_eq!(a, b, "case #{n}");
                 // Every other object of the bundle but the author and the marking is listed.
-                let listed: Vec<&str> = refs.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                let listed: Vec<&str> = refs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
                 let contained: Vec<&str> = rich
                     .iter()
-                    .filter(|x| !matches!(x["type"].as_str(), Some("case-incident" | "identity" | "marking-definition")))
+                    .filter(|x| {
+                        !matches!(
+                            x["type"].as_str(),
+                            Some("case-incident" | "identity" | "marking-definition")
+                        )
+                    })
                     .map(|x| x["id"].as_str().unwrap())
                     .collect();
                 assert_eq!(listed, contained, "case #{n}");
@@ -225,5 +263,8 @@ fn conversion_is_byte_identical_across_runs() {
     }
     // The author and marking carry fixed timestamps (the reference stamps "now").
     let author = StixObject::Identity(stix::Identity::arcsight_author());
-    assert_eq!(serde_json::to_value(&author).unwrap()["created"], stix::AUTHOR_CREATED);
+    assert_eq!(
+        serde_json::to_value(&author).unwrap()["created"],
+        stix::AUTHOR_CREATED
+    );
 }

@@ -61,7 +61,8 @@ pub fn convert_lines(
 }
 
 fn convert_one(line: &str, default_tlp: Tlp, import_observables: bool) -> Result<String, String> {
-    let parsed: Line = serde_json::from_str(line).map_err(|e| format!("not a JSON object with a \"case\": {e}"))?;
+    let parsed: Line = serde_json::from_str(line)
+        .map_err(|e| format!("not a JSON object with a \"case\": {e}"))?;
     let tlp = match parsed.tlp.as_deref() {
         Some(t) => t.parse::<Tlp>().map_err(|e| format!("\"tlp\": {e}"))?,
         None => default_tlp,
@@ -70,9 +71,14 @@ fn convert_one(line: &str, default_tlp: Tlp, import_observables: bool) -> Result
     let events: Vec<SecurityEvent> = as_list(Some(&parsed.events))
         .into_iter()
         .enumerate()
-        .map(|(i, e)| SecurityEvent::from_value(e).ok_or(format!("event #{} is not a JSON object", i + 1)))
+        .map(|(i, e)| {
+            SecurityEvent::from_value(e).ok_or(format!("event #{} is not a JSON object", i + 1))
+        })
         .collect::<Result<_, _>>()?;
-    let converter = Converter::new(ConvertOptions { tlp, import_observables });
+    let converter = Converter::new(ConvertOptions {
+        tlp,
+        import_observables,
+    });
     let bundle = converter.case_bundle(&case, &events);
     serde_json::to_string(&bundle).map_err(|e| format!("cannot serialise the bundle: {e}"))
 }
@@ -85,26 +91,50 @@ mod tests {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let s = convert_lines(input.as_bytes(), &mut out, &mut err, tlp, true).unwrap();
-        (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap(), s)
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+            s,
+        )
     }
 
     #[test]
     fn bad_lines_are_reported_and_skipped() {
         let input = "{\"case\":{\"name\":\"a\"}}\nnot json\n\n{\"case\":5}\n{\"case\":{},\"tlp\":\"purple\"}\n{\"case\":{\"name\":\"b\"},\"events\":{\"eventId\":1}}\n";
         let (out, err, s) = run(input, Tlp::Amber);
-        assert_eq!(s, Summary { converted: 2, failed: 3 });
+        assert_eq!(
+            s,
+            Summary {
+                converted: 2,
+                failed: 3
+            }
+        );
         assert_eq!(out.lines().count(), 2);
         let err_lines: Vec<&str> = err.lines().collect();
         assert!(err_lines[0].starts_with("line 2: "), "{err}");
         assert!(err_lines[1].starts_with("line 4: "), "{err}");
-        assert!(err_lines[2].starts_with("line 5: \"tlp\": \"purple\" is not one of"), "{err}");
+        assert!(
+            err_lines[2].starts_with("line 5: \"tlp\": \"purple\" is not one of"),
+            "{err}"
+        );
     }
 
     #[test]
     fn line_tlp_wins_over_the_default() {
         let (out, _, _) = run("{\"case\":{},\"tlp\":\"red\"}\n{\"case\":{}}\n", Tlp::Green);
-        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let marking = |v: &Value| v["objects"].as_array().unwrap().iter().find(|o| o["type"] == "marking-definition").unwrap()["id"].clone();
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let marking = |v: &Value| {
+            v["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["type"] == "marking-definition")
+                .unwrap()["id"]
+                .clone()
+        };
         assert_eq!(marking(&lines[0]), Tlp::Red.marking_id());
         assert_eq!(marking(&lines[1]), Tlp::Green.marking_id());
     }

@@ -15,7 +15,12 @@ use crate::stix::Tlp;
 #[command(name = "arcsight-incidents", version, about = "Imports ArcSight ESM cases into OpenCTI", long_about = None)]
 pub struct Cli {
     /// config.yml to read (environment variables win over it, key by key).
-    #[arg(long, global = true, env = "CONNECTOR_CONFIG_FILE", default_value = "config.yml")]
+    #[arg(
+        long,
+        global = true,
+        env = "CONNECTOR_CONFIG_FILE",
+        default_value = "config.yml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -38,6 +43,12 @@ pub enum Command {
     },
     /// Check the settings and print one line per problem.
     CheckSettings,
+    /// Regenerate `__metadata__/` and `config.yml.sample` from the settings table.
+    Metadata {
+        /// Repository root to write into.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 fn parse_tlp(s: &str) -> Result<Tlp, String> {
@@ -51,7 +62,18 @@ pub const EXIT_SETTINGS: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Convert { file, tlp, no_observables } => run_convert(file, tlp, !no_observables),
+        Command::Convert {
+            file,
+            tlp,
+            no_observables,
+        } => run_convert(file, tlp, !no_observables),
+        Command::Metadata { root } => match crate::metadata::write_all(&root) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("metadata: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckSettings | Command::Run => match load_settings(&cli.config) {
             Ok(_) => ExitCode::SUCCESS,
             Err(code) => code,

@@ -207,8 +207,12 @@ impl Converter {
             x_opencti_created_by_ref: Some(self.author_id.clone()),
         };
         match ep.ip {
-            Some(IpAddr::V4(ip)) => out.push(StixObject::Ipv4Addr(value("ipv4-addr", ip.to_string()))),
-            Some(IpAddr::V6(ip)) => out.push(StixObject::Ipv6Addr(value("ipv6-addr", ip.to_string()))),
+            Some(IpAddr::V4(ip)) => {
+                out.push(StixObject::Ipv4Addr(value("ipv4-addr", ip.to_string())))
+            }
+            Some(IpAddr::V6(ip)) => {
+                out.push(StixObject::Ipv6Addr(value("ipv6-addr", ip.to_string())))
+            }
             None => {}
         }
         if let Some(host) = &ep.host_name {
@@ -274,8 +278,16 @@ mod tests {
         assert_eq!(
             types,
             [
-                "incident", "ipv4-addr", "relationship", "user-account", "relationship",
-                "ipv4-addr", "relationship", "hostname", "relationship", "case-incident"
+                "incident",
+                "ipv4-addr",
+                "relationship",
+                "user-account",
+                "relationship",
+                "ipv4-addr",
+                "relationship",
+                "hostname",
+                "relationship",
+                "case-incident"
             ]
         );
         let StixObject::CaseIncident(ci) = objects.last().unwrap() else {
@@ -299,7 +311,9 @@ mod tests {
     #[test]
     fn first_and_last_seen_come_from_start_and_end() {
         let conv = Converter::new(ConvertOptions::default());
-        let inc = conv.incident(&event(json!({"startTime": 1000000000000i64, "endTime": 1000000001000i64})));
+        let inc = conv.incident(&event(
+            json!({"startTime": 1000000000000i64, "endTime": 1000000001000i64}),
+        ));
         assert_eq!(inc.first_seen.as_deref(), Some("2001-09-09T01:46:40.000Z"));
         assert_eq!(inc.last_seen.as_deref(), Some("2001-09-09T01:46:41.000Z"));
         assert_eq!(inc.created, "2001-09-09T01:46:41.000Z");

@@ -123,9 +123,11 @@ fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {
     let dt = iso8601::datetime(s.trim()).ok()?;
     let date = match dt.date {
         iso8601::Date::YMD { year, month, day } => NaiveDate::from_ymd_opt(year, month, day)?,
-        iso8601::Date::Week { year, ww, d } => {
-            NaiveDate::from_isoywd_opt(year, ww, chrono::Weekday::try_from((d as u8).checked_sub(1)?).ok()?)?
-        }
+        iso8601::Date::Week { year, ww, d } => NaiveDate::from_isoywd_opt(
+            year,
+            ww,
+            chrono::Weekday::try_from((d as u8).checked_sub(1)?).ok()?,
+        )?,
         iso8601::Date::Ordinal { year, ddd } => NaiveDate::from_yo_opt(year, ddd)?,
     };
     let t = dt.time;
@@ -144,8 +146,9 @@ fn first_present_time(obj: &Map<String, Value>, keys: &[&str]) -> Option<DateTim
 }
 
 /// STIX severity vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Severity {
+    #[default]
     Low,
     Medium,
     High,
@@ -246,7 +249,12 @@ impl Case {
         let event_ids = ["eventIDs", "eventIds", "events", "baseEventIds"]
             .iter()
             .find(|k| obj.contains_key(**k))
-            .map(|k| as_list(obj.get(*k)).into_iter().filter_map(as_i64).collect())
+            .map(|k| {
+                as_list(obj.get(*k))
+                    .into_iter()
+                    .filter_map(as_i64)
+                    .collect()
+            })
             .unwrap_or_default();
         Some(Case {
             external_id,
@@ -289,9 +297,15 @@ impl Endpoint {
         let obj = v.as_object()?;
         let from_bytes = present(obj, "addressAsBytes")
             .and_then(Value::as_str)
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+            .and_then(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+            })
             .and_then(|bytes| match bytes.len() {
-                4 => Some(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
+                4 => Some(IpAddr::V4(Ipv4Addr::new(
+                    bytes[0], bytes[1], bytes[2], bytes[3],
+                ))),
                 16 => {
                     let arr: [u8; 16] = bytes.try_into().ok()?;
                     Some(IpAddr::V6(Ipv6Addr::from(arr)))
@@ -424,21 +438,32 @@ mod tests {
     #[test]
     fn timestamps_follow_the_reference() {
         let ts = |v: Value| parse_timestamp(&v).map(|t| crate::stix::format_timestamp(&t));
-        assert_eq!(ts(json!(1708770826)).as_deref(), Some("2024-02-24T10:33:46.000Z"));
-        assert_eq!(ts(json!("1709490150160")).as_deref(), Some("2024-03-03T18:22:30.160Z"));
+        assert_eq!(
+            ts(json!(1708770826)).as_deref(),
+            Some("2024-02-24T10:33:46.000Z")
+        );
+        assert_eq!(
+            ts(json!("1709490150160")).as_deref(),
+            Some("2024-03-03T18:22:30.160Z")
+        );
         assert_eq!(
             ts(json!("2024-05-02T10:20:30.123+02:00")).as_deref(),
             Some("2024-05-02T08:20:30.123Z")
         );
-        assert_eq!(ts(json!("2024-05-01T10:20:30")).as_deref(), Some("2024-05-01T10:20:30.000Z"));
+        assert_eq!(
+            ts(json!("2024-05-01T10:20:30")).as_deref(),
+            Some("2024-05-01T10:20:30.000Z")
+        );
         assert_eq!(ts(json!("garbage")), None);
         assert_eq!(ts(json!({"year": 2019})), None);
     }
 
     #[test]
     fn a_present_but_bad_time_does_not_fall_through() {
-        let e = SecurityEvent::from_value(&json!({"endTime": "garbage", "startTime": 1708648102422i64}))
-            .unwrap();
+        let e = SecurityEvent::from_value(
+            &json!({"endTime": "garbage", "startTime": 1708648102422i64}),
+        )
+        .unwrap();
         assert_eq!(e.time, None);
         assert!(e.start_time.is_some());
     }
@@ -455,7 +480,8 @@ mod tests {
         assert_eq!(src.user_name.as_deref(), Some("TEST"));
         let dst = e.destination.unwrap();
         assert_eq!(dst.ip, Some("192.168.1.10".parse().unwrap()));
-        let v6 = Endpoint::from_value(&json!({"addressAsBytes": "IAENuAAAAAAAAAAAAAAAAQ=="})).unwrap();
+        let v6 =
+            Endpoint::from_value(&json!({"addressAsBytes": "IAENuAAAAAAAAAAAAAAAAQ=="})).unwrap();
         assert_eq!(v6.ip, Some("2001:db8::1".parse().unwrap()));
         let int = Endpoint::from_value(&json!({"address": 170524911})).unwrap();
         assert_eq!(int.ip, Some("10.42.0.239".parse().unwrap()));

@@ -190,7 +190,10 @@ impl Sources {
 
     /// Explicit sources, for tests and tools: `env` as the environment, `yml` as config.yml
     /// text.
-    pub fn new(env: HashMap<String, String>, yml_text: Option<&str>) -> Result<Sources, SettingsError> {
+    pub fn new(
+        env: HashMap<String, String>,
+        yml_text: Option<&str>,
+    ) -> Result<Sources, SettingsError> {
         let yml = match yml_text {
             Some(text) => parse_yml(text, Path::new("config.yml"))?,
             None => HashMap::new(),
@@ -217,7 +220,10 @@ impl Sources {
 fn yml_key_for_alias(def: &Def, alias: &str) -> String {
     let section = def.yml.split('.').next().unwrap_or_default();
     let prefix = format!("{}_", section.to_ascii_uppercase());
-    let key = alias.strip_prefix(&prefix).unwrap_or(alias).to_ascii_lowercase();
+    let key = alias
+        .strip_prefix(&prefix)
+        .unwrap_or(alias)
+        .to_ascii_lowercase();
     format!("{section}.{key}")
 }
 
@@ -284,7 +290,10 @@ impl Reader<'_> {
     /// The raw value, or the default; records a problem when a required one is missing.
     fn text(&mut self, name: &'static str) -> Option<String> {
         let def = Self::def(name);
-        let raw = self.sources.raw(def).or_else(|| def.default.map(str::to_owned));
+        let raw = self
+            .sources
+            .raw(def)
+            .or_else(|| def.default.map(str::to_owned));
         if raw.is_none() && def.required {
             self.problems.push(Problem {
                 name,
@@ -327,7 +336,10 @@ impl Reader<'_> {
             }
             Ok(u) => self.fail(
                 name,
-                format!("must be an http:// or https:// URL with a host (got scheme {:?})", u.scheme()),
+                format!(
+                    "must be an http:// or https:// URL with a host (got scheme {:?})",
+                    u.scheme()
+                ),
             ),
             // Never echo the URL: it may carry a password.
             Err(e) => self.fail(name, format!("is not a valid URL ({e})")),
@@ -338,7 +350,10 @@ impl Reader<'_> {
         let raw = self.text(name)?;
         match parse_bool(&raw) {
             Some(b) => Some(b),
-            None => self.fail(name, format!("{raw:?} is not a boolean (true, false, yes, no)")),
+            None => self.fail(
+                name,
+                format!("{raw:?} is not a boolean (true, false, yes, no)"),
+            ),
         }
     }
 
@@ -415,10 +430,17 @@ pub fn parse_custom_headers(s: &str) -> Result<Vec<(String, String)>, String> {
             continue;
         }
         let Some((name, value)) = part.split_once(':') else {
-            return Err(format!("header #{} has no ':' between name and value", i + 1));
+            return Err(format!(
+                "header #{} has no ':' between name and value",
+                i + 1
+            ));
         };
         let name = name.trim();
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(format!("header #{} has an invalid name", i + 1));
         }
         out.push((name.to_owned(), value.trim().to_owned()));
@@ -451,10 +473,12 @@ impl Settings {
             None => Some(Vec::new()),
         };
 
-        let id = r.text("CONNECTOR_ID").and_then(|raw| match Uuid::parse_str(&raw) {
-            Ok(u) => Some(u),
-            Err(_) => r.fail("CONNECTOR_ID", format!("{raw:?} is not a UUID")),
-        });
+        let id = r
+            .text("CONNECTOR_ID")
+            .and_then(|raw| match Uuid::parse_str(&raw) {
+                Ok(u) => Some(u),
+                Err(_) => r.fail("CONNECTOR_ID", format!("{raw:?} is not a UUID")),
+            });
         let name = r.string("CONNECTOR_NAME");
         let scope = r
             .text("CONNECTOR_SCOPE")
@@ -485,7 +509,9 @@ impl Settings {
         });
         let send_to_queue = r.bool("CONNECTOR_SEND_TO_QUEUE");
         let send_to_directory = r.bool("CONNECTOR_SEND_TO_DIRECTORY");
-        let directory_path = r.text("CONNECTOR_SEND_TO_DIRECTORY_PATH").map(PathBuf::from);
+        let directory_path = r
+            .text("CONNECTOR_SEND_TO_DIRECTORY_PATH")
+            .map(PathBuf::from);
         let directory = match (send_to_directory, directory_path) {
             (Some(true), Some(p)) => Some(Some(p)),
             (Some(true), None) => r.fail(
@@ -626,7 +652,10 @@ mod tests {
     fn custom_headers() {
         assert_eq!(
             parse_custom_headers("X-A:1; X-B : two:parts;"),
-            Ok(vec![("X-A".into(), "1".into()), ("X-B".into(), "two:parts".into())])
+            Ok(vec![
+                ("X-A".into(), "1".into()),
+                ("X-B".into(), "two:parts".into())
+            ])
         );
         assert!(parse_custom_headers("novalue").is_err());
     }
@@ -634,6 +663,9 @@ mod tests {
     #[test]
     fn alias_yml_keys() {
         let def = defs::find("ARCSIGHT_INCIDENTS_API_BASE_URL").unwrap();
-        assert_eq!(yml_key_for_alias(def, "ARCSIGHT_INCIDENTS_URL"), "arcsight_incidents.url");
+        assert_eq!(
+            yml_key_for_alias(def, "ARCSIGHT_INCIDENTS_URL"),
+            "arcsight_incidents.url"
+        );
     }
 }

@@ -85,7 +85,10 @@ impl Tlp {
 
     /// Parses a marking name (`TLP:GREEN`, any case).
     pub fn from_marking_name(name: &str) -> Option<Tlp> {
-        let rest = name.get(..4)?.eq_ignore_ascii_case("tlp:").then(|| &name[4..])?;
+        let rest = name
+            .get(..4)?
+            .eq_ignore_ascii_case("tlp:")
+            .then(|| &name[4..])?;
         rest.parse().ok()
     }
 

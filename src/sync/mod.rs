@@ -1,1 +1,14 @@
-//! (sync: under construction)
+//! The run loop: selection by watermark, pages, state, works, schedule, shutdown.
+//!
+//! The only module that knows the order of the steps; each step (ESM client, converter,
+//! delivery, platform) knows nothing of the ones after it.
+
+pub mod run;
+pub mod schedule;
+pub mod state;
+
+pub use run::{CaseSource, RunConfig, RunReport, Sink, Tracker, run_once};
+pub use state::State;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,393 @@
+//! The run's invariants against in-memory fakes (the end-to-end tests in `tests/` check the same
+//! against the ESM simulator, a simulated platform and the real RabbitMQ).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use super::run::{CaseSource, RunConfig, RunReport, Sink, Tracker, run_once};
+use super::schedule::{Shutdown, shutdown_pair};
+use super::state::State;
+use crate::convert::{ConvertOptions, Converter};
+use crate::esm::model::EventId;
+use crate::stix::{Bundle, StixObject};
+
+#[derive(Default)]
+struct FakeEsm {
+    cases: Mutex<BTreeMap<String, Value>>,
+    events: Mutex<HashMap<EventId, Value>>,
+    failing_cases: Mutex<HashSet<String>>,
+    failing_events: Mutex<HashSet<EventId>>,
+    logins: Mutex<usize>,
+    logouts: Mutex<usize>,
+    /// When set, fetching events signals `entered` and then never answers.
+    hang_events: bool,
+    entered: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl FakeEsm {
+    fn with_cases(n: usize, events_per_case: usize) -> FakeEsm {
+        let esm = FakeEsm::default();
+        for c in 0..n {
+            esm.put_case(c, 1_700_000_000_000 + (c as i64 % 3), events_per_case);
+        }
+        esm
+    }
+
+    fn put_case(&self, c: usize, modified: i64, events_per_case: usize) {
+        let ids: Vec<EventId> = (0..events_per_case)
+            .map(|e| (c * 100 + e) as EventId + 9_007_199_254_740_993)
+            .collect();
+        for id in &ids {
+            self.events.lock().unwrap().insert(*id, json!({"eventId": id, "name": format!("event {id}"), "endTime": 1_700_000_000_000i64}));
+        }
+        self.cases.lock().unwrap().insert(
+            format!("case-{c:03}"),
+            json!({"resourceid": format!("case-{c:03}"), "name": format!("Case {c}"),
+                   "createdTimestamp": 1_690_000_000_000i64, "modifiedTimestamp": modified, "eventIDs": ids}),
+        );
+    }
+
+    fn touch(&self, c: usize, modified: i64) {
+        let mut cases = self.cases.lock().unwrap();
+        let case = cases.get_mut(&format!("case-{c:03}")).unwrap();
+        case["modifiedTimestamp"] = json!(modified);
+    }
+}
+
+impl CaseSource for FakeEsm {
+    async fn login(&self) -> Result<(), String> {
+        *self.logins.lock().unwrap() += 1;
+        Ok(())
+    }
+    async fn logout(&self) {
+        *self.logouts.lock().unwrap() += 1;
+    }
+    async fn find_all_ids(&self) -> Result<Vec<String>, String> {
+        Ok(self.cases.lock().unwrap().keys().cloned().collect())
+    }
+    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, String>)> {
+        let cases = self.cases.lock().unwrap();
+        let failing = self.failing_cases.lock().unwrap();
+        ids.iter()
+            .map(|id| {
+                let r = if failing.contains(id) {
+                    Err("503".to_owned())
+                } else {
+                    cases.get(id).cloned().ok_or_else(|| "unknown".to_owned())
+                };
+                (id.clone(), r)
+            })
+            .collect()
+    }
+    async fn get_events(
+        &self,
+        ids: &[EventId],
+    ) -> (HashMap<EventId, Value>, HashMap<EventId, String>) {
+        let events = self.events.lock().unwrap();
+        let failing = self.failing_events.lock().unwrap();
+        let mut ok = HashMap::new();
+        let mut failed = HashMap::new();
+        for id in ids {
+            if failing.contains(id) {
+                failed.insert(*id, "HTML error page".to_owned());
+            } else if let Some(e) = events.get(id) {
+                ok.insert(*id, e.clone());
+            }
+        }
+        (ok, failed)
+    }
+}
+
+#[derive(Default)]
+struct FakeSink {
+    bundles: Vec<Bundle>,
+    fail: bool,
+    opened: usize,
+    closed: usize,
+}
+
+impl FakeSink {
+    fn case_ids(&self) -> Vec<String> {
+        self.bundles
+            .iter()
+            .flat_map(|b| b.objects.iter())
+            .filter_map(|o| match o {
+                StixObject::CaseIncident(c) => c
+                    .external_references
+                    .first()
+                    .and_then(|r| r.external_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Sink for FakeSink {
+    fn open_dyn(&mut self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        self.opened += 1;
+        Box::pin(async { Ok(()) })
+    }
+    fn expectations_dyn(&self, bundle: &Bundle) -> u64 {
+        bundle.objects.len() as u64
+    }
+    fn deliver_dyn<'a>(
+        &'a mut self,
+        bundle: &'a Bundle,
+        _work_id: Option<&'a str>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
+        Box::pin(async move {
+            if self.fail {
+                return Err("broker refused the connection".into());
+            }
+            self.bundles.push(bundle.clone());
+            Ok(bundle.objects.len() as u64)
+        })
+    }
+    fn close_dyn(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.closed += 1;
+        Box::pin(async {})
+    }
+}
+
+#[derive(Default)]
+struct FakeTracker {
+    works: Mutex<Vec<(String, u64, Option<(String, bool)>)>>,
+    saved: Mutex<Vec<State>>,
+}
+
+impl Tracker for FakeTracker {
+    async fn work_add(&self, _name: &str) -> Result<Option<String>, String> {
+        let mut w = self.works.lock().unwrap();
+        let id = format!("work-{}", w.len() + 1);
+        w.push((id.clone(), 0, None));
+        Ok(Some(id))
+    }
+    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), String> {
+        let mut w = self.works.lock().unwrap();
+        w.iter_mut().find(|x| x.0 == work_id).unwrap().1 += n;
+        Ok(())
+    }
+    async fn work_done(&self, work_id: &str, message: &str, in_error: bool) {
+        let mut w = self.works.lock().unwrap();
+        w.iter_mut().find(|x| x.0 == work_id).unwrap().2 = Some((message.to_owned(), in_error));
+    }
+    async fn save_state(&self, state: &State) -> Result<Option<State>, String> {
+        self.saved.lock().unwrap().push(state.clone());
+        Ok(None)
+    }
+}
+
+struct Harness {
+    esm: FakeEsm,
+    sink: FakeSink,
+    tracker: FakeTracker,
+    state: Mutex<State>,
+    converter: Converter,
+    cfg: RunConfig,
+}
+
+impl Harness {
+    fn new(esm: FakeEsm, max_cases: usize, page_size: usize) -> Harness {
+        Harness {
+            esm,
+            sink: FakeSink::default(),
+            tracker: FakeTracker::default(),
+            state: Mutex::new(State::default()),
+            converter: Converter::new(ConvertOptions::default()),
+            cfg: RunConfig {
+                max_cases,
+                page_size,
+                friendly_name: "test run".into(),
+            },
+        }
+    }
+
+    async fn run(&mut self) -> RunReport {
+        self.run_until(None).await
+    }
+
+    async fn run_until(&mut self, shutdown: Option<&Shutdown>) -> RunReport {
+        let mut sinks: [&mut dyn Sink; 1] = [&mut self.sink];
+        run_once(
+            &self.esm,
+            &mut sinks,
+            &self.tracker,
+            &self.converter,
+            &self.state,
+            &self.cfg,
+            shutdown,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn first_run_imports_everything_page_by_page_then_nothing() {
+    let mut h = Harness::new(FakeEsm::with_cases(7, 2), 100, 3);
+    let r = h.run().await;
+    assert_eq!(
+        (r.cases_seen, r.cases_delivered, r.cases_failed, r.pages),
+        (7, 7, 0, 3)
+    );
+    let mut ids = h.sink.case_ids();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0..7).map(|c| format!("case-{c:03}")).collect::<Vec<_>>()
+    );
+    // Every page carries the author and the marking, and its cases' incidents.
+    for b in &h.sink.bundles {
+        assert!(
+            b.objects
+                .iter()
+                .any(|o| matches!(o, StixObject::Identity(_)))
+        );
+        assert!(
+            b.objects
+                .iter()
+                .any(|o| matches!(o, StixObject::MarkingDefinition(_)))
+        );
+    }
+    // One work, expectations announced for every message, closed without error.
+    let works = h.tracker.works.lock().unwrap().clone();
+    assert_eq!(works.len(), 1);
+    assert_eq!(works[0].1, r.messages);
+    assert_eq!(works[0].2.as_ref().unwrap().1, false);
+    // The state was saved after each page.
+    assert_eq!(h.tracker.saved.lock().unwrap().len(), 3);
+    assert_eq!(
+        (
+            *h.esm.logins.lock().unwrap(),
+            *h.esm.logouts.lock().unwrap()
+        ),
+        (1, 1)
+    );
+
+    let before = h.sink.bundles.len();
+    let r2 = h.run().await;
+    assert_eq!(
+        (r2.cases_changed, r2.messages, r2.work_id.clone()),
+        (0, 0, None)
+    );
+    assert_eq!(h.sink.bundles.len(), before);
+    assert_eq!(
+        h.tracker.works.lock().unwrap().len(),
+        1,
+        "no work when nothing changed"
+    );
+    assert_eq!(*h.esm.logouts.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn max_cases_spreads_the_import_over_runs_without_skipping() {
+    let mut h = Harness::new(FakeEsm::with_cases(11, 1), 4, 2);
+    let mut delivered = Vec::new();
+    for _ in 0..11usize.div_ceil(4) {
+        let before = h.sink.bundles.len();
+        h.run().await;
+        delivered.extend(
+            FakeSink {
+                bundles: h.sink.bundles[before..].to_vec(),
+                ..FakeSink::default()
+            }
+            .case_ids(),
+        );
+    }
+    let unique: HashSet<_> = delivered.iter().collect();
+    assert_eq!(unique.len(), 11);
+    assert_eq!(delivered.len(), 11, "nothing delivered twice");
+    assert_eq!(h.run().await.cases_changed, 0);
+}
+
+#[tokio::test]
+async fn a_failing_case_is_retried_and_does_not_stop_the_others() {
+    let esm = FakeEsm::with_cases(5, 2);
+    let poisoned: EventId = 9_007_199_254_740_993 + 200; // first event of case 2
+    esm.failing_events.lock().unwrap().insert(poisoned);
+    esm.failing_cases.lock().unwrap().insert("case-004".into());
+    let mut h = Harness::new(esm, 100, 100);
+    let r = h.run().await;
+    assert_eq!((r.cases_delivered, r.cases_failed), (3, 2));
+    assert!(!h.sink.case_ids().contains(&"case-002".to_owned()));
+    let works = h.tracker.works.lock().unwrap().clone();
+    assert_eq!(works[0].2.as_ref().unwrap().1, true, "work closed in error");
+
+    // Still failing: retried again, the others are not re-sent.
+    let r = h.run().await;
+    assert_eq!((r.cases_selected, r.cases_delivered), (1, 0));
+    // Once the fault clears, the two cases arrive.
+    h.esm.failing_events.lock().unwrap().clear();
+    h.esm.failing_cases.lock().unwrap().clear();
+    let before = h.sink.bundles.len();
+    let r = h.run().await;
+    assert_eq!((r.cases_delivered, r.cases_failed), (2, 0));
+    let mut late = FakeSink {
+        bundles: h.sink.bundles[before..].to_vec(),
+        ..FakeSink::default()
+    }
+    .case_ids();
+    late.sort();
+    assert_eq!(late, ["case-002", "case-004"]);
+    assert_eq!(h.run().await.cases_changed, 0);
+}
+
+#[tokio::test]
+async fn a_delivery_failure_leaves_the_state_where_it_was() {
+    let mut h = Harness::new(FakeEsm::with_cases(3, 1), 100, 100);
+    h.sink.fail = true;
+    let r = h.run().await;
+    assert!(r.error.as_deref().unwrap().contains("broker refused"));
+    assert_eq!(*h.state.lock().unwrap(), State::default());
+    assert_eq!(h.sink.closed, 1, "the sink is closed after a failed run");
+    h.sink.fail = false;
+    let r = h.run().await;
+    assert_eq!(r.cases_delivered, 3);
+}
+
+#[tokio::test]
+async fn a_modified_case_is_sent_again_with_the_same_id() {
+    let mut h = Harness::new(FakeEsm::with_cases(3, 1), 100, 100);
+    h.run().await;
+    let first_id = |b: &Bundle| {
+        b.objects.iter().find_map(|o| match o {
+            StixObject::CaseIncident(c) if c.name == "Case 1" => {
+                Some((c.id.clone(), c.modified.clone()))
+            }
+            _ => None,
+        })
+    };
+    let (id, modified) = first_id(&h.sink.bundles[0]).unwrap();
+    h.esm.touch(1, 1_800_000_000_000);
+    let r = h.run().await;
+    assert_eq!(r.cases_delivered, 1);
+    let (id2, modified2) = first_id(h.sink.bundles.last().unwrap()).unwrap();
+    assert_eq!(id, id2);
+    assert_ne!(modified, modified2);
+}
+
+#[tokio::test]
+async fn shutdown_abandons_the_page_in_flight_without_advancing_state() {
+    let mut esm = FakeEsm::with_cases(4, 1);
+    esm.hang_events = true;
+    let mut h = Harness::new(esm, 100, 2);
+    let (trigger, shutdown) = shutdown_pair();
+    // Trigger the stop once the run is stuck fetching events: no timing assumptions.
+    let entered = h.esm.entered.clone();
+    let stopper = async move {
+        entered.notified().await;
+        trigger.trigger();
+    };
+    let (report, ()) = tokio::join!(h.run_until(Some(&shutdown)), stopper);
+    assert!(report.error.as_deref().unwrap().contains("shutting down"));
+    assert_eq!(report.cases_delivered, 0);
+    assert_eq!(*h.state.lock().unwrap(), State::default());
+    assert_eq!(
+        *h.esm.logouts.lock().unwrap(),
+        1,
+        "logged out after the stop"
+    );
+    assert_eq!(h.sink.closed, 1);
+}

@@ -1,0 +1,195 @@
+//! A simulated OpenCTI platform: answers the GraphQL calls a connector makes, records them, and
+//! validates every document it receives against the platform's real schema.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use apollo_compiler::validation::Valid;
+use apollo_compiler::{ExecutableDocument, Schema};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+fn schema() -> &'static Valid<Schema> {
+    static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/opencti.graphql");
+        let sdl = std::fs::read_to_string(path).expect("opencti.graphql");
+        match Schema::parse_and_validate(sdl.clone(), path) {
+            Ok(s) => s,
+            // The platform's schema uses directives defined at runtime; the types are what we
+            // validate documents against.
+            Err(with_errors) => Valid::assume_valid(with_errors.partial),
+        }
+    })
+}
+
+/// Validates one GraphQL document against the platform schema.
+pub fn validate_document(query: &str) -> Result<(), String> {
+    ExecutableDocument::parse_and_validate(schema(), query, "document.graphql")
+        .map(|_| ())
+        .map_err(|e| e.errors.to_string())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    pub id: String,
+    pub expectations: u64,
+    pub processed: Option<(String, bool)>,
+}
+
+/// What the platform saw and how it answers.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub token: String,
+    pub connector_state: Option<String>,
+    pub pings: Vec<Option<String>>,
+    pub works: Vec<Work>,
+    pub pushed_bundles: Vec<String>,
+    pub invalid_documents: Vec<String>,
+    pub unauthorised: usize,
+    pub operations: Vec<String>,
+    pub queue_messages_size: u64,
+    pub mq: Value,
+    /// An operator reset the state in the UI: the next ping answers with no state.
+    pub reset_pending: bool,
+    /// Operation names that answer with a GraphQL `errors` array while > 0.
+    pub fail: Vec<(String, usize)>,
+}
+
+#[derive(Clone)]
+pub struct FakePlatform {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<Recorded>>,
+}
+
+impl FakePlatform {
+    /// Starts the platform; `mq` is the `config.connection` + push names `registerConnector`
+    /// returns.
+    pub async fn start(token: &str, mq: Value) -> FakePlatform {
+        let state = Arc::new(Mutex::new(Recorded {
+            token: token.to_owned(),
+            mq,
+            ..Recorded::default()
+        }));
+        let app = Router::new().route("/graphql", post(graphql)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakePlatform { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn recorded<T>(&self, f: impl FnOnce(&Recorded) -> T) -> T {
+        f(&self.state.lock().unwrap())
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Recorded)) {
+        f(&mut self.state.lock().unwrap())
+    }
+}
+
+fn operation(query: &str) -> &'static str {
+    for (needle, name) in [
+        ("registerConnector", "registerConnector"),
+        ("pingConnector", "pingConnector"),
+        ("workAdd", "workAdd"),
+        ("addExpectations", "addExpectations"),
+        ("toProcessed", "toProcessed"),
+        ("toReceived", "toReceived"),
+        ("stixBundlePush", "stixBundlePush"),
+        ("connector_queue_details", "queueDetails"),
+        ("about", "health"),
+    ] {
+        if query.contains(needle) {
+            return name;
+        }
+    }
+    "unknown"
+}
+
+async fn graphql(
+    State(state): State<Arc<Mutex<Recorded>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut s = state.lock().unwrap();
+    let expected = format!("Bearer {}", s.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        s.unauthorised += 1;
+        return (StatusCode::UNAUTHORIZED, Json(json!({"errors": [{"message": "Unauthorized"}]})));
+    }
+    let query = body["query"].as_str().unwrap_or_default().to_owned();
+    if let Err(e) = validate_document(&query) {
+        s.invalid_documents.push(format!("{query}\n{e}"));
+        return (StatusCode::BAD_REQUEST, Json(json!({"errors": [{"message": e}]})));
+    }
+    let op = operation(&query);
+    s.operations.push(op.to_owned());
+    if let Some(entry) = s.fail.iter_mut().find(|(name, n)| name == op && *n > 0) {
+        entry.1 -= 1;
+        return (StatusCode::OK, Json(json!({"data": null, "errors": [{"message": "simulated failure", "name": "INTERNAL_ERROR"}]})));
+    }
+    let vars = &body["variables"];
+    let data = match op {
+        "health" => json!({"about": {"version": "6.9.0"}}),
+        "registerConnector" => json!({"registerConnector": {
+            "id": vars["input"]["id"],
+            "connector_state": s.connector_state,
+            "config": s.mq,
+            "connector_user_id": "user--connector-applicant",
+        }}),
+        "pingConnector" => {
+            let sent = vars["state"].as_str().map(str::to_owned);
+            s.pings.push(sent.clone());
+            // As the platform does: it stores the state it is sent, except right after an
+            // operator's reset, when it keeps (and answers) the empty state once.
+            if s.reset_pending {
+                s.reset_pending = false;
+                s.connector_state = None;
+            } else {
+                s.connector_state = sent;
+            }
+            let answer = s.connector_state.clone();
+            json!({"pingConnector": {"id": vars["id"], "connector_state": answer, "connector_info": null}})
+        }
+        "workAdd" => {
+            let id = format!("work-{}", s.works.len() + 1);
+            s.works.push(Work { id: id.clone(), ..Work::default() });
+            json!({"workAdd": {"id": id}})
+        }
+        "addExpectations" => {
+            let id = vars["id"].as_str().unwrap_or_default();
+            let n = vars["expectations"].as_u64().unwrap_or_default();
+            if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
+                w.expectations += n;
+            }
+            json!({"workEdit": {"addExpectations": id}})
+        }
+        "toProcessed" => {
+            let id = vars["id"].as_str().unwrap_or_default();
+            let msg = vars["message"].as_str().unwrap_or_default().to_owned();
+            let err = vars["inError"].as_bool().unwrap_or(false);
+            if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
+                w.processed = Some((msg, err));
+            }
+            json!({"workEdit": {"toProcessed": id}})
+        }
+        "toReceived" => json!({"workEdit": {"toReceived": vars["id"]}}),
+        "stixBundlePush" => {
+            s.pushed_bundles.push(vars["bundle"].as_str().unwrap_or_default().to_owned());
+            json!({"stixBundlePush": true})
+        }
+        "queueDetails" => json!({"connector": {"id": vars["id"], "connector_queue_details": {
+            "messages_number": 0, "messages_size": s.queue_messages_size}}}),
+        _ => return (StatusCode::OK, Json(json!({"errors": [{"message": "unknown operation"}]}))),
+    };
+    (StatusCode::OK, Json(json!({"data": data})))
+}
