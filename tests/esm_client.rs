@@ -5,13 +5,15 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arcsight_incidents::esm::{EsmClient, EsmConfig, EsmError, Jitter, TransportKind};
 use arcsight_incidents::esm::decode::Dialect;
+use arcsight_incidents::esm::{EsmClient, EsmConfig, EsmError, Jitter, TransportKind};
 use arcsight_incidents::settings::ApiDialect;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;
-use wiremock::matchers::{body_json, body_partial_json, body_string_contains, method, path, query_param};
+use wiremock::matchers::{
+    body_json, body_partial_json, body_string_contains, method, path, query_param,
+};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const USER: &str = "arcsight-svc";
@@ -101,7 +103,10 @@ async fn assert_no_secret_in_urls(server: &MockServer) {
         let url = req.url.to_string();
         assert_eq!(req.url.query(), Some("alt=json"), "{url}");
         assert!(!url.contains(TOKEN) && !url.contains("S3cr3t"), "{url}");
-        assert!(!url.contains("7Kg2eRWvQGI3TBofLrFHMyHRv5FqIIqexHEMzzzcslo"), "{url}");
+        assert!(
+            !url.contains("7Kg2eRWvQGI3TBofLrFHMyHRv5FqIIqexHEMzzzcslo"),
+            "{url}"
+        );
     }
 }
 
@@ -126,7 +131,9 @@ async fn login_posts_a_form_and_find_all_ids_uses_prefixed_keys() {
         .await;
     Mock::given(method("POST"))
         .and(path(FIND_ALL_IDS))
-        .and(body_json(json!({"cas.findAllIds": {"cas.authToken": token}})))
+        .and(body_json(
+            json!({"cas.findAllIds": {"cas.authToken": token}}),
+        ))
         .respond_with(json_response(&fixture("findAllIds.json")))
         .expect(1)
         .mount(&server)
@@ -137,7 +144,11 @@ async fn login_posts_a_form_and_find_all_ids_uses_prefixed_keys() {
     let ids = c.find_all_ids().await.unwrap();
     assert_eq!(
         ids,
-        ["12ax-uGgBABCWb2puJdY8ZA==", "1234DfGkBABCenF0601F2Ww==", "456mUEWcBABD6cSFwTn5Fog=="]
+        [
+            "12ax-uGgBABCWb2puJdY8ZA==",
+            "1234DfGkBABCenF0601F2Ww==",
+            "456mUEWcBABD6cSFwTn5Fog=="
+        ]
     );
     server.verify().await;
     assert_no_secret_in_urls(&server).await;
@@ -159,7 +170,10 @@ async fn find_all_ids_logs_in_on_demand_and_accepts_a_single_bare_id() {
         .mount(&server)
         .await;
     let c = client(config(&server.uri()));
-    assert_eq!(c.find_all_ids().await.unwrap(), ["12ax-uGgBABCWb2puJdY8ZA=="]);
+    assert_eq!(
+        c.find_all_ids().await.unwrap(),
+        ["12ax-uGgBABCWb2puJdY8ZA=="]
+    );
 }
 
 #[tokio::test]
@@ -173,16 +187,21 @@ async fn cases_are_fetched_in_batches_and_returned_in_request_order() {
     // First batch answered out of order; second batch holds one case, answered as a bare object.
     Mock::given(method("POST"))
         .and(path(GET_BY_IDS))
-        .and(body_json(json!({"cas.getResourcesByIds": {"cas.authToken": TOKEN, "cas.ids": [id(&a), id(&b)]}})))
+        .and(body_json(
+            json!({"cas.getResourcesByIds": {"cas.authToken": TOKEN, "cas.ids": [id(&a), id(&b)]}}),
+        ))
         .respond_with(json_response(
-            &json!({"cas.getResourcesByIdsResponse": {"cas.return": [b.clone(), a.clone()]}}).to_string(),
+            &json!({"cas.getResourcesByIdsResponse": {"cas.return": [b.clone(), a.clone()]}})
+                .to_string(),
         ))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(GET_BY_IDS))
-        .and(body_partial_json(json!({"cas.getResourcesByIds": {"cas.ids": [id(&c3)]}})))
+        .and(body_partial_json(
+            json!({"cas.getResourcesByIds": {"cas.ids": [id(&c3)]}}),
+        ))
         .respond_with(json_response(
             &json!({"cas.getResourcesByIdsResponse": {"cas.return": c3.clone()}}).to_string(),
         ))
@@ -213,7 +232,10 @@ async fn missing_batch_call_falls_back_to_single_calls_for_the_clients_life() {
         .expect(1)
         .mount(&server)
         .await;
-    for (name, times) in [("getResourceById.json", 3), ("getResourceById-one-event.json", 1)] {
+    for (name, times) in [
+        ("getResourceById.json", 3u64),
+        ("getResourceById-one-event.json", 1u64),
+    ] {
         let case = inner_case(name);
         Mock::given(method("POST"))
             .and(path(GET_BY_ID))
@@ -224,11 +246,20 @@ async fn missing_batch_call_falls_back_to_single_calls_for_the_clients_life() {
             .await;
     }
     let c = client(config(&server.uri()));
-    let a = inner_case("getResourceById.json")["resourceid"].as_str().unwrap().to_owned();
-    let b = inner_case("getResourceById-one-event.json")["resourceid"].as_str().unwrap().to_owned();
+    let a = inner_case("getResourceById.json")["resourceid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = inner_case("getResourceById-one-event.json")["resourceid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let first = c.get_cases(&[a.clone(), b.clone()]).await;
     assert!(first.iter().all(|(_, r)| r.is_ok()), "{first:?}");
-    assert_eq!(first[1].1.as_ref().unwrap()["eventIDs"], json!(14457190769i64));
+    assert_eq!(
+        first[1].1.as_ref().unwrap()["eventIDs"],
+        json!(14457190769i64)
+    );
     // The batch call is not tried again (its mock expects exactly one request).
     let second = c.get_cases(&[a.clone(), a.clone()]).await;
     assert_eq!(second.len(), 2);
@@ -273,23 +304,35 @@ async fn one_bad_case_never_fails_the_others() {
     let good = inner_case("getResourceById.json");
     Mock::given(method("POST"))
         .and(path(GET_BY_ID))
-        .and(body_partial_json(json!({"cas.getResourceById": {"cas.resourceId": good["resourceid"]}})))
+        .and(body_partial_json(
+            json!({"cas.getResourceById": {"cas.resourceId": good["resourceid"]}}),
+        ))
         .respond_with(json_response(&fixture("getResourceById.json")))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(GET_BY_ID))
-        .and(body_partial_json(json!({"cas.getResourceById": {"cas.resourceId": "bogus"}})))
+        .and(body_partial_json(
+            json!({"cas.getResourceById": {"cas.resourceId": "bogus"}}),
+        ))
         .respond_with(html_response(500, &page))
         .expect(1)
         .mount(&server)
         .await;
     let c = client(config(&server.uri()));
-    let got = c.get_cases(&["bogus".into(), good["resourceid"].as_str().unwrap().into()]).await;
+    let got = c
+        .get_cases(&["bogus".into(), good["resourceid"].as_str().unwrap().into()])
+        .await;
     let err = got[0].1.as_ref().unwrap_err();
-    assert!(matches!(err, EsmError::ErrorPage { status: 500, .. }), "{err:?}");
-    assert!(err.to_string().contains("InvalidResourceIDException"), "{err}");
+    assert!(
+        matches!(err, EsmError::ErrorPage { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("InvalidResourceIDException"),
+        "{err}"
+    );
     assert_eq!(err.operation(), "getResourceById");
     assert_eq!(got[1].1.as_ref().unwrap(), &good);
     server.verify().await;
@@ -310,14 +353,18 @@ async fn security_events_in_batches_with_every_fixture_shape() {
         .await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [14457190769i64, 99887766]}})))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [14457190769i64, 99887766]}}),
+        ))
         .respond_with(json_response(&fixture("getSecurityEvents-one.json")))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [5]}})))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [5]}}),
+        ))
         .respond_with(json_response(&fixture("getSecurityEvents-empty.json")))
         .expect(1)
         .mount(&server)
@@ -333,7 +380,10 @@ async fn security_events_in_batches_with_every_fixture_shape() {
     let mut keys: Vec<i64> = got.events.keys().copied().collect();
     keys.sort_unstable();
     assert_eq!(keys, [12395741, 45696713, 14457190769, 2305843016676439806]);
-    assert_eq!(got.events[&2305843016676439806]["type"], json!("CORRELATION"));
+    assert_eq!(
+        got.events[&2305843016676439806]["type"],
+        json!("CORRELATION")
+    );
     assert_eq!(got.events[&14457190769]["name"], json!("Process Created"));
     // Nothing found: neither an event nor a failure.
     let none = c.get_security_events(&[5]).await;
@@ -348,10 +398,10 @@ async fn malformed_event_json_is_repaired_and_decoded() {
     mount_login(&server, prefixed_login(TOKEN), 1).await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(fixture("getSecurityEvents-malformed.txt").into_bytes(), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("getSecurityEvents-malformed.txt").into_bytes(),
+            "application/json",
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -368,24 +418,31 @@ async fn an_undecodable_event_batch_fails_only_the_event_that_is_broken() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1).await;
     let broken = r#"{"sev.getSecurityEventsResponse":{"sev.return":{"eventId":2,"name":"truncated"#;
-    let ok = json!({"sev.getSecurityEventsResponse": {"sev.return": {"eventId": 1, "name": "fine"}}});
+    let ok =
+        json!({"sev.getSecurityEventsResponse": {"sev.return": {"eventId": 1, "name": "fine"}}});
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [1, 2]}})))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [1, 2]}}),
+        ))
         .respond_with(json_response(broken))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [1]}})))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [1]}}),
+        ))
         .respond_with(json_response(&ok.to_string()))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [2]}})))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [2]}}),
+        ))
         .respond_with(json_response(broken))
         .expect(1)
         .mount(&server)
@@ -393,7 +450,11 @@ async fn an_undecodable_event_batch_fails_only_the_event_that_is_broken() {
     let c = client(config(&server.uri()));
     let got = c.get_security_events(&[1, 2]).await;
     assert_eq!(got.events[&1]["name"], json!("fine"));
-    assert!(matches!(*got.failed[&2], EsmError::Decode { .. }), "{:?}", got.failed);
+    assert!(
+        matches!(*got.failed[&2], EsmError::Decode { .. }),
+        "{:?}",
+        got.failed
+    );
     assert!(!got.failed.contains_key(&1));
     server.verify().await;
 }
@@ -418,7 +479,9 @@ async fn plain_dialect_is_detected_from_the_login_answer() {
     let case = inner_case("getResourceById.json");
     Mock::given(method("POST"))
         .and(path(GET_BY_IDS))
-        .and(body_json(json!({"getResourcesByIds": {"authToken": token, "ids": ["a", "b"]}})))
+        .and(body_json(
+            json!({"getResourcesByIds": {"authToken": token, "ids": ["a", "b"]}}),
+        ))
         .respond_with(json_response(
             &json!({"getResourcesByIdsResponse": {"return": [case.clone()]}}).to_string(),
         ))
@@ -428,8 +491,12 @@ async fn plain_dialect_is_detected_from_the_login_answer() {
     // "a" is not in the batch answer: asked for on its own; "b" likewise.
     Mock::given(method("POST"))
         .and(path(GET_BY_ID))
-        .and(body_partial_json(json!({"getResourceById": {"authToken": token}})))
-        .respond_with(json_response(&json!({"getResourceByIdResponse": {"return": case.clone()}}).to_string()))
+        .and(body_partial_json(
+            json!({"getResourceById": {"authToken": token}}),
+        ))
+        .respond_with(json_response(
+            &json!({"getResourceByIdResponse": {"return": case.clone()}}).to_string(),
+        ))
         .expect(2)
         .mount(&server)
         .await;
@@ -527,7 +594,8 @@ async fn transient_statuses_are_retried_with_policy_waits() {
     assert_eq!((op.ok, op.retried, op.error), (1, 2, 0));
     // Equal jitter: attempt 1 waits within [1, 2] ms, attempt 2 within [2, 4] ms.
     assert!(
-        stats.retry_wait >= Duration::from_millis(3) && stats.retry_wait <= Duration::from_millis(6),
+        stats.retry_wait >= Duration::from_millis(3)
+            && stats.retry_wait <= Duration::from_millis(6),
         "{:?}",
         stats.retry_wait
     );
@@ -575,7 +643,16 @@ async fn attempts_are_bounded_and_the_last_error_is_typed() {
     cfg.max_attempts = 3;
     let c = client(cfg);
     let e = c.find_all_ids().await.unwrap_err();
-    assert!(matches!(e, EsmError::Status { status: 500, operation: "findAllIds" }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            EsmError::Status {
+                status: 500,
+                operation: "findAllIds"
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.is_transient());
     let op = c.stats().operations["findAllIds"];
     assert_eq!((op.ok, op.retried, op.error), (0, 2, 1));
@@ -610,8 +687,22 @@ async fn an_html_page_with_http_200_is_an_error_naming_the_exception() {
         .await;
     let c = client(config(&server.uri()));
     let e = c.login().await.unwrap_err();
-    assert!(matches!(e, EsmError::ErrorPage { status: 200, operation: "login", .. }), "{e:?}");
-    assert!(e.to_string().contains("AuthenticationException: Login failed"), "{e}");
+    assert!(
+        matches!(
+            e,
+            EsmError::ErrorPage {
+                status: 200,
+                operation: "login",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("AuthenticationException: Login failed"),
+        "{e}"
+    );
     server.verify().await;
 }
 
@@ -630,7 +721,14 @@ async fn timeouts_are_retried_then_reported() {
     let c = client(cfg);
     let e = c.login().await.unwrap_err();
     assert!(
-        matches!(e, EsmError::Transport { kind: TransportKind::Timeout, operation: "login", .. }),
+        matches!(
+            e,
+            EsmError::Transport {
+                kind: TransportKind::Timeout,
+                operation: "login",
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.is_transient());
@@ -640,12 +738,25 @@ async fn timeouts_are_retried_then_reported() {
 #[tokio::test]
 async fn connection_errors_are_retried_then_reported() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cfg = config(&format!("http://127.0.0.1:{port}"));
     cfg.max_attempts = 3;
     let c = client(cfg);
     let e = c.login().await.unwrap_err();
-    assert!(matches!(e, EsmError::Transport { kind: TransportKind::Connect, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            EsmError::Transport {
+                kind: TransportKind::Connect,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let op = c.stats().operations["login"];
     assert_eq!((op.retried, op.error), (2, 1));
 }
@@ -710,7 +821,10 @@ async fn a_token_refused_twice_is_an_unauthorized_error() {
         .await;
     let c = client(config(&server.uri()));
     let e = c.find_all_ids().await.unwrap_err();
-    assert!(matches!(e, EsmError::Unauthorized { status: 401, .. }), "{e:?}");
+    assert!(
+        matches!(e, EsmError::Unauthorized { status: 401, .. }),
+        "{e:?}"
+    );
     assert!(!e.is_transient());
     server.verify().await;
 }
@@ -721,15 +835,21 @@ async fn a_failed_event_batch_is_reported_for_each_of_its_ids() {
     mount_login(&server, prefixed_login(TOKEN), 1).await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [1, 2]}})))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [1, 2]}}),
+        ))
         .respond_with(ResponseTemplate::new(503))
         .expect(2)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(EVENTS))
-        .and(body_partial_json(json!({"sev.getSecurityEvents": {"sev.ids": [3]}})))
-        .respond_with(json_response(&json!({"sev.getSecurityEventsResponse": {"sev.return": {"eventId": 3}}}).to_string()))
+        .and(body_partial_json(
+            json!({"sev.getSecurityEvents": {"sev.ids": [3]}}),
+        ))
+        .respond_with(json_response(
+            &json!({"sev.getSecurityEventsResponse": {"sev.return": {"eventId": 3}}}).to_string(),
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -789,7 +909,9 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(LOGIN))
-        .respond_with(json_response(&json!({"log.loginResponse": {"log.return": {"t": TOKEN}}}).to_string()))
+        .respond_with(json_response(
+            &json!({"log.loginResponse": {"log.return": {"t": TOKEN}}}).to_string(),
+        ))
         .mount(&server)
         .await;
     errors.push(client(config(&server.uri())).login().await.unwrap_err());
@@ -797,7 +919,9 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
     // Logged in; every call fails differently, pages echoing the token.
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1..).await;
-    let echo = format!("<html><body><p>java.lang.IllegalStateException: session {TOKEN} busy</p></body></html>");
+    let echo = format!(
+        "<html><body><p>java.lang.IllegalStateException: session {TOKEN} busy</p></body></html>"
+    );
     Mock::given(method("POST"))
         .and(path(FIND_ALL_IDS))
         .respond_with(html_response(500, &echo))
@@ -805,7 +929,9 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
         .await;
     Mock::given(method("POST"))
         .and(path(GET_BY_IDS))
-        .respond_with(ResponseTemplate::new(401).set_body_string(format!("token {TOKEN} is invalid")))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_string(format!("token {TOKEN} is invalid")),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -840,7 +966,11 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
     cfg.max_attempts = 1;
     cfg.request_timeout = Duration::from_millis(50);
     errors.push(client(cfg).login().await.unwrap_err());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cfg = config(&format!("http://127.0.0.1:{port}"));
     cfg.max_attempts = 1;
     errors.push(client(cfg).login().await.unwrap_err());
@@ -853,12 +983,22 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
             EsmError::Decode { .. } => "decode",
             EsmError::Unauthorized { .. } => "unauthorized",
             EsmError::Status { .. } => "status",
-            EsmError::Transport { kind: TransportKind::Timeout, .. } => "timeout",
+            EsmError::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            } => "timeout",
             EsmError::Transport { .. } => "transport",
             _ => "other",
         })
         .collect();
-    for k in ["page", "decode", "unauthorized", "status", "timeout", "transport"] {
+    for k in [
+        "page",
+        "decode",
+        "unauthorized",
+        "status",
+        "timeout",
+        "transport",
+    ] {
         assert!(kinds.contains(&k), "no {k} error among {kinds:?}");
     }
     for e in &errors {
@@ -868,12 +1008,22 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
         }
     }
     // Error pages still name their exception, redacted.
-    assert!(errors[0].to_string().contains("AuthenticationException"), "{}", errors[0]);
+    assert!(
+        errors[0].to_string().contains("AuthenticationException"),
+        "{}",
+        errors[0]
+    );
 
     let captured = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(captured.contains("ESM request"), "the capture saw no TRACE lines");
+    assert!(
+        captured.contains("ESM request"),
+        "the capture saw no TRACE lines"
+    );
     assert!(!captured.contains(PASSWORD), "password in logs");
-    assert!(!captured.contains("S3cr3t-Pa55w0rd%21"), "encoded password in logs");
+    assert!(
+        !captured.contains("S3cr3t-Pa55w0rd%21"),
+        "encoded password in logs"
+    );
     assert!(!captured.contains(TOKEN), "token in logs");
 }
 
@@ -897,7 +1047,8 @@ async fn tls_server() -> (u16, String) {
         .signed_by(&leaf_key, &issuer)
         .unwrap();
 
-    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into();
+    let key: rustls::pki_types::PrivateKeyDer<'static> =
+        rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into();
     let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -915,12 +1066,16 @@ async fn tls_server() -> (u16, String) {
             let acceptor = acceptor.clone();
             let answer = answer.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 // Read the head and the body the request announces, then answer once.
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    let Ok(n) = tls.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -931,7 +1086,8 @@ async fn tls_server() -> (u16, String) {
                             .lines()
                             .find_map(|l| {
                                 let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
                             })
                             .unwrap_or(0);
                         if buf.len() >= end + 4 + len {

@@ -144,6 +144,11 @@ impl std::fmt::Debug for EsmClient {
     }
 }
 
+/// One requested case id and its outcome.
+type CaseOutcome = (String, Result<Value, EsmError>);
+/// Event ids fetched together and their outcome.
+type EventOutcome = (Vec<EventId>, Result<Vec<Value>, EsmError>);
+
 /// A request body: form (login, logout) or JSON (everything else).
 enum Body {
     Form(Vec<(&'static str, String)>),
@@ -194,9 +199,10 @@ impl EsmClient {
             let pem = std::fs::read(path).map_err(|e| EsmError::Config {
                 message: format!("cannot read CA file {}: {}", path.display(), e.kind()),
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| EsmError::Config {
-                message: format!("CA file {} holds no valid PEM certificate", path.display()),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| EsmError::Config {
+                    message: format!("CA file {} holds no valid PEM certificate", path.display()),
+                })?;
             if certs.is_empty() {
                 return Err(EsmError::Config {
                     message: format!("CA file {} holds no certificate", path.display()),
@@ -244,9 +250,9 @@ impl EsmClient {
         let body = Body::Form(vec![("authToken", token.clone()), ("alt", "json".into())]);
         let secrets = [token.as_str(), self.inner.cfg.password.expose_secret()];
         let url = self.url(LOGOUT_PATH);
-        self.send("logout", &url, &body, &secrets).await.map(|_| {
-            tracing::debug!("logged out of ESM");
-        })
+        self.send("logout", &url, &body, &secrets).await?;
+        tracing::debug!("logged out of ESM");
+        Ok(())
     }
 
     /// The dialect in use, once logged in.
@@ -256,9 +262,7 @@ impl EsmClient {
 
     /// Every case id the ESM knows (ESM has no paging or filter for this).
     pub async fn find_all_ids(&self) -> Result<Vec<String>, EsmError> {
-        let ret = self
-            .call(Service::Case, "findAllIds", vec![])
-            .await?;
+        let ret = self.call(Service::Case, "findAllIds", vec![]).await?;
         Ok(as_list(ret.as_ref())
             .into_iter()
             .filter_map(as_string)
@@ -279,7 +283,7 @@ impl EsmClient {
                 (i, client.case_chunk(chunk).await)
             });
         }
-        let mut done: Vec<Option<Vec<(String, Result<Value, EsmError>)>>> = vec![None; chunks.len()];
+        let mut done: Vec<Option<Vec<CaseOutcome>>> = vec![None; chunks.len()];
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((i, results)) => done[i] = Some(results),
@@ -359,10 +363,14 @@ impl EsmClient {
 
     // ---- batches -------------------------------------------------------------------------
 
-    async fn case_chunk(&self, ids: Vec<String>) -> Vec<(String, Result<Value, EsmError>)> {
+    async fn case_chunk(&self, ids: Vec<String>) -> Vec<CaseOutcome> {
         if !self.inner.batch_unsupported.load(Ordering::Relaxed) {
             let batch = self
-                .call(Service::Case, "getResourcesByIds", vec![("ids", json!(ids))])
+                .call(
+                    Service::Case,
+                    "getResourcesByIds",
+                    vec![("ids", json!(ids))],
+                )
                 .await;
             match batch {
                 Ok(ret) => {
@@ -429,7 +437,7 @@ impl EsmClient {
 
     /// The events of one batch. An undecodable batch is split into single-id requests so one
     /// broken event only fails the cases that need it.
-    async fn event_chunk(&self, ids: Vec<EventId>) -> Vec<(Vec<EventId>, Result<Vec<Value>, EsmError>)> {
+    async fn event_chunk(&self, ids: Vec<EventId>) -> Vec<EventOutcome> {
         match self.fetch_events(&ids).await {
             Err(e @ EsmError::Decode { .. }) if ids.len() > 1 => {
                 tracing::warn!(error = %e, events = ids.len(), "event batch undecodable; fetching its events one by one");
@@ -559,10 +567,12 @@ impl EsmClient {
             let secrets = [token, self.inner.cfg.password.expose_secret()];
             match self.send(op, &url, &body, &secrets).await {
                 Ok((status, answer)) => {
-                    return decode::unwrap_answer(op, &answer).map_err(|message| EsmError::Decode {
-                        operation: op,
-                        status,
-                        message,
+                    return decode::unwrap_answer(op, &answer).map_err(|message| {
+                        EsmError::Decode {
+                            operation: op,
+                            status,
+                            message,
+                        }
                     });
                 }
                 Err(EsmError::Unauthorized { .. }) if !relogged => {
@@ -590,7 +600,9 @@ impl EsmClient {
                     lock(&self.inner.stats).operations.entry(op).or_default().ok += 1;
                     return Ok(ok);
                 }
-                Err(f) if f.error.is_transient() && self.inner.policy.allows_retry_after(attempt) => {
+                Err(f)
+                    if f.error.is_transient() && self.inner.policy.allows_retry_after(attempt) =>
+                {
                     let jitter = lock(&self.inner.jitter).next_unit();
                     let wait = self.inner.policy.delay(attempt, f.retry_after, jitter);
                     {
@@ -609,7 +621,11 @@ impl EsmClient {
                     attempt += 1;
                 }
                 Err(f) => {
-                    lock(&self.inner.stats).operations.entry(op).or_default().error += 1;
+                    lock(&self.inner.stats)
+                        .operations
+                        .entry(op)
+                        .or_default()
+                        .error += 1;
                     tracing::debug!(operation = op, attempt, error = %f.error, "ESM request failed");
                     return Err(f.error);
                 }
@@ -647,10 +663,8 @@ impl EsmClient {
             .and_then(|v| parse_retry_after(&v, chrono::Utc::now()));
         let text = resp.text().await.map_err(|e| EsmError::transport(op, e))?;
         tracing::trace!(operation = op, status, bytes = text.len(), "ESM answer");
-        classify(op, status, content_type.as_deref(), &text, secrets).map_err(|error| Failure {
-            error,
-            retry_after,
-        })
+        classify(op, status, content_type.as_deref(), &text, secrets)
+            .map_err(|error| Failure { error, retry_after })
     }
 
     fn url(&self, path: &str) -> Url {
@@ -668,7 +682,11 @@ impl EsmClient {
 fn case_id(case: &Value) -> Option<String> {
     case.get("resourceid")
         .and_then(as_string)
-        .or_else(|| case.get("reference").and_then(|r| r.get("id")).and_then(as_string))
+        .or_else(|| {
+            case.get("reference")
+                .and_then(|r| r.get("id"))
+                .and_then(as_string)
+        })
         .map(|s| s.trim().to_owned())
 }
 
@@ -683,11 +701,19 @@ fn classify(
     let authenticated = op != "login";
     if decode::is_html(content_type, text) {
         let exception = decode::java_exception(text).map(|e| decode::redact(&e, secrets));
-        if authenticated && (status == 401 || decode::says_token_invalid(exception.as_deref().unwrap_or(text))) {
-            return Err(EsmError::Unauthorized { operation: op, status });
+        if authenticated
+            && (status == 401 || decode::says_token_invalid(exception.as_deref().unwrap_or(text)))
+        {
+            return Err(EsmError::Unauthorized {
+                operation: op,
+                status,
+            });
         }
         if status == 404 || status == 405 || decode::names_missing_operation(text) {
-            return Err(EsmError::Unsupported { operation: op, status });
+            return Err(EsmError::Unsupported {
+                operation: op,
+                status,
+            });
         }
         return Err(EsmError::ErrorPage {
             operation: op,
@@ -696,16 +722,28 @@ fn classify(
         });
     }
     if authenticated && status == 401 {
-        return Err(EsmError::Unauthorized { operation: op, status });
+        return Err(EsmError::Unauthorized {
+            operation: op,
+            status,
+        });
     }
     if status == 404 || status == 405 {
-        return Err(EsmError::Unsupported { operation: op, status });
+        return Err(EsmError::Unsupported {
+            operation: op,
+            status,
+        });
     }
     if !(200..300).contains(&status) {
         if authenticated && decode::says_token_invalid(text) {
-            return Err(EsmError::Unauthorized { operation: op, status });
+            return Err(EsmError::Unauthorized {
+                operation: op,
+                status,
+            });
         }
-        return Err(EsmError::Status { operation: op, status });
+        return Err(EsmError::Status {
+            operation: op,
+            status,
+        });
     }
     if text.trim().is_empty() {
         return Ok((status, Value::Null));
@@ -728,7 +766,10 @@ mod tests {
     fn html_is_an_error_whatever_the_status() {
         let page = "<!doctype html><html><body><p><b>Message</b> com.arcsight.x.InvalidResourceIDException: Invalid resource ID: [bogus] for Case</p></body></html>";
         let e = classify("getResourceById", 200, Some("text/html"), page, &[]).unwrap_err();
-        assert!(matches!(e, EsmError::ErrorPage { status: 200, .. }), "{e:?}");
+        assert!(
+            matches!(e, EsmError::ErrorPage { status: 200, .. }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("InvalidResourceIDException"), "{e}");
         assert!(!e.is_transient());
     }
@@ -737,7 +778,8 @@ mod tests {
     fn token_refusal_and_missing_operations_are_recognised() {
         let e = classify("findAllIds", 401, None, "", &[]).unwrap_err();
         assert!(matches!(e, EsmError::Unauthorized { .. }), "{e:?}");
-        let page = "<html><body><p>java.lang.NoSuchMethodException: getResourcesByIds</p></body></html>";
+        let page =
+            "<html><body><p>java.lang.NoSuchMethodException: getResourcesByIds</p></body></html>";
         let e = classify("getResourcesByIds", 500, None, page, &[]).unwrap_err();
         assert!(matches!(e, EsmError::Unsupported { .. }), "{e:?}");
         // A failed login is not a refused token: logging in again would not help.

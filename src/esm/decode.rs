@@ -155,7 +155,8 @@ pub fn repair_json(body: &str) -> Option<String> {
                 let valid = match next {
                     Some('"' | '\\' | '/' | 'b' | 'f' | 'n' | 'r' | 't') => true,
                     Some('u') => {
-                        chars.len() >= i + 6 && chars[i + 2..i + 6].iter().all(char::is_ascii_hexdigit)
+                        chars.len() >= i + 6
+                            && chars[i + 2..i + 6].iter().all(char::is_ascii_hexdigit)
                     }
                     _ => false,
                 };
@@ -192,8 +193,16 @@ pub fn is_html(content_type: Option<&str>, body: &str) -> bool {
     if content_type.is_some_and(|t| t.to_ascii_lowercase().contains("html")) {
         return true;
     }
-    let head: String = body.trim_start().chars().take(64).collect::<String>().to_ascii_lowercase();
-    head.starts_with("<!doctype") || head.starts_with("<html") || head.starts_with("<head") || head.starts_with("<body")
+    let head: String = body
+        .trim_start()
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.starts_with("<!doctype")
+        || head.starts_with("<html")
+        || head.starts_with("<head")
+        || head.starts_with("<body")
 }
 
 /// The page's text pieces between tags, entities decoded.
@@ -258,9 +267,15 @@ pub fn java_exception(html: &str) -> Option<String> {
 /// lack `getResourcesByIds`).
 pub fn names_missing_operation(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
-    ["nosuchmethod", "operation not found", "no such operation", "unknown operation", "no operation found"]
-        .iter()
-        .any(|m| t.contains(m))
+    [
+        "nosuchmethod",
+        "operation not found",
+        "no such operation",
+        "unknown operation",
+        "no operation found",
+    ]
+    .iter()
+    .any(|m| t.contains(m))
 }
 
 /// A body that says the session token is no longer valid.
@@ -302,16 +317,17 @@ mod tests {
 
     #[test]
     fn request_keys_follow_the_dialect() {
-        let body = Dialect::Prefixed.request(
-            Service::Case,
-            "findAllIds",
-            vec![("authToken", json!("T"))],
-        );
+        let body =
+            Dialect::Prefixed.request(Service::Case, "findAllIds", vec![("authToken", json!("T"))]);
         assert_eq!(body, json!({"cas.findAllIds": {"cas.authToken": "T"}}));
         let body = Dialect::Plain.request(
             Service::SecurityEvent,
             "getSecurityEvents",
-            vec![("authToken", json!("T")), ("ids", json!([1])), ("startMillis", json!(-1))],
+            vec![
+                ("authToken", json!("T")),
+                ("ids", json!([1])),
+                ("startMillis", json!(-1)),
+            ],
         );
         assert_eq!(
             body,
@@ -325,7 +341,10 @@ mod tests {
             Dialect::detect(&json!({"log.loginResponse": {"log.return": "x"}})),
             Some(Dialect::Prefixed)
         );
-        assert_eq!(Dialect::detect(&json!({"loginResponse": {"return": "x"}})), Some(Dialect::Plain));
+        assert_eq!(
+            Dialect::detect(&json!({"loginResponse": {"return": "x"}})),
+            Some(Dialect::Plain)
+        );
         assert_eq!(Dialect::detect(&json!({"other": 1})), None);
     }
 
@@ -342,7 +361,11 @@ mod tests {
             json!({}),
             Value::Null,
         ] {
-            assert_eq!(unwrap_answer("getSecurityEvents", &empty), Ok(None), "{empty}");
+            assert_eq!(
+                unwrap_answer("getSecurityEvents", &empty),
+                Ok(None),
+                "{empty}"
+            );
         }
         assert!(unwrap_answer("findAllIds", &json!({"somethingElse": 1})).is_err());
     }
@@ -373,6 +396,9 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact("token ABC expired", &["ABC", ""]), "token [redacted] expired");
+        assert_eq!(
+            redact("token ABC expired", &["ABC", ""]),
+            "token [redacted] expired"
+        );
     }
 }

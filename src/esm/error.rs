@@ -44,7 +44,10 @@ pub enum EsmError {
 
     /// A non-2xx answer that is not an HTML error page.
     #[error("ESM {operation}: HTTP {status}")]
-    Status { operation: &'static str, status: u16 },
+    Status {
+        operation: &'static str,
+        status: u16,
+    },
 
     /// An HTML (Tomcat) error page, whatever the status: ESM sometimes sends one with HTTP 200.
     #[error("ESM {operation}: HTTP {status} with an error page{}", exception_suffix(.exception))]
@@ -57,7 +60,10 @@ pub enum EsmError {
 
     /// The session token was refused (HTTP 401 or a body saying so), also after logging in again.
     #[error("ESM {operation}: HTTP {status}: the session token was refused")]
-    Unauthorized { operation: &'static str, status: u16 },
+    Unauthorized {
+        operation: &'static str,
+        status: u16,
+    },
 
     /// The body is neither JSON (even after repair) nor the expected shape.
     #[error("ESM {operation}: HTTP {status}: undecodable answer: {message}")]
@@ -77,7 +83,10 @@ pub enum EsmError {
 
     /// The ESM does not implement this operation (404/405 or a "no such operation" page).
     #[error("ESM {operation}: operation not supported by this ESM (HTTP {status})")]
-    Unsupported { operation: &'static str, status: u16 },
+    Unsupported {
+        operation: &'static str,
+        status: u16,
+    },
 }
 
 fn exception_suffix(e: &Option<String>) -> String {

@@ -36,7 +36,11 @@ impl RetryPolicy {
             .checked_mul(1u32 << exp)
             .unwrap_or(self.max_wait)
             .min(self.max_wait);
-        let j = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 1.0 };
+        let j = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         nominal.mul_f64(0.5 + 0.5 * j)
     }
 
@@ -65,7 +69,11 @@ pub struct Jitter(u64);
 impl Jitter {
     /// Seeded; a zero seed is replaced (xorshift would stay at zero).
     pub fn seeded(seed: u64) -> Jitter {
-        Jitter(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Jitter(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// Seeded from the OS random source (via a v4 UUID).
@@ -115,8 +123,14 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_and_capped() {
         let p = defaults();
-        assert_eq!(p.delay(1, Some(Duration::from_secs(7)), 0.0), Duration::from_secs(7));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(3600)), 0.0), Duration::from_secs(30));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(7)), 0.0),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3600)), 0.0),
+            Duration::from_secs(30)
+        );
         assert_eq!(p.delay(3, Some(Duration::ZERO), 1.0), Duration::ZERO);
     }
 
@@ -126,19 +140,30 @@ mod tests {
         assert!(p.allows_retry_after(1));
         assert!(p.allows_retry_after(3));
         assert!(!p.allows_retry_after(4));
-        let one = RetryPolicy { max_attempts: 1, ..p };
+        let one = RetryPolicy {
+            max_attempts: 1,
+            ..p
+        };
         assert!(!one.allows_retry_after(1));
     }
 
     #[test]
     fn retry_after_formats() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
             Some(Duration::from_secs(60))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }
