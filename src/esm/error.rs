@@ -1,0 +1,232 @@
+//! Errors of the ESM client.
+//!
+//! Every variant names the ESM operation (`login`, `findAllIds`, ...) so an operator can tell
+//! which call failed. None of them ever holds a password, a token, or a URL: transport errors are
+//! stripped of their URL (reqwest's `without_url`) before their text is kept, and text lifted
+//! from an error page is redacted of the session's secrets first.
+
+/// What went wrong below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// No connection (refused, DNS, TLS handshake).
+    Connect,
+    /// The request timeout elapsed.
+    Timeout,
+    /// The connection broke while sending or receiving.
+    Other,
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TransportKind::Connect => "connection failed",
+            TransportKind::Timeout => "timed out",
+            TransportKind::Other => "transport error",
+        })
+    }
+}
+
+/// An ESM client error. Cheap to clone, so one failed batch can be reported for every id in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EsmError {
+    /// The client could not be built (bad CA file, TLS setup).
+    #[error("ESM client configuration: {message}")]
+    Config { message: String },
+
+    /// The request never got an HTTP answer.
+    #[error("ESM {operation}: {kind}: {message}")]
+    Transport {
+        operation: &'static str,
+        kind: TransportKind,
+        /// The error chain, URL stripped.
+        message: String,
+    },
+
+    /// A non-2xx answer that is not an HTML error page.
+    #[error("ESM {operation}: HTTP {status}")]
+    Status {
+        operation: &'static str,
+        status: u16,
+    },
+
+    /// An HTML (Tomcat) error page, whatever the status: ESM sometimes sends one with HTTP 200.
+    #[error("ESM {operation}: HTTP {status} with an error page{}", exception_suffix(.exception))]
+    ErrorPage {
+        operation: &'static str,
+        status: u16,
+        /// The Java exception the page names (class and message, secrets redacted), if any.
+        exception: Option<String>,
+    },
+
+    /// The session token was refused (HTTP 401 or a body saying so), also after logging in again.
+    #[error("ESM {operation}: HTTP {status}: the session token was refused")]
+    Unauthorized {
+        operation: &'static str,
+        status: u16,
+    },
+
+    /// The body is neither JSON (even after repair) nor the expected shape.
+    #[error("ESM {operation}: HTTP {status}: undecodable answer: {message}")]
+    Decode {
+        operation: &'static str,
+        status: u16,
+        message: String,
+    },
+
+    /// A batch answer did not contain a requested resource.
+    #[error("ESM {operation}: the answer does not contain the requested resource")]
+    NotReturned { operation: &'static str },
+
+    /// The task fetching this resource ended abnormally (a bug, never an ESM answer).
+    #[error("ESM {operation}: the request task was aborted")]
+    Aborted { operation: &'static str },
+
+    /// The ESM does not implement this operation (404/405 or a "no such operation" page).
+    #[error("ESM {operation}: operation not supported by this ESM (HTTP {status})")]
+    Unsupported {
+        operation: &'static str,
+        status: u16,
+    },
+}
+
+fn exception_suffix(e: &Option<String>) -> String {
+    match e {
+        Some(x) => format!(": {x}"),
+        None => String::new(),
+    }
+}
+
+impl EsmError {
+    /// Worth retrying later with the same input: connection failures, timeouts, 429 and 5xx.
+    /// An error page whose exception says the request itself is wrong (bad id, bad login,
+    /// missing method) is not: repeating it only burns ESM sessions or locks accounts.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EsmError::Transport { .. } => true,
+            EsmError::Status { status, .. } => *status == 429 || (500..=599).contains(status),
+            EsmError::ErrorPage {
+                status, exception, ..
+            } => {
+                let permanent = exception
+                    .as_deref()
+                    .is_some_and(crate::esm::decode::is_permanent_exception);
+                (*status == 429 || (500..=599).contains(status)) && !permanent
+            }
+            EsmError::Config { .. }
+            | EsmError::Unauthorized { .. }
+            | EsmError::Decode { .. }
+            | EsmError::NotReturned { .. }
+            | EsmError::Aborted { .. }
+            | EsmError::Unsupported { .. } => false,
+        }
+    }
+
+    /// The ESM operation that failed (`"config"` for configuration errors).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            EsmError::Config { .. } => "config",
+            EsmError::Transport { operation, .. }
+            | EsmError::Status { operation, .. }
+            | EsmError::ErrorPage { operation, .. }
+            | EsmError::Unauthorized { operation, .. }
+            | EsmError::Decode { operation, .. }
+            | EsmError::NotReturned { operation }
+            | EsmError::Aborted { operation }
+            | EsmError::Unsupported { operation, .. } => operation,
+        }
+    }
+
+    /// The HTTP status, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            EsmError::Status { status, .. }
+            | EsmError::ErrorPage { status, .. }
+            | EsmError::Unauthorized { status, .. }
+            | EsmError::Decode { status, .. }
+            | EsmError::Unsupported { status, .. } => Some(*status),
+            EsmError::Config { .. }
+            | EsmError::Transport { .. }
+            | EsmError::NotReturned { .. }
+            | EsmError::Aborted { .. } => None,
+        }
+    }
+
+    /// A transport error, with the URL (which may carry a query string) removed first.
+    pub(crate) fn transport(operation: &'static str, e: reqwest::Error) -> EsmError {
+        let e = e.without_url();
+        let kind = if e.is_timeout() {
+            TransportKind::Timeout
+        } else if e.is_connect() {
+            TransportKind::Connect
+        } else {
+            TransportKind::Other
+        };
+        // The source chain holds the useful part ("connection refused", "invalid peer
+        // certificate"); none of its layers knows the URL once it has been stripped above.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        EsmError::Transport {
+            operation,
+            kind,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_follows_the_retry_rules() {
+        let status = |s| EsmError::Status {
+            operation: "findAllIds",
+            status: s,
+        };
+        assert!(status(429).is_transient());
+        assert!(status(500).is_transient());
+        assert!(status(503).is_transient());
+        assert!(!status(400).is_transient());
+        assert!(!status(403).is_transient());
+        let page = |s, e: Option<&str>| EsmError::ErrorPage {
+            operation: "getResourceById",
+            status: s,
+            exception: e.map(str::to_owned),
+        };
+        assert!(page(500, None).is_transient());
+        assert!(page(502, Some("java.lang.OutOfMemoryError: heap")).is_transient());
+        assert!(
+            !page(
+                500,
+                Some("com.arcsight.product.manager.resource.service.v1.axis2.jaxws.InvalidResourceIDException: x")
+            )
+            .is_transient()
+        );
+        assert!(!page(200, None).is_transient());
+        let t = EsmError::Transport {
+            operation: "login",
+            kind: TransportKind::Timeout,
+            message: "operation timed out".into(),
+        };
+        assert!(t.is_transient());
+    }
+
+    #[test]
+    fn display_names_operation_and_status() {
+        let e = EsmError::ErrorPage {
+            operation: "getResourceById",
+            status: 500,
+            exception: Some("InvalidResourceIDException: Invalid resource ID".into()),
+        };
+        let s = e.to_string();
+        assert!(s.contains("getResourceById") && s.contains("500"), "{s}");
+        assert!(s.contains("InvalidResourceIDException"), "{s}");
+        assert_eq!(e.operation(), "getResourceById");
+        assert_eq!(e.status(), Some(500));
+    }
+}
