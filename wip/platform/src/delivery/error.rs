@@ -1,0 +1,90 @@
+//! The one error type of the delivery boundary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::opencti::OpenCtiError;
+
+/// Why a bundle was not (entirely) delivered. A failed delivery must not advance the
+/// connector's state: some messages may have reached the broker, none is known to be missing
+/// only when the delivery succeeded.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The broker could not be reached or refused the connection (credentials, vhost).
+    #[error("cannot connect to RabbitMQ at {host}:{port}: {reason}")]
+    Connect {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    /// An AMQP operation other than a publish failed (channel open, confirm.select, close).
+    #[error("RabbitMQ {operation} failed: {reason}")]
+    Channel {
+        operation: &'static str,
+        reason: String,
+    },
+    /// A publish failed or its confirmation was lost: the channel or connection closed
+    /// (e.g. the exchange does not exist), after `confirmed` of `total` messages were acked.
+    #[error(
+        "RabbitMQ publish of message {action_sequence} failed ({confirmed}/{total} confirmed): {reason}"
+    )]
+    Publish {
+        action_sequence: u64,
+        confirmed: u64,
+        total: u64,
+        reason: String,
+    },
+    /// The broker refused a message (basic.nack).
+    #[error("RabbitMQ refused message {action_sequence} (nack)")]
+    Nack { action_sequence: u64 },
+    /// The broker returned a message it could not route (mandatory publish).
+    #[error(
+        "RabbitMQ could not route message {action_sequence} to exchange {exchange:?} with routing key {routing_key:?}: {reply_code} {reply_text}"
+    )]
+    Unroutable {
+        action_sequence: u64,
+        exchange: String,
+        routing_key: String,
+        reply_code: u16,
+        reply_text: String,
+    },
+    /// No confirmation within the publish timeout.
+    #[error("RabbitMQ did not confirm message {action_sequence} within {after:?}")]
+    Timeout {
+        action_sequence: u64,
+        after: Duration,
+    },
+    /// The `api` protocol: the platform refused or did not answer.
+    #[error(transparent)]
+    Platform(#[from] OpenCtiError),
+    /// The `directory` protocol: a file operation failed.
+    #[error("{operation} {}: {source}", path.display())]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DeliveryError {
+    /// Is a later retry of the whole delivery likely to succeed?
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DeliveryError::Connect { .. }
+            | DeliveryError::Channel { .. }
+            | DeliveryError::Publish { .. }
+            | DeliveryError::Nack { .. }
+            | DeliveryError::Timeout { .. } => true,
+            // A routing problem is a configuration problem: retrying sends into the same void.
+            DeliveryError::Unroutable { .. } => false,
+            DeliveryError::Platform(e) => e.is_transient(),
+            DeliveryError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The HTTP side: one `POST {url}/graphql` per call, answers checked for `errors`.
+
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::debug;
+
+use super::documents as doc;
+use super::{
+    ConnectorInfo, ConnectorRegistration, GraphQlError, MqConnection, OpenCtiConfig, OpenCtiError,
+    PingAnswer, QueueDetails, Registration, TransportKind,
+};
+
+/// Bytes of a non-200 body kept in the error: enough to recognise a proxy page or the
+/// platform's message, never a whole HTML page in a log line.
+const EXCERPT_LEN: usize = 200;
+
+/// A cheap-to-clone platform client (the `reqwest::Client` inside is shared).
+#[derive(Clone)]
+pub struct OpenCtiClient {
+    http: reqwest::Client,
+    endpoint: url::Url,
+    /// Only to scrub an answer that would echo it; the header itself is marked sensitive.
+    token: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for OpenCtiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The endpoint may carry credentials in its userinfo: show only scheme, host and port.
+        f.debug_struct("OpenCtiClient")
+            .field("host", &self.endpoint.host_str())
+            .field("port", &self.endpoint.port_or_known_default())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenCtiClient {
+    pub fn new(cfg: OpenCtiConfig) -> Result<Self, OpenCtiError> {
+        let config_err = |reason: String| OpenCtiError::Config { reason };
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.token.expose_secret()))
+            .map_err(|_| config_err("the token is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in &cfg.custom_headers {
+            let n = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| config_err(format!("custom header name {name:?} is invalid")))?;
+            // Values are not echoed: a custom header often carries a secret of its own.
+            let mut v = HeaderValue::from_str(value.trim()).map_err(|_| {
+                config_err(format!("the value of custom header {name:?} is invalid"))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(concat!("arcsight-incidents/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .danger_accept_invalid_certs(!cfg.ssl_verify)
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| config_err(e.without_url().to_string()))?;
+        Ok(OpenCtiClient {
+            http,
+            endpoint: graphql_endpoint(&cfg.url),
+            token: cfg.token,
+        })
+    }
+
+    /// The platform version (`about.version`).
+    pub async fn health(&self) -> Result<String, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            about: Option<About>,
+        }
+        #[derive(Deserialize)]
+        struct About {
+            version: String,
+        }
+        let op = "healthCheck";
+        let data: Data = self.call(op, doc::HEALTH_CHECK, json!({})).await?;
+        data.about
+            .map(|a| a.version)
+            .ok_or_else(|| decode(op, "about is null"))
+    }
+
+    pub async fn register(&self, c: &ConnectorRegistration) -> Result<Registration, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "registerConnector")]
+            register: Option<Registered>,
+        }
+        #[derive(Deserialize)]
+        struct Registered {
+            connector_state: Option<String>,
+            config: Config,
+            connector_user_id: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Config {
+            connection: Connection,
+            push_routing: String,
+            push_exchange: String,
+        }
+        #[derive(Deserialize)]
+        struct Connection {
+            host: String,
+            vhost: String,
+            use_ssl: bool,
+            port: i64,
+            user: String,
+            pass: String,
+        }
+        let op = "registerConnector";
+        let vars = json!({"input": {
+            "id": c.id,
+            "name": c.name,
+            "type": "EXTERNAL_IMPORT",
+            "scope": c.scope,
+            "auto": false,
+            "only_contextual": false,
+            "playbook_compatible": false,
+        }});
+        let data: Data = self.call(op, doc::REGISTER_CONNECTOR, vars).await?;
+        let r = data
+            .register
+            .ok_or_else(|| decode(op, "registerConnector is null"))?;
+        let user_id = r
+            .connector_user_id
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| decode(op, "connector_user_id is missing"))?;
+        let port = u16::try_from(r.config.connection.port)
+            .map_err(|_| decode(op, "config.connection.port is not a TCP port"))?;
+        let conn = r.config.connection;
+        Ok(Registration {
+            connector_user_id: user_id,
+            connector_state: r.connector_state.filter(|s| !s.is_empty()),
+            mq: MqConnection {
+                host: conn.host,
+                port,
+                vhost: conn.vhost,
+                use_ssl: conn.use_ssl,
+                user: conn.user,
+                pass: conn.pass.into(),
+                push_exchange: r.config.push_exchange,
+                push_routing: r.config.push_routing,
+            },
+        })
+    }
+
+    /// `state` is the connector's whole state as JSON text; `None` leaves the platform's
+    /// state untouched.
+    pub async fn ping(
+        &self,
+        connector_id: &str,
+        state: Option<&str>,
+        info: &ConnectorInfo,
+    ) -> Result<PingAnswer, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "pingConnector")]
+            ping: Option<Pinged>,
+        }
+        #[derive(Deserialize)]
+        struct Pinged {
+            connector_state: Option<String>,
+        }
+        let op = "pingConnector";
+        let vars = json!({"id": connector_id, "state": state, "connectorInfo": info});
+        let data: Data = self.call(op, doc::PING_CONNECTOR, vars).await?;
+        let p = data
+            .ping
+            .ok_or_else(|| decode(op, "pingConnector is null (unknown connector?)"))?;
+        Ok(PingAnswer {
+            connector_state: p.connector_state,
+        })
+    }
+
+    /// Creates a work (a run shown in the UI) and returns its id.
+    pub async fn work_add(
+        &self,
+        connector_id: &str,
+        friendly_name: &str,
+    ) -> Result<String, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "workAdd")]
+            work: Option<Work>,
+        }
+        #[derive(Deserialize)]
+        struct Work {
+            id: String,
+        }
+        let op = "workAdd";
+        let vars = json!({"connectorId": connector_id, "friendlyName": friendly_name});
+        let data: Data = self.call(op, doc::WORK_ADD, vars).await?;
+        data.work
+            .map(|w| w.id)
+            .ok_or_else(|| decode(op, "workAdd is null"))
+    }
+
+    pub async fn work_add_expectations(&self, work_id: &str, n: u64) -> Result<(), OpenCtiError> {
+        let op = "addExpectations";
+        // The schema's Int is 32-bit: a bigger page would be refused by the platform anyway.
+        let n = i32::try_from(n).map_err(|_| decode(op, "expectations exceed a GraphQL Int"))?;
+        let vars = json!({"id": work_id, "expectations": n});
+        self.call_work_edit(op, doc::ADD_EXPECTATIONS, vars).await
+    }
+
+    pub async fn work_to_processed(
+        &self,
+        work_id: &str,
+        message: &str,
+        in_error: bool,
+    ) -> Result<(), OpenCtiError> {
+        let vars = json!({"id": work_id, "message": message, "inError": in_error});
+        self.call_work_edit("workToProcessed", doc::WORK_TO_PROCESSED, vars)
+            .await
+    }
+
+    pub async fn work_to_received(&self, work_id: &str, message: &str) -> Result<(), OpenCtiError> {
+        let vars = json!({"id": work_id, "message": message});
+        self.call_work_edit("workToReceived", doc::WORK_TO_RECEIVED, vars)
+            .await
+    }
+
+    /// The whole bundle, unsplit (queue protocol `api`).
+    pub async fn stix_bundle_push(
+        &self,
+        connector_id: &str,
+        bundle_json: &str,
+        work_id: Option<&str>,
+    ) -> Result<(), OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "stixBundlePush")]
+            pushed: Option<bool>,
+        }
+        let op = "stixBundlePush";
+        let vars = json!({"connectorId": connector_id, "bundle": bundle_json, "work_id": work_id});
+        let data: Data = self.call(op, doc::STIX_BUNDLE_PUSH, vars).await?;
+        match data.pushed {
+            Some(true) => Ok(()),
+            _ => Err(decode(op, "the platform did not accept the bundle")),
+        }
+    }
+
+    pub async fn queue_details(&self, connector_id: &str) -> Result<QueueDetails, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            connector: Option<Connector>,
+        }
+        #[derive(Deserialize)]
+        struct Connector {
+            connector_queue_details: Details,
+        }
+        #[derive(Deserialize)]
+        struct Details {
+            messages_number: f64,
+            messages_size: f64,
+        }
+        let op = "GetConnector";
+        let data: Data = self
+            .call(op, doc::GET_CONNECTOR_QUEUE, json!({"id": connector_id}))
+            .await?;
+        let d = data
+            .connector
+            .ok_or_else(|| decode(op, "connector is null (unknown connector?)"))?
+            .connector_queue_details;
+        // The schema types both as Float; a negative or NaN count means "nothing queued".
+        let count = |x: f64| {
+            if x.is_finite() && x > 0.0 {
+                x as u64
+            } else {
+                0
+            }
+        };
+        Ok(QueueDetails {
+            messages_number: count(d.messages_number),
+            messages_size: count(d.messages_size),
+        })
+    }
+
+    async fn call_work_edit(
+        &self,
+        op: &'static str,
+        query: &str,
+        vars: Value,
+    ) -> Result<(), OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "workEdit")]
+            edit: Option<Value>,
+        }
+        let data: Data = self.call(op, query, vars).await?;
+        data.edit
+            .map(|_| ())
+            .ok_or_else(|| decode(op, "workEdit is null (unknown work?)"))
+    }
+
+    /// One GraphQL round trip; `T` is the shape of `data`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+    ) -> Result<T, OpenCtiError> {
+        debug!(operation = op, "OpenCTI call");
+        let body = json!({"query": query, "variables": variables});
+        let resp = self
+            .http
+            .post(self.endpoint.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport(op, e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| transport(op, e))?;
+        if status != reqwest::StatusCode::OK {
+            return Err(OpenCtiError::Status {
+                operation: op,
+                status: status.as_u16(),
+                excerpt: self.excerpt(&text),
+            });
+        }
+        #[derive(Deserialize)]
+        struct Answer<T> {
+            data: Option<T>,
+        }
+        #[derive(Deserialize)]
+        struct RawError {
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            extensions: Option<Extensions>,
+        }
+        #[derive(Deserialize)]
+        struct Extensions {
+            code: Option<String>,
+        }
+        // Errors first, from a loose parse: an error answer's `data` may be null or partial.
+        let raw: Value =
+            serde_json::from_str(&text).map_err(|e| decode(op, &format!("not JSON ({e})")))?;
+        if let Some(errs) = raw.get("errors").filter(|e| !e.is_null()) {
+            let errs: Vec<RawError> = serde_json::from_value(errs.clone())
+                .map_err(|e| decode(op, &format!("malformed errors array ({e})")))?;
+            if !errs.is_empty() {
+                let errors = errs
+                    .into_iter()
+                    .map(|e| GraphQlError {
+                        message: self.scrub(&e.message),
+                        code: e.extensions.and_then(|x| x.code).or(e.name),
+                    })
+                    .collect();
+                return Err(OpenCtiError::GraphQl {
+                    operation: op,
+                    errors,
+                });
+            }
+        }
+        let answer: Answer<T> =
+            serde_json::from_value(raw).map_err(|e| decode(op, &e.to_string()))?;
+        answer.data.ok_or_else(|| decode(op, "data is null"))
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let token = self.token.expose_secret();
+        if token.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(token, "[redacted]")
+        }
+    }
+
+    fn excerpt(&self, body: &str) -> String {
+        let end = body
+            .char_indices()
+            .nth(EXCERPT_LEN)
+            .map_or(body.len(), |(i, _)| i);
+        self.scrub(body[..end].trim())
+    }
+}
+
+/// `{url}/graphql`, without the `//` pycti produces from a trailing slash, and without any
+/// query or fragment the operator may have pasted.
+fn graphql_endpoint(base: &url::Url) -> url::Url {
+    let mut u = base.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let path = format!("{}/graphql", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u
+}
+
+fn decode(op: &'static str, reason: &str) -> OpenCtiError {
+    OpenCtiError::Decode {
+        operation: op,
+        reason: reason.to_owned(),
+    }
+}
+
+fn transport(op: &'static str, e: reqwest::Error) -> OpenCtiError {
+    let kind = if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_connect() {
+        TransportKind::Connect
+    } else if e.is_body() || e.is_decode() {
+        TransportKind::Body
+    } else {
+        TransportKind::Other
+    };
+    // `without_url`: the URL may hold credentials; the cause chain names the real problem.
+    let e = e.without_url();
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    OpenCtiError::Transport {
+        operation: op,
+        kind,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_joined_without_double_slash_or_query() {
+        let cases = [
+            ("http://octi:8080", "http://octi:8080/graphql"),
+            ("http://octi:8080/", "http://octi:8080/graphql"),
+            ("https://h/opencti/", "https://h/opencti/graphql"),
+            ("https://h/opencti?x=1#f", "https://h/opencti/graphql"),
+        ];
+        for (base, want) in cases {
+            let got = graphql_endpoint(&url::Url::parse(base).unwrap());
+            assert_eq!(got.as_str(), want, "{base}");
+        }
+    }
+}

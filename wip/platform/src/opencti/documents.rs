@@ -1,0 +1,63 @@
+//! Every GraphQL document the client sends, verbatim from the platform protocol (see
+//! `tests/opencti.rs`, which validates each one against the platform schema).
+
+pub const HEALTH_CHECK: &str = "query healthCheck { about { version } }";
+
+pub const REGISTER_CONNECTOR: &str = r#"mutation RegisterConnector($input: RegisterConnectorInput) {
+  registerConnector(input: $input) {
+    id
+    connector_state
+    config {
+      connection { host vhost use_ssl port user pass }
+      listen listen_routing listen_exchange
+      push push_routing push_exchange
+    }
+    connector_user_id
+  }
+}"#;
+
+pub const PING_CONNECTOR: &str = r#"mutation PingConnector($id: ID!, $state: String, $connectorInfo: ConnectorInfoInput) {
+  pingConnector(id: $id, state: $state, connectorInfo: $connectorInfo) {
+    id
+    connector_state
+    connector_info { run_and_terminate buffering queue_threshold queue_messages_size next_run_datetime last_run_datetime }
+  }
+}"#;
+
+pub const WORK_ADD: &str = r#"mutation workAdd($connectorId: String!, $friendlyName: String) {
+  workAdd(connectorId: $connectorId, friendlyName: $friendlyName) { id }
+}"#;
+
+pub const WORK_TO_PROCESSED: &str = r#"mutation workToProcessed($id: ID!, $message: String, $inError: Boolean) {
+  workEdit(id: $id) { toProcessed(message: $message, inError: $inError) }
+}"#;
+
+pub const ADD_EXPECTATIONS: &str = r#"mutation addExpectations($id: ID!, $expectations: Int) {
+  workEdit(id: $id) { addExpectations(expectations: $expectations) }
+}"#;
+
+pub const WORK_TO_RECEIVED: &str = r#"mutation workToReceived($id: ID!, $message: String) {
+  workEdit(id: $id) { toReceived(message: $message) }
+}"#;
+
+pub const STIX_BUNDLE_PUSH: &str = r#"mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) {
+  stixBundlePush(connectorId: $connectorId, bundle: $bundle, work_id: $work_id)
+}"#;
+
+pub const GET_CONNECTOR_QUEUE: &str = r#"query GetConnector($id: String!) {
+  connector(id: $id) { id connector_queue_details { messages_number messages_size } }
+}"#;
+
+/// Every document above: the schema test iterates this list, so a document missing here is
+/// a document nobody validated.
+pub const DOCUMENTS: &[&str] = &[
+    HEALTH_CHECK,
+    REGISTER_CONNECTOR,
+    PING_CONNECTOR,
+    WORK_ADD,
+    WORK_TO_PROCESSED,
+    ADD_EXPECTATIONS,
+    WORK_TO_RECEIVED,
+    STIX_BUNDLE_PUSH,
+    GET_CONNECTOR_QUEUE,
+];

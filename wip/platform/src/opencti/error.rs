@@ -1,0 +1,160 @@
+//! The one error type of the platform boundary.
+
+use std::fmt;
+
+/// What went wrong talking to the OpenCTI platform.
+///
+/// No variant carries the token, the request URL (it may hold credentials) or the request
+/// body: only the operation name, the status and what the platform said.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenCtiError {
+    /// The client could not be built (an invalid custom header, a TLS setup failure).
+    #[error("cannot build the OpenCTI client: {reason}")]
+    Config { reason: String },
+    /// The request did not get an HTTP answer (connect, TLS, timeout, body read).
+    #[error("OpenCTI {operation}: {kind} error: {reason}")]
+    Transport {
+        operation: &'static str,
+        kind: TransportKind,
+        reason: String,
+    },
+    /// An HTTP answer other than 200.
+    #[error("OpenCTI {operation}: HTTP {status}: {excerpt}")]
+    Status {
+        operation: &'static str,
+        status: u16,
+        /// The start of the answer body, with the token (if ever echoed) redacted.
+        excerpt: String,
+    },
+    /// A 200 answer with a top-level `errors` array.
+    #[error("OpenCTI {operation}: GraphQL error(s): {}", DisplayErrors(.errors))]
+    GraphQl {
+        operation: &'static str,
+        errors: Vec<GraphQlError>,
+    },
+    /// A 200 answer that does not have the shape the schema promises.
+    #[error("OpenCTI {operation}: unexpected answer: {reason}")]
+    Decode {
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    Connect,
+    Timeout,
+    Body,
+    Other,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Connect => "connection",
+            TransportKind::Timeout => "timeout",
+            TransportKind::Body => "body",
+            TransportKind::Other => "request",
+        })
+    }
+}
+
+/// One entry of a GraphQL `errors` array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphQlError {
+    pub message: String,
+    /// `extensions.code` (OpenCTI also puts it in `name`), e.g. `AUTH_REQUIRED`.
+    pub code: Option<String>,
+}
+
+struct DisplayErrors<'a>(&'a [GraphQlError]);
+
+impl fmt::Display for DisplayErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            match &e.code {
+                Some(code) => write!(f, "[{code}] {}", e.message)?,
+                None => f.write_str(&e.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// GraphQL error codes that describe a passing condition on the platform side (lock
+/// contention, a busy engine) rather than a wrong request or missing rights.
+const TRANSIENT_CODES: &[&str] = &[
+    "LOCK_ERROR",
+    "DATABASE_ERROR",
+    "ENGINE_ERROR",
+    "TIMEOUT_ERROR",
+    "UNSUPPORTED_ERROR_TEMPORARY",
+];
+
+impl OpenCtiError {
+    /// Is a later retry of the same call likely to succeed?
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OpenCtiError::Config { .. } | OpenCtiError::Decode { .. } => false,
+            OpenCtiError::Transport { .. } => true,
+            OpenCtiError::Status { status, .. } => {
+                *status == 408 || *status == 429 || (500..600).contains(status)
+            }
+            OpenCtiError::GraphQl { errors, .. } => {
+                !errors.is_empty()
+                    && errors.iter().all(|e| {
+                        e.code
+                            .as_deref()
+                            .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                    })
+            }
+        }
+    }
+
+    /// The operation that failed (the GraphQL operation name), when known.
+    pub fn operation(&self) -> Option<&'static str> {
+        match self {
+            OpenCtiError::Config { .. } => None,
+            OpenCtiError::Transport { operation, .. }
+            | OpenCtiError::Status { operation, .. }
+            | OpenCtiError::GraphQl { operation, .. }
+            | OpenCtiError::Decode { operation, .. } => Some(operation),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transience_follows_status_and_codes() {
+        let status = |s| OpenCtiError::Status {
+            operation: "x",
+            status: s,
+            excerpt: String::new(),
+        };
+        assert!(status(503).is_transient());
+        assert!(status(429).is_transient());
+        assert!(!status(401).is_transient());
+        assert!(!status(400).is_transient());
+        let gql = |code: Option<&str>| OpenCtiError::GraphQl {
+            operation: "x",
+            errors: vec![GraphQlError {
+                message: "m".into(),
+                code: code.map(str::to_owned),
+            }],
+        };
+        assert!(gql(Some("LOCK_ERROR")).is_transient());
+        assert!(!gql(Some("AUTH_REQUIRED")).is_transient());
+        assert!(!gql(None).is_transient());
+        assert_eq!(
+            gql(Some("AUTH_REQUIRED")).to_string(),
+            "OpenCTI x: GraphQL error(s): [AUTH_REQUIRED] m"
+        );
+    }
+}
