@@ -312,10 +312,10 @@ mod tests {
     fn first_and_last_seen_come_from_start_and_end() {
         let conv = Converter::new(ConvertOptions::default());
         let inc = conv.incident(&event(
-            json!({"startTime": 1000000000000i64, "endTime": 1000000001000i64}),
+            json!({"startTime": 1_500_000_000_000i64, "endTime": 1_500_000_001_000i64}),
         ));
-        assert_eq!(inc.first_seen.as_deref(), Some("2001-09-09T01:46:40.000Z"));
-        assert_eq!(inc.last_seen.as_deref(), Some("2001-09-09T01:46:41.000Z"));
-        assert_eq!(inc.created, "2001-09-09T01:46:41.000Z");
+        assert_eq!(inc.first_seen.as_deref(), Some("2017-07-14T02:40:00.000Z"));
+        assert_eq!(inc.last_seen.as_deref(), Some("2017-07-14T02:40:01.000Z"));
+        assert_eq!(inc.created, "2017-07-14T02:40:01.000Z");
     }
 }

@@ -112,11 +112,14 @@ pub fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
 }
 
 fn epoch(n: i64) -> Option<DateTime<Utc>> {
-    if n > 1_000_000_000_000 {
+    let t = if n > 1_000_000_000_000 {
         DateTime::from_timestamp_millis(n)
     } else {
         DateTime::from_timestamp(n, 0)
-    }
+    };
+    // Python's datetime stops at year 9999: beyond it the reference has no timestamp, and a
+    // five-digit year is not a valid STIX timestamp anyway.
+    t.filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
 }
 
 fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {

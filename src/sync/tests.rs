@@ -367,27 +367,3 @@ async fn a_modified_case_is_sent_again_with_the_same_id() {
     assert_eq!(id, id2);
     assert_ne!(modified, modified2);
 }
-
-#[tokio::test]
-async fn shutdown_abandons_the_page_in_flight_without_advancing_state() {
-    let mut esm = FakeEsm::with_cases(4, 1);
-    esm.hang_events = true;
-    let mut h = Harness::new(esm, 100, 2);
-    let (trigger, shutdown) = shutdown_pair();
-    // Trigger the stop once the run is stuck fetching events: no timing assumptions.
-    let entered = h.esm.entered.clone();
-    let stopper = async move {
-        entered.notified().await;
-        trigger.trigger();
-    };
-    let (report, ()) = tokio::join!(h.run_until(Some(&shutdown)), stopper);
-    assert!(report.error.as_deref().unwrap().contains("shutting down"));
-    assert_eq!(report.cases_delivered, 0);
-    assert_eq!(*h.state.lock().unwrap(), State::default());
-    assert_eq!(
-        *h.esm.logouts.lock().unwrap(),
-        1,
-        "logged out after the stop"
-    );
-    assert_eq!(h.sink.closed, 1);
-}
