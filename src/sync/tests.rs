@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::run::{CaseSource, RunConfig, RunReport, Sink, Tracker, run_once};
-use super::schedule::{Shutdown, shutdown_pair};
+use super::schedule::Shutdown;
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::esm::model::EventId;
