@@ -231,10 +231,8 @@ fn with_observables_the_reference_objects_are_unchanged_but_for_object_refs() {
                 // Every other object of the bundle but the author and the marking is listed.
                 let listed: Vec<&str> = refs
                     .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap())
-                    .collect();
+                    .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+                    .unwrap_or_default();
                 let contained: Vec<&str> = rich
                     .iter()
                     .filter(|x| {

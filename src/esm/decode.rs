@@ -240,6 +240,8 @@ fn is_exception_name(token: &str) -> bool {
     let last = token.rsplit('.').next().unwrap_or(token);
     (last.ends_with("Exception") || last.ends_with("Error") || last.ends_with("Fault"))
         && last.len() > "Error".len()
+        // Tomcat pages say "Type Exception Report": a bare suffix is a word, not a class.
+        && !matches!(last, "Exception" | "Error" | "Fault")
         && last.starts_with(|c: char| c.is_ascii_uppercase())
         && token
             .chars()
