@@ -85,8 +85,9 @@ proptest! {
         let base = stix::incident_id(&name, created.as_deref());
         let padded = format!("{pad_left}{}{pad_right}", name.to_uppercase());
         prop_assert_eq!(stix::incident_id(&padded, created.as_deref()), base.clone());
+        let case = stix::case_incident_id(&padded, created.as_deref());
         prop_assert_eq!(
-            stix::case_incident_id(&padded, created.as_deref()).trim_start_matches("case-incident--"),
+            case.trim_start_matches("case-incident--"),
             base.trim_start_matches("incident--")
         );
     }

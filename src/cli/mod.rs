@@ -1,6 +1,7 @@
 //! The command line: one binary, several subcommands. `main.rs` only calls [`main`].
 
 pub mod convert;
+pub mod demo;
 
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the connector (the default when no subcommand is given).
     Run,
+    /// Import from an embedded, simulated ESM into a directory and print a summary (no
+    /// platform, nothing to configure).
+    Demo(demo::DemoArgs),
     /// Convert ESM cases (JSON lines) to STIX bundles, offline.
     Convert {
         /// Input file of `{"case": {...}, "events": [...]}` lines; `-` or nothing for stdin.
@@ -43,6 +47,8 @@ pub enum Command {
     },
     /// Check the settings and print one line per problem.
     CheckSettings,
+    /// Serve a simulated ArcSight ESM (for tests, demos and benchmarks) until stopped.
+    SimulateEsm(crate::simulator::cli::SimulateEsmArgs),
     /// Regenerate `__metadata__/` and `config.yml.sample` from the settings table.
     Metadata {
         /// Repository root to write into.
@@ -74,10 +80,45 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::CheckSettings | Command::Run => match load_settings(&cli.config) {
+        Command::CheckSettings => match load_settings(&cli.config) {
             Ok(_) => ExitCode::SUCCESS,
             Err(code) => code,
         },
+        Command::Run => match load_settings(&cli.config) {
+            Ok(settings) => run_daemon(settings),
+            Err(code) => code,
+        },
+        Command::Demo(args) => {
+            crate::telemetry::init(false, crate::settings::LogLevel::Warn);
+            let summary = runtime().and_then(|rt| rt.block_on(demo::run(&args)));
+            match summary {
+                Ok(summary) => {
+                    let _ = demo::print(&summary, std::io::stdout().lock());
+                    if summary.report.succeeded() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::SimulateEsm(args) => {
+            crate::telemetry::init(false, crate::settings::LogLevel::Info);
+            match runtime().and_then(|rt| {
+                rt.block_on(crate::simulator::cli::run(args))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("simulate-esm: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -89,6 +130,63 @@ pub fn load_settings(config: &std::path::Path) -> Result<Settings, ExitCode> {
             eprintln!("{line}");
         }
         ExitCode::from(EXIT_SETTINGS)
+    })
+}
+
+/// A small multi-threaded runtime: the work is I/O bound, two workers are plenty and keep the
+/// footprint small beside the platform.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// The daemon: runs on the schedule until SIGTERM/SIGINT, or once (`CONNECTOR_RUN_AND_TERMINATE`
+/// or a zero period). Exit 0 when the last run succeeded.
+fn run_daemon(settings: Settings) -> ExitCode {
+    use crate::sync::schedule::{on_signals, shutdown_pair};
+    crate::telemetry::init(settings.opencti.json_logging, settings.connector.log_level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let (trigger, shutdown) = shutdown_pair();
+        on_signals(trigger);
+        let metrics = crate::metrics::Metrics::new();
+        if settings.connector.expose_metrics {
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.connector.metrics_port));
+            let mut stop = shutdown.clone();
+            let metrics = metrics.clone();
+            // Ready means a run succeeded within two periods (or an hour when running once).
+            let window = settings
+                .connector
+                .duration_period
+                .map(|p| p * 2)
+                .unwrap_or(std::time::Duration::from_secs(3600))
+                .max(std::time::Duration::from_secs(120));
+            tokio::spawn(async move {
+                if let Err(e) =
+                    crate::metrics::serve(addr, metrics, window, async move { stop.wait().await })
+                        .await
+                {
+                    tracing::error!(error = %e, %addr, "the metrics endpoint could not start");
+                }
+            });
+        }
+        match crate::sync::daemon::run_daemon(settings, metrics, shutdown).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                tracing::error!(error = %e, "the connector could not start");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

@@ -1,1 +1,131 @@
-//! (delivery: under construction)
+//! How a bundle reaches the platform: one [`Delivery`] trait, three implementations chosen
+//! by the settings (`amqp`, the default; `api`; `directory`), dispatched by [`AnyDelivery`]
+//! without boxing.
+//!
+//! The run loop calls, per page: [`Delivery::expectations`] -> `work_add_expectations` ->
+//! [`Delivery::deliver`].
+//!
+//! TLS needs no set-up call: the lock file compiles rustls with ring only, lapin's
+//! connector installs ring as the process default on first use if nothing else did, and
+//! reqwest falls back to ring explicitly; no path panics for lack of a provider.
+
+mod amqp;
+mod api;
+mod directory;
+mod error;
+pub mod split;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+pub use amqp::{AmqpDelivery, AmqpOptions, message_body};
+pub use api::ApiDelivery;
+pub use directory::{DirectoryDelivery, DirectoryIdentity, file_prefix};
+pub use error::DeliveryError;
+pub use split::{SplitBundle, split_bundle, split_count};
+
+use crate::stix::Bundle;
+
+/// What one delivery did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliveryReport {
+    /// AMQP messages confirmed, or 1 for a pushed bundle or a written file.
+    pub messages: u64,
+    /// Bytes sent (message bodies) or written.
+    pub bytes: u64,
+    /// The file written, for `directory`.
+    pub path: Option<PathBuf>,
+}
+
+/// One way of sending bundles.
+pub trait Delivery {
+    /// How many messages the platform should expect for `bundle` (`addExpectations`);
+    /// 0 when nothing goes through the queue.
+    fn expectations(&self, bundle: &Bundle) -> u64;
+
+    /// Sends `bundle`; `Ok` only when all of it was accepted.
+    fn deliver(
+        &self,
+        bundle: &Bundle,
+        work_id: Option<&str>,
+    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send;
+}
+
+impl Delivery for AmqpDelivery {
+    fn expectations(&self, bundle: &Bundle) -> u64 {
+        AmqpDelivery::expectations(self, bundle)
+    }
+    fn deliver(
+        &self,
+        bundle: &Bundle,
+        work_id: Option<&str>,
+    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send {
+        AmqpDelivery::deliver(self, bundle, work_id)
+    }
+}
+
+impl Delivery for ApiDelivery {
+    fn expectations(&self, bundle: &Bundle) -> u64 {
+        ApiDelivery::expectations(self, bundle)
+    }
+    fn deliver(
+        &self,
+        bundle: &Bundle,
+        work_id: Option<&str>,
+    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send {
+        ApiDelivery::deliver(self, bundle, work_id)
+    }
+}
+
+impl Delivery for DirectoryDelivery {
+    fn expectations(&self, bundle: &Bundle) -> u64 {
+        DirectoryDelivery::expectations(self, bundle)
+    }
+    fn deliver(
+        &self,
+        bundle: &Bundle,
+        work_id: Option<&str>,
+    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send {
+        DirectoryDelivery::deliver(self, bundle, work_id)
+    }
+}
+
+/// The delivery the settings chose.
+#[derive(Debug)]
+pub enum AnyDelivery {
+    // Boxed: the AMQP delivery holds a connection and a channel, far larger than the others.
+    Amqp(Box<AmqpDelivery>),
+    Api(ApiDelivery),
+    Directory(DirectoryDelivery),
+}
+
+impl AnyDelivery {
+    /// Releases what the delivery holds (the AMQP connection); a no-op for the others.
+    pub async fn close(self) -> Result<(), DeliveryError> {
+        match self {
+            AnyDelivery::Amqp(d) => d.close().await,
+            AnyDelivery::Api(_) | AnyDelivery::Directory(_) => Ok(()),
+        }
+    }
+}
+
+impl Delivery for AnyDelivery {
+    fn expectations(&self, bundle: &Bundle) -> u64 {
+        match self {
+            AnyDelivery::Amqp(d) => d.expectations(bundle),
+            AnyDelivery::Api(d) => d.expectations(bundle),
+            AnyDelivery::Directory(d) => d.expectations(bundle),
+        }
+    }
+    async fn deliver(
+        &self,
+        bundle: &Bundle,
+        work_id: Option<&str>,
+    ) -> Result<DeliveryReport, DeliveryError> {
+        match self {
+            AnyDelivery::Amqp(d) => d.deliver(bundle, work_id).await,
+            AnyDelivery::Api(d) => d.deliver(bundle, work_id).await,
+            AnyDelivery::Directory(d) => d.deliver(bundle, work_id).await,
+        }
+    }
+}

@@ -1,1 +1,136 @@
-//! (opencti: under construction)
+//! The OpenCTI platform's GraphQL API: health, registration, ping (state), works, bundle push
+//! and the queue size used for back-pressure.
+//!
+//! Knows nothing of ESM or of how bundles travel: [`crate::delivery`] uses the
+//! [`MqConnection`] returned by [`OpenCtiClient::register`].
+
+mod client;
+pub mod documents;
+mod error;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::Serialize;
+
+pub use client::OpenCtiClient;
+pub use documents::DOCUMENTS;
+pub use error::{GraphQlError, OpenCtiError, TransportKind};
+
+/// The platform request timeout when the settings give none: long enough for a big
+/// `stixBundlePush`, short enough that a dead platform does not hang a run forever.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How to reach the platform.
+#[derive(Debug, Clone)]
+pub struct OpenCtiConfig {
+    pub url: url::Url,
+    pub token: SecretString,
+    pub ssl_verify: bool,
+    pub custom_headers: Vec<(String, String)>,
+    pub timeout: std::time::Duration,
+}
+
+impl OpenCtiConfig {
+    pub fn from_settings(s: &crate::settings::OpenCtiSettings) -> Self {
+        OpenCtiConfig {
+            url: s.url.clone(),
+            token: s.token.clone(),
+            ssl_verify: s.ssl_verify,
+            custom_headers: s.custom_headers.clone(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// What `registerConnector` declares. Type is always `EXTERNAL_IMPORT`, `auto`,
+/// `only_contextual` and `playbook_compatible` always false (an import connector).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorRegistration {
+    pub id: String,
+    pub name: String,
+    pub scope: Vec<String>,
+}
+
+/// What the connector keeps from `registerConnector`.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The applicant id put in every AMQP message.
+    pub connector_user_id: String,
+    /// The persisted state (JSON text), `None` when the platform has none.
+    pub connector_state: Option<String>,
+    pub mq: MqConnection,
+}
+
+/// Where to publish bundles: `config.connection` and `config.push_*` of the registration.
+#[derive(Debug, Clone)]
+pub struct MqConnection {
+    pub host: String,
+    pub port: u16,
+    pub vhost: String,
+    pub use_ssl: bool,
+    pub user: String,
+    pub pass: SecretString,
+    pub push_exchange: String,
+    pub push_routing: String,
+}
+
+impl MqConnection {
+    /// `MQ_*` settings win over what the platform announced (deployments behind NAT).
+    pub fn apply_overrides(&mut self, o: &crate::settings::MqOverrides) {
+        if let Some(h) = &o.host {
+            self.host.clone_from(h);
+        }
+        if let Some(p) = o.port {
+            self.port = p;
+        }
+        if let Some(v) = &o.vhost {
+            self.vhost.clone_from(v);
+        }
+        if let Some(s) = o.use_ssl {
+            self.use_ssl = s;
+        }
+        if let Some(u) = &o.user {
+            self.user.clone_from(u);
+        }
+        if let Some(p) = &o.pass {
+            self.pass = p.clone();
+        }
+    }
+}
+
+/// `connectorInfo` of a ping, as pycti reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectorInfo {
+    pub run_and_terminate: bool,
+    pub buffering: bool,
+    /// MB.
+    pub queue_threshold: f64,
+    pub queue_messages_size: f64,
+    #[serde(serialize_with = "ser_datetime")]
+    pub next_run_datetime: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ser_datetime")]
+    pub last_run_datetime: Option<DateTime<Utc>>,
+}
+
+/// `%Y-%m-%dT%H:%M:%SZ`, the format pycti sends.
+fn ser_datetime<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// What a ping answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingAnswer {
+    /// The state the platform holds; differs from what was sent when an operator reset it.
+    pub connector_state: Option<String>,
+}
+
+/// The platform's view of the connector's queue, for back-pressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDetails {
+    pub messages_number: u64,
+    /// Bytes.
+    pub messages_size: u64,
+}

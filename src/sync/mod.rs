@@ -3,6 +3,8 @@
 //! The only module that knows the order of the steps; each step (ESM client, converter,
 //! delivery, platform) knows nothing of the ones after it.
 
+pub mod adapters;
+pub mod daemon;
 pub mod run;
 pub mod schedule;
 pub mod state;

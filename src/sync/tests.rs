@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::run::{CaseSource, RunConfig, RunReport, Sink, Tracker, run_once};
-use super::schedule::Shutdown;
+use super::schedule::{Shutdown, shutdown_pair};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::esm::model::EventId;
@@ -22,8 +22,9 @@ struct FakeEsm {
     failing_events: Mutex<HashSet<EventId>>,
     logins: Mutex<usize>,
     logouts: Mutex<usize>,
-    /// When set, fetching events signals `entered` and then never answers.
-    hang_events: bool,
+    event_calls: Mutex<usize>,
+    /// From this event fetch on (0 = the first), signal `entered` and never answer.
+    hang_from_call: Option<usize>,
     entered: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -86,6 +87,15 @@ impl CaseSource for FakeEsm {
         &self,
         ids: &[EventId],
     ) -> (HashMap<EventId, Value>, HashMap<EventId, String>) {
+        let call = {
+            let mut n = self.event_calls.lock().unwrap();
+            *n += 1;
+            *n - 1
+        };
+        if self.hang_from_call.is_some_and(|k| call >= k) {
+            self.entered.notify_one();
+            std::future::pending::<()>().await;
+        }
         let events = self.events.lock().unwrap();
         let failing = self.failing_events.lock().unwrap();
         let mut ok = HashMap::new();
@@ -152,9 +162,12 @@ impl Sink for FakeSink {
     }
 }
 
+/// A work: its id, its expectations, and how it was closed (message, in error).
+type Work = (String, u64, Option<(String, bool)>);
+
 #[derive(Default)]
 struct FakeTracker {
-    works: Mutex<Vec<(String, u64, Option<(String, bool)>)>>,
+    works: Mutex<Vec<Work>>,
     saved: Mutex<Vec<State>>,
 }
 
@@ -366,4 +379,38 @@ async fn a_modified_case_is_sent_again_with_the_same_id() {
     let (id2, modified2) = first_id(h.sink.bundles.last().unwrap()).unwrap();
     assert_eq!(id, id2);
     assert_ne!(modified, modified2);
+}
+
+#[tokio::test]
+async fn a_stop_request_abandons_the_page_in_flight_and_keeps_what_was_confirmed() {
+    let mut esm = FakeEsm::with_cases(5, 1);
+    // The first page (two cases) goes through; the second page's event fetch hangs.
+    esm.hang_from_call = Some(1);
+    let entered = esm.entered.clone();
+    let mut h = Harness::new(esm, 100, 2);
+    let (trigger, shutdown) = shutdown_pair();
+    let stop = async move {
+        entered.notified().await;
+        trigger.trigger();
+    };
+    let (r, ()) = tokio::join!(h.run_until(Some(&shutdown)), stop);
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("shutting down")),
+        "{r:?}"
+    );
+    assert_eq!(r.cases_delivered, 2);
+    assert_eq!(h.sink.bundles.len(), 1);
+    assert_eq!(*h.esm.logouts.lock().unwrap(), 1, "ESM is logged out of");
+    assert_eq!(h.sink.closed, 1, "the delivery is closed");
+    {
+        let works = h.tracker.works.lock().unwrap();
+        let closed = works[0].2.as_ref().expect("the work is closed");
+        assert!(closed.1, "the work is closed in error: {closed:?}");
+    }
+    // After a restart, the three cases of the abandoned pages are delivered, and only they.
+    h.esm.hang_from_call = None;
+    let r = h.run().await;
+    assert_eq!(r.cases_delivered, 3, "{r:?}");
 }

@@ -101,7 +101,7 @@ pub struct DataSet {
 pub fn dataset(seed: u64, cases: usize, events_per_case: usize) -> DataSet {
     let mut ds = DataSet {
         events_per_case,
-        rng: Rng::new(seed ^ 0x5EED_0F_E5A1),
+        rng: Rng::new(seed ^ 0x005E_ED0F_E5A1),
         cases: Vec::with_capacity(cases),
         by_id: HashMap::with_capacity(cases),
         events: HashMap::with_capacity(cases.saturating_mul(events_per_case)),

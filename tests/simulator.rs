@@ -40,25 +40,9 @@ fn config(cases: usize, events: usize, dialect: Dialect) -> SimConfig {
     }
 }
 
-/// The repair the reference describes: escape every `\` that does not start a valid JSON escape.
+/// The client's repair (escape every `\` that does not start a valid JSON escape).
 fn repair(bad: &str) -> String {
-    let mut out = String::new();
-    let mut chars = bad.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            Some(&n) if "\"\\/bfnrtu".contains(n) => {
-                out.push('\\');
-                out.push(n);
-                chars.next();
-            }
-            _ => out.push_str("\\\\"),
-        }
-    }
-    out
+    arcsight_incidents::esm::decode::repair_json(bad).unwrap_or_else(|| bad.to_owned())
 }
 
 /// Response key and return key of an operation in a dialect, as the fixtures spell them.
@@ -320,7 +304,11 @@ async fn cases_have_the_fixture_shapes_for_zero_one_and_many_events() {
             );
         }
         assert_eq!(case["resourceid"], json!(id));
-        assert_eq!(id.len(), "12ax-uGgBABCWb2puJdY8ZA==".len());
+        // Real ids are base64 of 16 or 17 bytes (the fixtures hold both lengths).
+        assert!(
+            matches!(id.len(), 24 | 25) && id.ends_with("=="),
+            "{id} is not shaped like an ESM resource id"
+        );
         assert!(severities.contains(&case["consequenceSeverity"].as_str().unwrap_or("")));
         assert!(stages.contains(&case["stage"].as_str().unwrap_or("")));
         assert!(tickets.contains(&case["ticketType"].as_str().unwrap_or("")));
@@ -705,14 +693,15 @@ async fn tokens_expire_after_n_uses() {
 
 #[tokio::test]
 async fn malformed_answers_repair_to_the_real_answer() {
-    // The repair used here turns the fixture's malformed answer into valid JSON too.
+    // The client's repair turns the fixture's malformed answer into valid JSON too. `\b` is a
+    // valid JSON escape (backspace), so `\bob` keeps it, as every integration's repair does;
+    // `\U` and `\s` are not, so their backslashes are kept as text.
     let repaired: Value =
         serde_json::from_str(&repair(&fixture("getSecurityEvents-malformed.txt")))
             .expect("fixture repairs");
-    assert!(
-        repaired["sev.getSecurityEventsResponse"]["sev.return"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("C:\\Users\\bob"))
+    assert_eq!(
+        repaired["sev.getSecurityEventsResponse"]["sev.return"]["message"],
+        json!("cmd.exe /c copy C:\\Users\u{8}ob\\secrets.txt \\fileserver\\share")
     );
 
     let esm = Esm::start(config(20, 3, Dialect::Prefixed)).await;

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::run::{CaseSource, Sink, Tracker};
 use super::state::State;
-use crate::delivery::{AmqpDelivery, AmqpOptions, ApiDelivery, DirectoryDelivery};
+use crate::delivery::{AmqpDelivery, AmqpOptions, Delivery};
 use crate::esm::EsmClient;
 use crate::esm::model::EventId;
 use crate::opencti::{ConnectorInfo, MqConnection, OpenCtiClient};
@@ -30,7 +30,9 @@ impl CaseSource for EsmClient {
     }
 
     async fn find_all_ids(&self) -> Result<Vec<String>, String> {
-        EsmClient::find_all_ids(self).await.map_err(|e| e.to_string())
+        EsmClient::find_all_ids(self)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, String>)> {
@@ -103,7 +105,11 @@ impl Tracker for PlatformTracker {
     }
 
     async fn work_done(&self, work_id: &str, message: &str, in_error: bool) {
-        if let Err(e) = self.client.work_to_processed(work_id, message, in_error).await {
+        if let Err(e) = self
+            .client
+            .work_to_processed(work_id, message, in_error)
+            .await
+        {
             warn!(error = %e, "closing the work failed");
         }
     }
@@ -188,43 +194,16 @@ impl Sink for AmqpSink {
     }
 }
 
-/// `stixBundlePush`.
-pub struct ApiSink(pub ApiDelivery);
+/// A delivery that needs no connection of its own: `stixBundlePush` (api) or one file per page
+/// (directory). Both report no expectations: nothing goes through the queue.
+pub struct DeliverySink<D>(pub D);
 
-impl Sink for ApiSink {
+impl<D: Delivery + Send + Sync> Sink for DeliverySink<D> {
     fn open_dyn(&mut self) -> BoxFut<'_, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
-    fn expectations_dyn(&self, _bundle: &Bundle) -> u64 {
-        0
-    }
-    fn deliver_dyn<'a>(
-        &'a mut self,
-        bundle: &'a Bundle,
-        work_id: Option<&'a str>,
-    ) -> BoxFut<'a, Result<u64, String>> {
-        Box::pin(async move {
-            self.0
-                .deliver(bundle, work_id)
-                .await
-                .map(|r| r.messages)
-                .map_err(|e| e.to_string())
-        })
-    }
-    fn close_dyn(&mut self) -> BoxFut<'_, ()> {
-        Box::pin(async {})
-    }
-}
-
-/// One file per page.
-pub struct DirectorySink(pub DirectoryDelivery);
-
-impl Sink for DirectorySink {
-    fn open_dyn(&mut self) -> BoxFut<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn expectations_dyn(&self, _bundle: &Bundle) -> u64 {
-        0
+    fn expectations_dyn(&self, bundle: &Bundle) -> u64 {
+        self.0.expectations(bundle)
     }
     fn deliver_dyn<'a>(
         &'a mut self,

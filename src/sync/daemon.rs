@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use super::adapters::{AmqpSink, ApiSink, DirectorySink, PlatformTracker};
+use super::adapters::{AmqpSink, DeliverySink, PlatformTracker};
 use super::run::{RunConfig, RunReport, Sink, run_once};
 use super::schedule::{Shutdown, sleep_unless_shutdown, unless_shutdown};
 use super::state::State;
@@ -30,7 +30,11 @@ pub enum DaemonError {
 }
 
 /// Runs until shutdown (or once, per the settings). Returns whether the last run succeeded.
-pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shutdown) -> Result<bool, DaemonError> {
+pub async fn run_daemon(
+    settings: Settings,
+    metrics: Metrics,
+    mut shutdown: Shutdown,
+) -> Result<bool, DaemonError> {
     let connector_id = settings.connector.id.to_string();
     let opencti = OpenCtiClient::new(OpenCtiConfig::from_settings(&settings.opencti))?;
 
@@ -61,7 +65,9 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
             scope: settings.connector.scope.clone(),
         })
         .await?;
-    let state = Arc::new(Mutex::new(State::from_platform(registration.connector_state.as_deref())));
+    let state = Arc::new(Mutex::new(State::from_platform(
+        registration.connector_state.as_deref(),
+    )));
     let mut mq = registration.mq.clone();
     mq.apply_overrides(&settings.mq);
 
@@ -77,23 +83,31 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
     let mut primary: Option<Box<dyn Sink>> = None;
     if settings.connector.send_to_queue {
         primary = Some(match settings.connector.queue_protocol {
-            QueueProtocol::Amqp => Box::new(AmqpSink::new(mq, registration.connector_user_id.clone(), AmqpOptions::default())),
-            QueueProtocol::Api => Box::new(ApiSink(ApiDelivery::new(opencti.clone(), connector_id.clone()))),
+            QueueProtocol::Amqp => Box::new(AmqpSink::new(
+                mq,
+                registration.connector_user_id.clone(),
+                AmqpOptions::default(),
+            )),
+            QueueProtocol::Api => Box::new(DeliverySink(ApiDelivery::new(
+                opencti.clone(),
+                connector_id.clone(),
+            ))),
         });
     }
-    let mut directory: Option<Box<dyn Sink>> = settings.connector.send_to_directory.as_ref().map(|dir| {
-        Box::new(DirectorySink(DirectoryDelivery::new(
-            dir.clone(),
-            settings.connector.send_to_directory_retention_days,
-            DirectoryIdentity {
-                applicant_id: Some(registration.connector_user_id.clone()),
-                connector_id: connector_id.clone(),
-                name: settings.connector.name.clone(),
-                scope: settings.connector.scope.clone(),
-                validate_before_import: false,
-            },
-        ))) as Box<dyn Sink>
-    });
+    let mut directory: Option<Box<dyn Sink>> =
+        settings.connector.send_to_directory.as_ref().map(|dir| {
+            Box::new(DeliverySink(DirectoryDelivery::new(
+                dir.clone(),
+                settings.connector.send_to_directory_retention_days,
+                DirectoryIdentity {
+                    applicant_id: Some(registration.connector_user_id.clone()),
+                    connector_id: connector_id.clone(),
+                    name: settings.connector.name.clone(),
+                    scope: settings.connector.scope.clone(),
+                    validate_before_import: false,
+                },
+            ))) as Box<dyn Sink>
+        });
 
     let tracker = Arc::new(PlatformTracker {
         client: opencti.clone(),
@@ -122,7 +136,9 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
                 match tracker.ping(&snapshot).await {
                     Ok(None) => {}
                     Ok(Some(reset)) => {
-                        info!("the state was reset in the platform: the next run imports everything again");
+                        info!(
+                            "the state was reset in the platform: the next run imports everything again"
+                        );
                         *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
                     }
                     Err(e) => {
@@ -139,7 +155,10 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
         page_size: settings.esm.page_size,
         friendly_name: String::new(),
     };
-    let threshold_bytes = settings.connector.queue_threshold_mb.saturating_mul(1024 * 1024);
+    let threshold_bytes = settings
+        .connector
+        .queue_threshold_mb
+        .saturating_mul(1024 * 1024);
     let mut first = true;
     let mut last_ok = true;
     loop {
@@ -148,12 +167,20 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
         if !first && settings.connector.send_to_queue {
             match opencti.queue_details(&connector_id).await {
                 Ok(q) if q.messages_size > threshold_bytes => {
-                    info!(queue_bytes = q.messages_size, threshold_mb = settings.connector.queue_threshold_mb, "queue over threshold: run skipped");
+                    info!(
+                        queue_bytes = q.messages_size,
+                        threshold_mb = settings.connector.queue_threshold_mb,
+                        "queue over threshold: run skipped"
+                    );
                     metrics.runs_skipped.inc();
                     skip = true;
                 }
                 Ok(q) => {
-                    tracker.info.lock().unwrap_or_else(|p| p.into_inner()).queue_messages_size = q.messages_size as f64 / 1_048_576.0;
+                    tracker
+                        .info
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .queue_messages_size = q.messages_size as f64 / 1_048_576.0;
                 }
                 Err(e) => warn!(error = %e, "reading the queue size failed; running anyway"),
             }
@@ -163,7 +190,10 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
             metrics.set_state(RunState::running);
             metrics.runs.inc();
             let friendly = format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
-            let cfg = RunConfig { friendly_name: friendly, ..cfg.clone() };
+            let cfg = RunConfig {
+                friendly_name: friendly,
+                ..cfg.clone()
+            };
             let mut sinks: Vec<&mut dyn Sink> = Vec::new();
             if let Some(p) = primary.as_deref_mut() {
                 sinks.push(p);
@@ -171,7 +201,16 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
             if let Some(d) = directory.as_deref_mut() {
                 sinks.push(d);
             }
-            let report = run_once(&esm, &mut sinks, tracker.as_ref(), &converter, &state, &cfg, Some(&shutdown)).await;
+            let report = run_once(
+                &esm,
+                &mut sinks,
+                tracker.as_ref(),
+                &converter,
+                &state,
+                &cfg,
+                Some(&shutdown),
+            )
+            .await;
             record(&metrics, &esm, &report);
             last_ok = report.succeeded();
             if last_ok {
@@ -180,14 +219,25 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                 st.last_run = Some(now.to_rfc3339());
             }
-            tracker.info.lock().unwrap_or_else(|p| p.into_inner()).last_run_datetime = Some(Utc::now());
+            tracker
+                .info
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_run_datetime = Some(Utc::now());
             metrics.set_state(RunState::idle);
         }
         if shutdown.is_triggered() || settings.connector.run_once() {
             break;
         }
-        let period = settings.connector.duration_period.unwrap_or(Duration::from_secs(900));
-        tracker.info.lock().unwrap_or_else(|p| p.into_inner()).next_run_datetime =
+        let period = settings
+            .connector
+            .duration_period
+            .unwrap_or(Duration::from_secs(900));
+        tracker
+            .info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_run_datetime =
             Some(Utc::now() + chrono::Duration::from_std(period).unwrap_or_default());
         if !sleep_unless_shutdown(&mut shutdown, period).await {
             break;
@@ -204,7 +254,9 @@ pub async fn run_daemon(settings: Settings, metrics: Metrics, mut shutdown: Shut
 
 /// One info line per run, with its figures, and the matching metrics.
 pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
-    metrics.cases_delivered.inc_by(report.cases_delivered as u64);
+    metrics
+        .cases_delivered
+        .inc_by(report.cases_delivered as u64);
     metrics.cases_failed.inc_by(report.cases_failed as u64);
     metrics.records_sent.inc_by(report.objects as u64);
     metrics.bundles_sent.inc_by(report.pages as u64);
@@ -225,8 +277,12 @@ pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
         );
     } else {
         info!(
-            cases_seen = report.cases_seen, changed = report.cases_changed, delivered = report.cases_delivered,
-            failed = report.cases_failed, messages = report.messages, seconds = report.seconds,
+            cases_seen = report.cases_seen,
+            changed = report.cases_changed,
+            delivered = report.cases_delivered,
+            failed = report.cases_failed,
+            messages = report.messages,
+            seconds = report.seconds,
             "run finished"
         );
     }
