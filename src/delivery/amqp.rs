@@ -252,18 +252,30 @@ impl AmqpDelivery {
                 &body,
                 props.clone(),
             );
-            let confirm = tokio::time::timeout(self.opts.publish_timeout, publish)
-                .await
-                .map_err(|_| DeliveryError::Timeout {
-                    action_sequence: seq,
-                    after: self.opts.publish_timeout,
-                })?
-                .map_err(|e| DeliveryError::Publish {
-                    action_sequence: seq,
-                    confirmed,
-                    total,
-                    reason: e.to_string(),
-                })?;
+            let confirm = match tokio::time::timeout(self.opts.publish_timeout, publish).await {
+                Err(_) => {
+                    return Err(DeliveryError::Timeout {
+                        action_sequence: seq,
+                        after: self.opts.publish_timeout,
+                    });
+                }
+                Ok(Ok(confirm)) => confirm,
+                Ok(Err(e)) => {
+                    // The channel is usually closing because the broker refused an earlier
+                    // message (e.g. 404 NOT_FOUND, no such exchange): that earlier message's
+                    // confirmation carries the reason an operator needs, so report it first.
+                    while let Some((s, c)) = pending.pop_front() {
+                        self.settle(s, c, confirmed, total).await?;
+                        confirmed += 1;
+                    }
+                    return Err(DeliveryError::Publish {
+                        action_sequence: seq,
+                        confirmed,
+                        total,
+                        reason: e.to_string(),
+                    });
+                }
+            };
             pending.push_back((seq, confirm));
         }
         while let Some((s, c)) = pending.pop_front() {
