@@ -225,3 +225,24 @@ fn the_binary_exits_2_with_one_line_per_problem() {
     );
     assert!(!stderr.contains(PASSWORD) && !stderr.contains(TOKEN));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_variable_in_the_environment_does_not_stop_the_process() {
+    use std::os::unix::ffi::OsStrExt;
+    let junk = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"));
+    cmd.arg("check-settings")
+        .env_clear()
+        .current_dir(std::env::temp_dir());
+    for (k, v) in minimal_env() {
+        cmd.env(k, v);
+    }
+    // Someone else's variable, and one of ours, both in Latin-1.
+    cmd.env("LEGACY_APP_LABEL", junk);
+    cmd.env("CONNECTOR_NAME", junk);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

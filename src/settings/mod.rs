@@ -180,7 +180,12 @@ pub struct Sources {
 impl Sources {
     /// The process environment and, when it exists, the config file.
     pub fn from_process(config_file: Option<&Path>) -> Result<Sources, SettingsError> {
-        let env = std::env::vars().collect();
+        // `vars()` panics on a non-UTF-8 variable anywhere in the environment, even one that is
+        // not ours: skip foreign names, and read a non-UTF-8 value lossily so that its
+        // validation names the variable instead of the process dying.
+        let env = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
+            .collect();
         let yml = match config_file {
             Some(p) => read_yml(p)?,
             None => HashMap::new(),
