@@ -9,15 +9,11 @@ use arcsight_incidents::stix::{
     Bundle, CaseIncident, Identity, Incident, Relationship, StixObject, Tlp, ValueObservable,
 };
 use base64::Engine;
-use lapin::options::{
-    BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+mod common;
+
+use common::amqp::Topology;
 
 fn mq(exchange: &str, routing: &str) -> MqConnection {
     MqConnection {
@@ -37,88 +33,6 @@ fn opts(window: usize) -> AmqpOptions {
         confirm_window: window,
         publish_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
-    }
-}
-
-/// A unique exchange bound to a unique queue with a unique routing key, torn down on `drop_all`.
-struct Topology {
-    conn: Connection,
-    ch: Channel,
-    exchange: String,
-    queue: String,
-    routing: String,
-}
-
-impl Topology {
-    async fn new() -> Topology {
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let conn = Connection::connect(BROKER, ConnectionProperties::default())
-            .await
-            .expect("RabbitMQ runs on 127.0.0.1:5672");
-        let ch = conn.create_channel().await.unwrap();
-        let t = Topology {
-            exchange: format!("test.worker.exchange.{suffix}"),
-            queue: format!("push_{suffix}"),
-            routing: format!("push_routing_{suffix}"),
-            conn,
-            ch,
-        };
-        t.ch.exchange_declare(
-            t.exchange.as_str().into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        t.ch.queue_declare(
-            t.queue.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        t.ch.queue_bind(
-            t.queue.as_str().into(),
-            t.exchange.as_str().into(),
-            t.routing.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        t
-    }
-
-    /// Every message in the queue, in queue order, with its properties.
-    async fn drain(&self) -> Vec<(Value, lapin::BasicProperties)> {
-        let mut out = Vec::new();
-        while let Some(m) = self
-            .ch
-            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            let body: Value =
-                serde_json::from_slice(&m.delivery.data).expect("message body is JSON");
-            out.push((body, m.delivery.properties.clone()));
-        }
-        out
-    }
-
-    async fn drop_all(self) {
-        self.ch
-            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
-            .await
-            .unwrap();
-        self.ch
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await
-            .unwrap();
-        self.conn.close(200, "bye".into()).await.unwrap();
     }
 }
 

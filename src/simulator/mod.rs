@@ -222,6 +222,11 @@ impl Simulator {
         self.shared.request_log()
     }
 
+    /// The tokens handed out so far (the last 10,000), for tests that look for leaks.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.issued_tokens()
+    }
+
     /// Tokens currently valid: logins minus logouts and expired tokens.
     pub fn active_sessions(&self) -> usize {
         self.shared.active_sessions()

@@ -108,12 +108,17 @@ pub(super) struct Shared {
     /// Token -> authenticated calls made with it.
     sessions: Mutex<HashMap<String, u64>>,
     token_rng: Mutex<Rng>,
+    /// The last tokens handed out, so security tests can look for them in logs.
+    issued: Mutex<VecDeque<String>>,
     counters: Mutex<BTreeMap<String, u64>>,
     log: Mutex<VecDeque<String>>,
     gate: Mutex<Gate>,
 }
 
 /// Locks even after a panic elsewhere: the simulator's state stays usable for the test's asserts.
+/// How many issued tokens [`Shared::issued_tokens`] remembers.
+const MAX_ISSUED_KEPT: usize = 10_000;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -129,6 +134,7 @@ impl Shared {
             data: RwLock::new(dataset(cfg.seed, cfg.cases, cfg.events_per_case)),
             sessions: Mutex::new(HashMap::new()),
             token_rng: Mutex::new(Rng::new(cfg.seed ^ 0x70CE_4000)),
+            issued: Mutex::new(VecDeque::new()),
             counters: Mutex::new(BTreeMap::new()),
             log: Mutex::new(VecDeque::new()),
             gate: Mutex::new(Gate {
@@ -165,6 +171,10 @@ impl Shared {
 
     pub(super) fn request_log(&self) -> Vec<String> {
         lock(&self.log).iter().cloned().collect()
+    }
+
+    pub(super) fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued).iter().cloned().collect()
     }
 
     pub(super) fn active_sessions(&self) -> usize {
@@ -235,6 +245,13 @@ impl Shared {
         }
         let token = self.new_token();
         lock(&self.sessions).insert(token.clone(), 0);
+        {
+            let mut issued = lock(&self.issued);
+            if issued.len() >= MAX_ISSUED_KEPT {
+                issued.pop_front();
+            }
+            issued.push_back(token.clone());
+        }
         if !json {
             return xml_answer(
                 Endpoint::Login,

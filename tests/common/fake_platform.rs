@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 fn schema() -> &'static Valid<Schema> {
     static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/opencti.graphql");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/opencti.graphql"
+        );
         let sdl = std::fs::read_to_string(path).expect("opencti.graphql");
         match Schema::parse_and_validate(sdl.clone(), path) {
             Ok(s) => s,
@@ -55,6 +58,8 @@ pub struct Recorded {
     pub mq: Value,
     /// An operator reset the state in the UI: the next ping answers with no state.
     pub reset_pending: bool,
+    /// Notified at each ping (a permit is kept when nobody waits yet).
+    pub ping_signal: Arc<tokio::sync::Notify>,
     /// Operation names that answer with a GraphQL `errors` array while > 0.
     pub fail: Vec<(String, usize)>,
 }
@@ -74,7 +79,9 @@ impl FakePlatform {
             mq,
             ..Recorded::default()
         }));
-        let app = Router::new().route("/graphql", post(graphql)).with_state(state.clone());
+        let app = Router::new()
+            .route("/graphql", post(graphql))
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -89,6 +96,12 @@ impl FakePlatform {
 
     pub fn recorded<T>(&self, f: impl FnOnce(&Recorded) -> T) -> T {
         f(&self.state.lock().unwrap())
+    }
+
+    /// Resolves at the next ping (or at once if one happened since the last wait).
+    pub async fn pinged(&self) {
+        let signal = self.state.lock().unwrap().ping_signal.clone();
+        signal.notified().await;
     }
 
     pub fn update(&self, f: impl FnOnce(&mut Recorded)) {
@@ -124,18 +137,29 @@ async fn graphql(
     let expected = format!("Bearer {}", s.token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         s.unauthorised += 1;
-        return (StatusCode::UNAUTHORIZED, Json(json!({"errors": [{"message": "Unauthorized"}]})));
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errors": [{"message": "Unauthorized"}]})),
+        );
     }
     let query = body["query"].as_str().unwrap_or_default().to_owned();
     if let Err(e) = validate_document(&query) {
         s.invalid_documents.push(format!("{query}\n{e}"));
-        return (StatusCode::BAD_REQUEST, Json(json!({"errors": [{"message": e}]})));
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": [{"message": e}]})),
+        );
     }
     let op = operation(&query);
     s.operations.push(op.to_owned());
     if let Some(entry) = s.fail.iter_mut().find(|(name, n)| name == op && *n > 0) {
         entry.1 -= 1;
-        return (StatusCode::OK, Json(json!({"data": null, "errors": [{"message": "simulated failure", "name": "INTERNAL_ERROR"}]})));
+        return (
+            StatusCode::OK,
+            Json(
+                json!({"data": null, "errors": [{"message": "simulated failure", "name": "INTERNAL_ERROR"}]}),
+            ),
+        );
     }
     let vars = &body["variables"];
     let data = match op {
@@ -149,6 +173,7 @@ async fn graphql(
         "pingConnector" => {
             let sent = vars["state"].as_str().map(str::to_owned);
             s.pings.push(sent.clone());
+            s.ping_signal.notify_one();
             // As the platform does: it stores the state it is sent, except right after an
             // operator's reset, when it keeps (and answers) the empty state once.
             if s.reset_pending {
@@ -162,7 +187,10 @@ async fn graphql(
         }
         "workAdd" => {
             let id = format!("work-{}", s.works.len() + 1);
-            s.works.push(Work { id: id.clone(), ..Work::default() });
+            s.works.push(Work {
+                id: id.clone(),
+                ..Work::default()
+            });
             json!({"workAdd": {"id": id}})
         }
         "addExpectations" => {
@@ -184,12 +212,18 @@ async fn graphql(
         }
         "toReceived" => json!({"workEdit": {"toReceived": vars["id"]}}),
         "stixBundlePush" => {
-            s.pushed_bundles.push(vars["bundle"].as_str().unwrap_or_default().to_owned());
+            s.pushed_bundles
+                .push(vars["bundle"].as_str().unwrap_or_default().to_owned());
             json!({"stixBundlePush": true})
         }
         "queueDetails" => json!({"connector": {"id": vars["id"], "connector_queue_details": {
             "messages_number": 0, "messages_size": s.queue_messages_size}}}),
-        _ => return (StatusCode::OK, Json(json!({"errors": [{"message": "unknown operation"}]}))),
+        _ => {
+            return (
+                StatusCode::OK,
+                Json(json!({"errors": [{"message": "unknown operation"}]})),
+            );
+        }
     };
     (StatusCode::OK, Json(json!({"data": data})))
 }

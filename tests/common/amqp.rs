@@ -1,0 +1,93 @@
+//! A throwaway topology on the real RabbitMQ (127.0.0.1:5672, guest/guest).
+
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::Value;
+
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A unique exchange bound to a unique queue with a unique routing key, torn down on `drop_all`.
+pub struct Topology {
+    pub conn: Connection,
+    pub ch: Channel,
+    pub exchange: String,
+    pub queue: String,
+    pub routing: String,
+}
+
+impl Topology {
+    pub async fn new() -> Topology {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let conn = Connection::connect(BROKER, ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ runs on 127.0.0.1:5672");
+        let ch = conn.create_channel().await.unwrap();
+        let t = Topology {
+            exchange: format!("test.worker.exchange.{suffix}"),
+            queue: format!("push_{suffix}"),
+            routing: format!("push_routing_{suffix}"),
+            conn,
+            ch,
+        };
+        t.ch.exchange_declare(
+            t.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        t.ch.queue_declare(
+            t.queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        t.ch.queue_bind(
+            t.queue.as_str().into(),
+            t.exchange.as_str().into(),
+            t.routing.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        t
+    }
+
+    /// Every message in the queue, in queue order, with its properties.
+    pub async fn drain(&self) -> Vec<(Value, lapin::BasicProperties)> {
+        let mut out = Vec::new();
+        while let Some(m) = self
+            .ch
+            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let body: Value =
+                serde_json::from_slice(&m.delivery.data).expect("message body is JSON");
+            out.push((body, m.delivery.properties.clone()));
+        }
+        out
+    }
+
+    pub async fn drop_all(self) {
+        self.ch
+            .queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        self.ch
+            .exchange_delete(
+                self.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .unwrap();
+        self.conn.close(200, "bye".into()).await.unwrap();
+    }
+}
