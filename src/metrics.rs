@@ -60,6 +60,7 @@ pub struct Metrics {
     pub run_duration: Histogram,
     last_success_unix: Arc<AtomicI64>,
     last_success_gauge: Gauge,
+    pub peak_rss_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -88,6 +89,7 @@ impl Metrics {
             run_duration: Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
             last_success_unix: Arc::new(AtomicI64::new(0)),
             last_success_gauge: Gauge::default(),
+            peak_rss_bytes: Gauge::default(),
         };
         // pycti's names.
         registry.register(
@@ -144,6 +146,11 @@ impl Metrics {
             "arcsight_last_success_timestamp_seconds",
             "Unix time of the last successful run",
             m.last_success_gauge.clone(),
+        );
+        registry.register(
+            "arcsight_peak_resident_memory_bytes",
+            "Peak resident memory of the process, read at the end of each run (Linux)",
+            m.peak_rss_bytes.clone(),
         );
         m.set_state(RunState::idle);
         Metrics {
@@ -230,6 +237,14 @@ async fn ready_handler(State(s): State<ServerState>) -> impl IntoResponse {
             "no successful run recently",
         )
     }
+}
+
+/// The process's peak resident set size (`VmHWM`), on Linux; `None` elsewhere.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Serves the router on `addr` until `shutdown` resolves.

@@ -106,6 +106,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
     let cfg = RunConfig {
         max_cases: usize::MAX,
         page_size: 10,
+        fetch_chunk: 400,
         friendly_name: "demo".into(),
     };
     let started = Instant::now();

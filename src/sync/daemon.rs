@@ -153,6 +153,7 @@ pub async fn run_daemon(
     let cfg = RunConfig {
         max_cases: settings.esm.max_cases,
         page_size: settings.esm.page_size,
+        fetch_chunk: settings.esm.case_batch_size * settings.esm.concurrency,
         friendly_name: String::new(),
     };
     let threshold_bytes = settings
@@ -269,10 +270,19 @@ pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
             metrics.set_esm_requests(op, outcome, n);
         }
     }
+    // The process's peak resident memory so far (Linux): what an operator sizes the container by.
+    let peak = crate::metrics::peak_rss_bytes();
+    if let Some(bytes) = peak {
+        metrics
+            .peak_rss_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    let peak_rss_mb = peak.map(|b| (b as f64 / 104_857.6).round() / 10.0);
     if let Some(e) = &report.error {
         error!(
             cases_seen = report.cases_seen, changed = report.cases_changed, delivered = report.cases_delivered,
-            failed = report.cases_failed, messages = report.messages, seconds = report.seconds, error = %e,
+            failed = report.cases_failed, messages = report.messages, seconds = report.seconds,
+            peak_rss_mb, error = %e,
             "run failed"
         );
     } else {
@@ -283,6 +293,7 @@ pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
             failed = report.cases_failed,
             messages = report.messages,
             seconds = report.seconds,
+            peak_rss_mb,
             "run finished"
         );
     }

@@ -51,6 +51,9 @@ pub trait Tracker {
 pub struct RunConfig {
     pub max_cases: usize,
     pub page_size: usize,
+    /// Case ids per `get_cases` call while listing (the ESM client batches and parallelises
+    /// within a call): bounds the raw answers held at once.
+    pub fetch_chunk: usize,
     pub friendly_name: String,
 }
 
@@ -164,29 +167,28 @@ async fn run_logged_in(
         .map_err(|e| format!("listing cases failed: {e}"))?;
     report.cases_seen = ids.len();
 
-    // Every case's modification time, to select what changed. Cases are kept only for the
-    // selected ones; the rest are dropped as soon as their timestamp is read.
+    // Pass 1: every case's modification time, to select what changed. Cases are read in
+    // chunks and only their id and timestamp are kept, so memory does not grow with the
+    // number of cases in ESM; pass 2 reads the selected ones again, a page at a time.
     let mut seen = Vec::with_capacity(ids.len());
-    let mut cases: HashMap<String, Case> = HashMap::new();
     let mut fetch_failed = 0usize;
-    for (id, answer) in source.get_cases(&ids).await {
-        match answer.map(|v| Case::from_value(&v)) {
-            Ok(Some(case)) => {
-                seen.push(Seen {
-                    id: id.clone(),
+    for chunk in ids.chunks(cfg.fetch_chunk.max(1)) {
+        for (id, answer) in source.get_cases(chunk).await {
+            match answer.map(|v| Case::from_value(&v)) {
+                Ok(Some(case)) => seen.push(Seen {
+                    id,
                     modified_ms: case.modified_ms,
-                });
-                cases.insert(id, case);
-            }
-            Ok(None) => {
-                warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run");
-                state_lock(state).mark_failed(None, &id);
-                fetch_failed += 1;
-            }
-            Err(e) => {
-                warn!(case = %id, error = %e, "case fetch failed; retrying next run");
-                state_lock(state).mark_failed(None, &id);
-                fetch_failed += 1;
+                }),
+                Ok(None) => {
+                    warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run");
+                    state_lock(state).mark_failed(None, &id);
+                    fetch_failed += 1;
+                }
+                Err(e) => {
+                    warn!(case = %id, error = %e, "case fetch failed; retrying next run");
+                    state_lock(state).mark_failed(None, &id);
+                    fetch_failed += 1;
+                }
             }
         }
     }
@@ -197,10 +199,9 @@ async fn run_logged_in(
         report.cases_changed = count_changed(&st, &seen) + fetch_failed;
         select(&st, &seen, cfg.max_cases)
     };
+    drop(seen);
     report.cases_failed += fetch_failed;
     report.cases_selected = selected.len();
-    let selected_ids: HashSet<&str> = selected.iter().map(|s| s.id.as_str()).collect();
-    cases.retain(|id, _| selected_ids.contains(id.as_str()));
     info!(
         seen = report.cases_seen,
         changed = report.cases_changed,
@@ -216,10 +217,28 @@ async fn run_logged_in(
 
     let mut opened = false;
     for page in selected.chunks(cfg.page_size.max(1)) {
-        let page_cases: Vec<(&Seen, &Case)> = page
-            .iter()
-            .filter_map(|s| cases.get(&s.id).map(|c| (s, c)))
-            .collect();
+        // Pass 2: the page's cases, read again (their latest version).
+        let page_ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
+        let mut fetched: HashMap<String, Case> = HashMap::with_capacity(page.len());
+        for (id, answer) in source.get_cases(&page_ids).await {
+            match answer.map(|v| Case::from_value(&v)) {
+                Ok(Some(case)) => {
+                    fetched.insert(id, case);
+                }
+                Ok(None) => {
+                    warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run")
+                }
+                Err(e) => warn!(case = %id, error = %e, "case fetch failed; retrying next run"),
+            }
+        }
+        let mut failed: Vec<&Seen> = Vec::new();
+        let mut page_cases: Vec<(&Seen, Case)> = Vec::with_capacity(page.len());
+        for s in page {
+            match fetched.remove(&s.id) {
+                Some(case) => page_cases.push((s, case)),
+                None => failed.push(s),
+            }
+        }
         let event_ids: Vec<EventId> = {
             let mut set = HashSet::new();
             page_cases
@@ -236,7 +255,6 @@ async fn run_logged_in(
 
         let mut bundle = Bundle::new(Vec::new());
         let mut delivered: Vec<&Seen> = Vec::new();
-        let mut failed: Vec<&Seen> = Vec::new();
         for (seen, case) in &page_cases {
             if let Some((id, why)) = case
                 .event_ids

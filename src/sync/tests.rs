@@ -213,6 +213,7 @@ impl Harness {
             cfg: RunConfig {
                 max_cases,
                 page_size,
+                fetch_chunk: 3,
                 friendly_name: "test run".into(),
             },
         }

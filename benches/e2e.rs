@@ -1,0 +1,210 @@
+//! End-to-end figures: the connector binary (release) imports from the ESM simulator into the
+//! real RabbitMQ through a simulated platform, as a separate process, so its wall time and
+//! peak memory are its own.
+//!
+//! `cargo bench --bench e2e` runs every scenario; `cargo bench --bench e2e -- quick` only the
+//! first. Figures are printed and written to `<target dir>/bench-figures/e2e.txt`.
+//!
+//! Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), like the tests.
+
+#[allow(dead_code)]
+#[path = "../tests/common/amqp.rs"]
+mod amqp;
+#[allow(dead_code)]
+#[path = "../tests/common/fake_platform.rs"]
+mod fake_platform;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use arcsight_incidents::simulator::{Faults, SimConfig, Simulator};
+use lapin::options::QueuePurgeOptions;
+use serde_json::{Value, json};
+
+use amqp::Topology;
+use fake_platform::FakePlatform;
+
+const PASSWORD: &str = "bench-password";
+const TOKEN: &str = "bench-token";
+
+struct Scenario {
+    label: &'static str,
+    cases: usize,
+    events_per_case: usize,
+    latency_ms: u64,
+    /// Also run a second time with nothing changed.
+    second_run: bool,
+}
+
+#[derive(Debug)]
+struct Figures {
+    label: String,
+    run: &'static str,
+    wall_s: f64,
+    esm_requests: u64,
+    messages: u64,
+    peak_rss_mb: f64,
+    delivered: u64,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let scenarios = [
+        Scenario {
+            label: "2,000 cases x 5 events, 2 ms latency",
+            cases: 2_000,
+            events_per_case: 5,
+            latency_ms: 2,
+            second_run: true,
+        },
+        Scenario {
+            label: "2,000 cases x 5 events, 20 ms latency",
+            cases: 2_000,
+            events_per_case: 5,
+            latency_ms: 20,
+            second_run: false,
+        },
+        Scenario {
+            label: "20,000 cases x 5 events, 2 ms latency",
+            cases: 20_000,
+            events_per_case: 5,
+            latency_ms: 2,
+            second_run: true,
+        },
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut all = Vec::new();
+    for s in scenarios
+        .iter()
+        .take(if quick { 1 } else { scenarios.len() })
+    {
+        let figures = rt.block_on(scenario(s));
+        for f in &figures {
+            println!("{}", line(f));
+        }
+        all.extend(figures);
+    }
+    let mut report = String::from(
+        "scenario | run | wall s | ESM requests | AMQP messages | cases delivered | peak RSS MB\n",
+    );
+    for f in &all {
+        let _ = writeln!(report, "{}", line(f));
+    }
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")))
+        .join("bench-figures");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("e2e.txt");
+    match std::fs::write(&path, &report) {
+        Ok(()) => println!("figures written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
+
+fn line(f: &Figures) -> String {
+    format!(
+        "{} | {} | {:.2} | {} | {} | {} | {:.1}",
+        f.label, f.run, f.wall_s, f.esm_requests, f.messages, f.delivered, f.peak_rss_mb
+    )
+}
+
+async fn scenario(s: &Scenario) -> Vec<Figures> {
+    // E2E_CASES overrides the case count (to look at the fixed cost of a process, say).
+    let cases = std::env::var("E2E_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(s.cases);
+    let sim = Simulator::start(SimConfig {
+        cases,
+        events_per_case: s.events_per_case,
+        password: PASSWORD.into(),
+        faults: Faults {
+            latency: Duration::from_millis(s.latency_ms),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let topo = Topology::new().await;
+    let mq = json!({
+        "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
+                       "user": "guest", "pass": "guest"},
+        "listen": "l", "listen_routing": "l", "listen_exchange": "amq.direct",
+        "push": topo.queue, "push_routing": topo.routing, "push_exchange": topo.exchange,
+    });
+    let platform = FakePlatform::start(TOKEN, mq).await;
+    let mut out = Vec::new();
+    let runs: &[&'static str] = if s.second_run {
+        &["first", "second"]
+    } else {
+        &["first"]
+    };
+    for run in runs {
+        let before = requests(&sim);
+        let started = Instant::now();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"))
+            .arg("run")
+            .env_clear()
+            .env("OPENCTI_URL", platform.url())
+            .env("OPENCTI_TOKEN", TOKEN)
+            .env("CONNECTOR_ID", "6f1d3c8e-0000-4000-8000-00000000be4c")
+            .env("CONNECTOR_RUN_AND_TERMINATE", "true")
+            .env("CONNECTOR_LOG_LEVEL", "info")
+            .env("OPENCTI_JSON_LOGGING", "true")
+            .env("ARCSIGHT_INCIDENTS_API_BASE_URL", sim.base_url().as_str())
+            .env("ARCSIGHT_INCIDENTS_USERNAME", "admin")
+            .env("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD)
+            // One full import: no per-run cap.
+            .env("ARCSIGHT_INCIDENTS_MAX_CASES", "1000000")
+            .output()
+            .await
+            .expect("the connector starts");
+        let wall_s = started.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        let finished = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "run finished");
+        let Some(finished) = finished else {
+            panic!(
+                "the run did not finish ({}); its log:\n{stderr}",
+                child.status
+            );
+        };
+        let messages = topo
+            .ch
+            .queue_purge(topo.queue.as_str().into(), QueuePurgeOptions::default())
+            .await
+            .expect("purge") as u64;
+        out.push(Figures {
+            label: s.label.to_owned(),
+            run,
+            wall_s,
+            esm_requests: requests(&sim) - before,
+            messages,
+            peak_rss_mb: finished["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+            delivered: finished["delivered"].as_u64().unwrap_or(0),
+        });
+    }
+    topo.drop_all().await;
+    sim.shutdown().await;
+    out
+}
+
+/// Requests the simulator answered, all endpoints (injected faults are not requests).
+fn requests(sim: &Simulator) -> u64 {
+    let counters: BTreeMap<String, u64> = sim.counters();
+    counters
+        .iter()
+        .filter(|(k, _)| !k.starts_with("fault."))
+        .map(|(_, v)| v)
+        .sum()
+}
