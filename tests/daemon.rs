@@ -35,6 +35,7 @@ struct Env {
     logs: Logs,
     _guard: tracing::subscriber::DefaultGuard,
     extra: Vec<(&'static str, String)>,
+    unset: Vec<&'static str>,
 }
 
 /// What one process life did, as seen from outside.
@@ -83,6 +84,7 @@ impl Env {
             logs,
             _guard: guard,
             extra: Vec::new(),
+            unset: Vec::new(),
         }
     }
 
@@ -123,6 +125,9 @@ impl Env {
         .collect();
         for (k, v) in &self.extra {
             env.insert((*k).to_owned(), v.clone());
+        }
+        for k in &self.unset {
+            env.remove(*k);
         }
         Settings::from_sources(&Sources::new(env, None).unwrap()).unwrap()
     }
@@ -459,5 +464,68 @@ async fn a_stop_request_mid_run_keeps_the_confirmed_pages_and_the_next_run_finis
     assert_eq!(all.len(), 12, "every case delivered across the two runs");
     // At most the page in flight (4 cases) is sent again.
     assert!(sent.intersection(&rest.case_ids()).count() <= 4);
+    env.stop().await;
+}
+
+/// The bundle files in `dir` (not the state file), and the case-incidents they hold.
+fn directory_cases(dir: &std::path::Path) -> (usize, Vec<String>) {
+    let mut files = 0;
+    let mut cases = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        files += 1;
+        let file: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for o in file["bundle"]["objects"].as_array().unwrap() {
+            if o["type"] == "case-incident" {
+                cases.push(o["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    (files, cases)
+}
+
+#[tokio::test]
+async fn with_no_platform_it_previews_into_a_directory_and_remembers_what_it_wrote() {
+    let mut env = Env::start(5, 2).await;
+    let dir = std::env::temp_dir().join(format!(
+        "arcsight-offline-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    env.unset = vec!["OPENCTI_URL", "OPENCTI_TOKEN"];
+    env.set("CONNECTOR_SEND_TO_QUEUE", "false");
+    env.set("CONNECTOR_SEND_TO_DIRECTORY", "true");
+    env.set("CONNECTOR_SEND_TO_DIRECTORY_PATH", dir.to_string_lossy());
+    let first = env.run().await;
+    assert!(first.succeeded);
+    assert!(first.objects.is_empty(), "nothing goes to the queue");
+    let (files, cases) = directory_cases(&dir);
+    assert_eq!((files, cases.len()), (2, 5), "two pages of at most 4 cases");
+    assert!(dir.join(".arcsight-incidents-state.json").is_file());
+    assert!(
+        env.platform.recorded(|r| r.operations.is_empty()),
+        "the platform is never called"
+    );
+
+    // A new process: the state file says everything was written.
+    assert!(env.run().await.succeeded);
+    assert_eq!(directory_cases(&dir).0, 2, "nothing new to write");
+
+    let target = env.sim.case_ids()[1].clone();
+    env.sim.touch_case(&target);
+    assert!(env.run().await.succeeded);
+    let (files, cases) = directory_cases(&dir);
+    assert_eq!(files, 3);
+    assert_eq!(
+        cases
+            .iter()
+            .filter(|c| **c == env.case_incident_id(&target))
+            .count(),
+        2
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
     env.stop().await;
 }

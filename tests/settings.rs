@@ -82,7 +82,10 @@ arcsight_incidents:
     // An empty variable counts as unset: the file's value applies.
     env.insert("ARCSIGHT_INCIDENTS_TLP_LEVEL".into(), "".into());
     let s = load(env, Some(yml)).unwrap();
-    assert_eq!(s.opencti.url.as_str(), "http://from-file:8080/");
+    assert_eq!(
+        s.opencti.url.as_ref().map(url::Url::as_str),
+        Some("http://from-file:8080/")
+    );
     assert_eq!(s.connector.duration_period, Some(Duration::from_secs(5400)));
     assert_eq!(s.connector.name, "From File");
     assert_eq!(s.esm.max_cases, 7);
@@ -245,4 +248,43 @@ fn a_non_utf8_variable_in_the_environment_does_not_stop_the_process() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn the_platform_is_optional_only_when_nothing_goes_to_its_queue() {
+    let mut env = minimal_env();
+    env.remove("OPENCTI_URL");
+    env.remove("OPENCTI_TOKEN");
+    assert_eq!(
+        problems(env.clone(), None),
+        [
+            "OPENCTI_URL: is required but not set",
+            "OPENCTI_TOKEN: is required but not set"
+        ]
+    );
+    env.insert("CONNECTOR_SEND_TO_QUEUE".into(), "false".into());
+    env.insert("CONNECTOR_SEND_TO_DIRECTORY".into(), "true".into());
+    env.insert(
+        "CONNECTOR_SEND_TO_DIRECTORY_PATH".into(),
+        "/tmp/preview".into(),
+    );
+    let s = load(env.clone(), None).unwrap();
+    assert!(s.opencti.url.is_none() && s.opencti.token.is_none());
+
+    // A platform named without its token is still an error.
+    env.insert("OPENCTI_URL".into(), "http://opencti:8080".into());
+    assert_eq!(
+        problems(env.clone(), None),
+        ["OPENCTI_TOKEN: is required but not set"]
+    );
+
+    // Neither queue nor directory: bundles would go nowhere.
+    env.insert("CONNECTOR_SEND_TO_DIRECTORY".into(), "false".into());
+    env.insert("OPENCTI_TOKEN".into(), TOKEN.into());
+    let p = problems(env, None);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("CONNECTOR_SEND_TO_QUEUE: is false"),
+        "{p:?}"
+    );
 }

@@ -31,14 +31,15 @@ pub struct OpenCtiConfig {
 }
 
 impl OpenCtiConfig {
-    pub fn from_settings(s: &crate::settings::OpenCtiSettings) -> Self {
-        OpenCtiConfig {
-            url: s.url.clone(),
-            token: s.token.clone(),
+    /// The platform these settings name; `None` when none is configured (offline mode).
+    pub fn from_settings(s: &crate::settings::OpenCtiSettings) -> Option<Self> {
+        Some(OpenCtiConfig {
+            url: s.url.clone()?,
+            token: s.token.clone()?,
             ssl_verify: s.ssl_verify,
             custom_headers: s.custom_headers.clone(),
             timeout: DEFAULT_TIMEOUT,
-        }
+        })
     }
 }
 

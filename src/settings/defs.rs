@@ -83,7 +83,7 @@ pub const DEFS: &[Def] = &[
         Kind::Url,
         None,
         true,
-        "URL of the OpenCTI platform.",
+        "URL of the OpenCTI platform. May be left unset only with CONNECTOR_SEND_TO_QUEUE=false (offline preview into a directory).",
     ),
     def(
         "OPENCTI_TOKEN",
@@ -91,7 +91,7 @@ pub const DEFS: &[Def] = &[
         Kind::Secret,
         None,
         true,
-        "API token of the connector's OpenCTI user.",
+        "API token of the connector's OpenCTI user (required whenever OPENCTI_URL is set).",
     ),
     def(
         "OPENCTI_SSL_VERIFY",

@@ -92,8 +92,11 @@ pub enum ApiDialect {
 /// The platform.
 #[derive(Debug, Clone)]
 pub struct OpenCtiSettings {
-    pub url: Url,
-    pub token: SecretString,
+    /// `None` only when `CONNECTOR_SEND_TO_QUEUE` is false and no platform is configured: the
+    /// connector then works offline (directory delivery, state kept beside the files).
+    pub url: Option<Url>,
+    /// Set whenever `url` is.
+    pub token: Option<SecretString>,
     pub ssl_verify: bool,
     pub json_logging: bool,
     /// `OPENCTI_CUSTOM_HEADERS`, parsed.
@@ -308,6 +311,21 @@ impl Reader<'_> {
         raw.map(|s| s.trim().to_owned())
     }
 
+    /// Reads `name` with `read`; when `optional`, its absence is not a problem.
+    fn maybe_required<T>(
+        &mut self,
+        optional: bool,
+        name: &'static str,
+        read: impl FnOnce(&mut Self, &'static str) -> Option<T>,
+    ) -> Option<T> {
+        let before = self.problems.len();
+        let value = read(self, name);
+        if optional && value.is_none() && self.sources.raw(Self::def(name)).is_none() {
+            self.problems.truncate(before);
+        }
+        value
+    }
+
     fn fail<T>(&mut self, name: &'static str, message: String) -> Option<T> {
         self.problems.push(Problem { name, message });
         None
@@ -466,8 +484,16 @@ impl Settings {
             problems: Vec::new(),
         };
 
-        let opencti_url = r.url("OPENCTI_URL");
-        let token = r.secret("OPENCTI_TOKEN");
+        // Without a queue, the platform is optional (an operator previewing an import into a
+        // directory); with one, it is required as always.
+        let send_to_queue = r.bool("CONNECTOR_SEND_TO_QUEUE");
+        let platform_optional = send_to_queue == Some(false);
+        let opencti_url = r.maybe_required(platform_optional, "OPENCTI_URL", Reader::url);
+        let token = r.maybe_required(
+            platform_optional && opencti_url.is_none(),
+            "OPENCTI_TOKEN",
+            Reader::secret,
+        );
         let opencti_ssl = r.bool("OPENCTI_SSL_VERIFY");
         let json_logging = r.bool("OPENCTI_JSON_LOGGING");
         let custom_headers = match r.text("OPENCTI_CUSTOM_HEADERS") {
@@ -512,8 +538,14 @@ impl Settings {
             "api" => QueueProtocol::Api,
             _ => QueueProtocol::Amqp,
         });
-        let send_to_queue = r.bool("CONNECTOR_SEND_TO_QUEUE");
         let send_to_directory = r.bool("CONNECTOR_SEND_TO_DIRECTORY");
+        if send_to_queue == Some(false) && send_to_directory == Some(false) {
+            r.fail::<()>(
+                "CONNECTOR_SEND_TO_QUEUE",
+                "is false and CONNECTOR_SEND_TO_DIRECTORY is not true: bundles would go nowhere"
+                    .into(),
+            );
+        }
         let directory_path = r
             .text("CONNECTOR_SEND_TO_DIRECTORY_PATH")
             .map(PathBuf::from);
@@ -579,8 +611,8 @@ impl Settings {
         let secs = |n: i64| Duration::from_secs(n as u64);
         Ok(Settings {
             opencti: OpenCtiSettings {
-                url: opencti_url.ok_or_else(missing)?,
-                token: token.ok_or_else(missing)?,
+                url: opencti_url,
+                token,
                 ssl_verify: opencti_ssl.ok_or_else(missing)?,
                 json_logging: json_logging.ok_or_else(missing)?,
                 custom_headers: custom_headers.ok_or_else(missing)?,

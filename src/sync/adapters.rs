@@ -135,6 +135,54 @@ impl Tracker for LocalTracker {
     }
 }
 
+/// Offline: no works; the state is a JSON file, written to a temporary name then renamed so a
+/// crash never leaves half a state.
+pub struct FileTracker {
+    path: std::path::PathBuf,
+}
+
+impl FileTracker {
+    pub fn new(path: std::path::PathBuf) -> FileTracker {
+        FileTracker { path }
+    }
+
+    /// The saved state; a missing or unreadable file means "import everything" (ids are
+    /// deterministic, so nothing is duplicated downstream).
+    pub fn load(&self) -> State {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => State::from_platform(Some(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => {
+                warn!(path = %self.path.display(), error = %e, "the state file is unreadable; importing everything");
+                State::default()
+            }
+        }
+    }
+}
+
+impl Tracker for FileTracker {
+    async fn work_add(&self, _friendly_name: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+    async fn add_expectations(&self, _work_id: &str, _n: u64) -> Result<(), String> {
+        Ok(())
+    }
+    async fn work_done(&self, _work_id: &str, _message: &str, _in_error: bool) {}
+    async fn save_state(&self, state: &State) -> Result<Option<State>, String> {
+        let path = self.path.clone();
+        let text = state.to_platform();
+        tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok(None)
+    }
+}
+
 /// AMQP: a fresh connection per run, opened before the first page and closed at the end.
 pub struct AmqpSink {
     pub mq: MqConnection,

@@ -1,32 +1,77 @@
 //! The daemon: start-up (health, register, state), the schedule, pings, back-pressure, stop.
+//!
+//! Two ways to keep state and track works:
+//! - with a platform (the normal case): state and works live in OpenCTI, bundles go to its
+//!   queue (or `stixBundlePush`) and/or a directory;
+//! - offline (`CONNECTOR_SEND_TO_QUEUE=false` and no `OPENCTI_URL`): bundles go to the
+//!   directory only and the state is a file beside them, so an operator can preview an import
+//!   with no platform at all, and a restart still sends only what changed.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use super::adapters::{AmqpSink, DeliverySink, PlatformTracker};
-use super::run::{RunConfig, RunReport, Sink, run_once};
+use super::adapters::{AmqpSink, DeliverySink, FileTracker, PlatformTracker};
+use super::run::{RunConfig, RunReport, Sink, Tracker, run_once};
 use super::schedule::{Shutdown, sleep_unless_shutdown, unless_shutdown};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{AmqpOptions, ApiDelivery, DirectoryDelivery, DirectoryIdentity};
 use crate::esm::{EsmClient, EsmConfig};
 use crate::metrics::{Metrics, RunState};
-use crate::opencti::{ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiConfig};
+use crate::opencti::{
+    ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiConfig, OpenCtiError, Registration,
+};
 use crate::settings::{QueueProtocol, Settings};
 
 /// pycti pings every 40 s.
 pub const PING_INTERVAL: Duration = Duration::from_secs(40);
 
+/// Longest wait between two attempts to reach the platform at start-up.
+const MAX_STARTUP_WAIT: Duration = Duration::from_secs(60);
+
 /// Why the daemon could not start (a failed run is a report, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("platform client: {0}")]
-    Platform(#[from] crate::opencti::OpenCtiError),
+    Platform(#[from] OpenCtiError),
     #[error("ESM client: {0}")]
     Esm(#[from] crate::esm::EsmError),
+    #[error("offline mode needs CONNECTOR_SEND_TO_DIRECTORY_PATH")]
+    NoDirectory,
+}
+
+/// Where state and works go.
+enum Backend {
+    Platform {
+        client: OpenCtiClient,
+        tracker: Arc<PlatformTracker>,
+    },
+    Offline(FileTracker),
+}
+
+impl Backend {
+    async fn save_final(&self, state: &State) {
+        // Bounded: a stop must not hang on an unresponsive platform.
+        let timeout = Duration::from_secs(3);
+        match self {
+            Backend::Platform { tracker, .. } => {
+                let _ = tokio::time::timeout(timeout, tracker.ping(state)).await;
+            }
+            Backend::Offline(t) => {
+                let _ = tokio::time::timeout(timeout, t.save_state(state)).await;
+            }
+        }
+    }
+
+    fn update_info(&self, f: impl FnOnce(&mut ConnectorInfo)) {
+        if let Backend::Platform { tracker, .. } = self {
+            f(&mut tracker.info.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
 }
 
 /// Runs until shutdown (or once, per the settings). Returns whether the last run succeeded.
@@ -36,41 +81,6 @@ pub async fn run_daemon(
     mut shutdown: Shutdown,
 ) -> Result<bool, DaemonError> {
     let connector_id = settings.connector.id.to_string();
-    let opencti = OpenCtiClient::new(OpenCtiConfig::from_settings(&settings.opencti))?;
-
-    // 1. The platform must answer before anything else; retry with backoff, never crash.
-    let mut wait = Duration::from_secs(1);
-    loop {
-        match unless_shutdown(&mut shutdown, opencti.health()).await {
-            None => return Ok(true),
-            Some(Ok(version)) => {
-                info!(platform_version = %version, "platform reachable");
-                break;
-            }
-            Some(Err(e)) => {
-                warn!(error = %e, retry_in_s = wait.as_secs(), "platform unreachable");
-                if !sleep_unless_shutdown(&mut shutdown, wait).await {
-                    return Ok(true);
-                }
-                wait = (wait * 2).min(Duration::from_secs(60));
-            }
-        }
-    }
-
-    // 2. Register: the state and the broker come from the platform.
-    let registration = opencti
-        .register(&ConnectorRegistration {
-            id: connector_id.clone(),
-            name: settings.connector.name.clone(),
-            scope: settings.connector.scope.clone(),
-        })
-        .await?;
-    let state = Arc::new(Mutex::new(State::from_platform(
-        registration.connector_state.as_deref(),
-    )));
-    let mut mq = registration.mq.clone();
-    mq.apply_overrides(&settings.mq);
-
     let esm = EsmClient::new(EsmConfig::from_settings(&settings.esm))?;
     if !settings.esm.ssl_verify {
         warn!("ARCSIGHT_INCIDENTS_SSL_VERIFY is false: ESM's certificate is not verified");
@@ -80,27 +90,63 @@ pub async fn run_daemon(
         import_observables: settings.esm.import_observables,
     });
 
-    let mut primary: Option<Box<dyn Sink>> = None;
-    if settings.connector.send_to_queue {
-        primary = Some(match settings.connector.queue_protocol {
-            QueueProtocol::Amqp => Box::new(AmqpSink::new(
-                mq,
-                registration.connector_user_id.clone(),
-                AmqpOptions::default(),
-            )),
-            QueueProtocol::Api => Box::new(DeliverySink(ApiDelivery::new(
-                opencti.clone(),
-                connector_id.clone(),
-            ))),
-        });
-    }
+    // 1. Start-up: the platform (state, broker, applicant) or the offline state file.
+    let (backend, state, applicant_id, mut primary) = match OpenCtiConfig::from_settings(
+        &settings.opencti,
+    ) {
+        Some(cfg) => {
+            let client = OpenCtiClient::new(cfg)?;
+            let Some(registration) = connect(&client, &settings, &mut shutdown).await else {
+                // Stopped before the platform answered: nothing was done, nothing failed.
+                return Ok(true);
+            };
+            let state = State::from_platform(registration.connector_state.as_deref());
+            let primary = queue_sink(&settings, &client, &registration);
+            let tracker = Arc::new(PlatformTracker {
+                client: client.clone(),
+                connector_id: connector_id.clone(),
+                info: Mutex::new(ConnectorInfo {
+                    run_and_terminate: settings.connector.run_once(),
+                    buffering: false,
+                    queue_threshold: settings.connector.queue_threshold_mb as f64,
+                    queue_messages_size: 0.0,
+                    next_run_datetime: None,
+                    last_run_datetime: None,
+                }),
+                last_sent: Mutex::new(None),
+            });
+            let applicant = Some(registration.connector_user_id);
+            (
+                Backend::Platform { client, tracker },
+                state,
+                applicant,
+                primary,
+            )
+        }
+        None => {
+            let dir = settings
+                .connector
+                .send_to_directory
+                .as_deref()
+                .ok_or(DaemonError::NoDirectory)?;
+            let tracker = FileTracker::new(state_file(dir));
+            let state = tracker.load();
+            info!(
+                directory = %dir.display(),
+                "no platform configured: bundles go to the directory only and the state is kept beside them"
+            );
+            (Backend::Offline(tracker), state, None, None)
+        }
+    };
+    let state = Arc::new(Mutex::new(state));
+
     let mut directory: Option<Box<dyn Sink>> =
         settings.connector.send_to_directory.as_ref().map(|dir| {
             Box::new(DeliverySink(DirectoryDelivery::new(
                 dir.clone(),
                 settings.connector.send_to_directory_retention_days,
                 DirectoryIdentity {
-                    applicant_id: Some(registration.connector_user_id.clone()),
+                    applicant_id: applicant_id.clone(),
                     connector_id: connector_id.clone(),
                     name: settings.connector.name.clone(),
                     scope: settings.connector.scope.clone(),
@@ -109,45 +155,15 @@ pub async fn run_daemon(
             ))) as Box<dyn Sink>
         });
 
-    let tracker = Arc::new(PlatformTracker {
-        client: opencti.clone(),
-        connector_id: connector_id.clone(),
-        info: Mutex::new(ConnectorInfo {
-            run_and_terminate: settings.connector.run_once(),
-            buffering: false,
-            queue_threshold: settings.connector.queue_threshold_mb as f64,
-            queue_messages_size: 0.0,
-            next_run_datetime: None,
-            last_run_datetime: None,
-        }),
-        last_sent: Mutex::new(None),
-    });
-
-    // 3. Liveness: ping every 40 s with the state; adopt an operator's reset.
-    let pinger = {
-        let tracker = tracker.clone();
-        let state = state.clone();
-        let metrics = metrics.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            while sleep_unless_shutdown(&mut shutdown, PING_INTERVAL).await {
-                let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                metrics.ping_api.inc();
-                match tracker.ping(&snapshot).await {
-                    Ok(None) => {}
-                    Ok(Some(reset)) => {
-                        info!(
-                            "the state was reset in the platform: the next run imports everything again"
-                        );
-                        *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
-                    }
-                    Err(e) => {
-                        metrics.ping_api_errors.inc();
-                        warn!(error = %e, "ping failed");
-                    }
-                }
-            }
-        })
+    // 2. Liveness: ping every 40 s with the state; adopt an operator's reset.
+    let pinger = match &backend {
+        Backend::Platform { tracker, .. } => Some(tokio::spawn(ping_loop(
+            tracker.clone(),
+            state.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))),
+        Backend::Offline(_) => None,
     };
 
     let cfg = RunConfig {
@@ -156,43 +172,15 @@ pub async fn run_daemon(
         fetch_chunk: settings.esm.case_batch_size * settings.esm.concurrency,
         friendly_name: String::new(),
     };
-    let threshold_bytes = settings
-        .connector
-        .queue_threshold_mb
-        .saturating_mul(1024 * 1024);
-    let mut first = true;
     let mut last_ok = true;
     loop {
-        // Back-pressure: skip while the platform's workers are behind (not before the first run).
-        let mut skip = false;
-        if !first && settings.connector.send_to_queue {
-            match opencti.queue_details(&connector_id).await {
-                Ok(q) if q.messages_size > threshold_bytes => {
-                    info!(
-                        queue_bytes = q.messages_size,
-                        threshold_mb = settings.connector.queue_threshold_mb,
-                        "queue over threshold: run skipped"
-                    );
-                    metrics.runs_skipped.inc();
-                    skip = true;
-                }
-                Ok(q) => {
-                    tracker
-                        .info
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .queue_messages_size = q.messages_size as f64 / 1_048_576.0;
-                }
-                Err(e) => warn!(error = %e, "reading the queue size failed; running anyway"),
-            }
-        }
-        first = false;
-        if !skip {
+        if over_threshold(&backend, &settings, &connector_id).await {
+            metrics.runs_skipped.inc();
+        } else {
             metrics.set_state(RunState::running);
             metrics.runs.inc();
-            let friendly = format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
             let cfg = RunConfig {
-                friendly_name: friendly,
+                friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
                 ..cfg.clone()
             };
             let mut sinks: Vec<&mut dyn Sink> = Vec::new();
@@ -202,55 +190,191 @@ pub async fn run_daemon(
             if let Some(d) = directory.as_deref_mut() {
                 sinks.push(d);
             }
-            let report = run_once(
-                &esm,
-                &mut sinks,
-                tracker.as_ref(),
-                &converter,
-                &state,
-                &cfg,
-                Some(&shutdown),
-            )
-            .await;
+            let report = match &backend {
+                Backend::Platform { tracker, .. } => {
+                    let t = tracker.as_ref();
+                    run_once(
+                        &esm,
+                        &mut sinks,
+                        t,
+                        &converter,
+                        &state,
+                        &cfg,
+                        Some(&shutdown),
+                    )
+                    .await
+                }
+                Backend::Offline(t) => {
+                    run_once(
+                        &esm,
+                        &mut sinks,
+                        t,
+                        &converter,
+                        &state,
+                        &cfg,
+                        Some(&shutdown),
+                    )
+                    .await
+                }
+            };
             record(&metrics, &esm, &report);
             last_ok = report.succeeded();
             if last_ok {
                 let now = Utc::now();
                 metrics.record_success(now.timestamp());
-                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                st.last_run = Some(now.to_rfc3339());
+                state.lock().unwrap_or_else(|p| p.into_inner()).last_run = Some(now.to_rfc3339());
             }
-            tracker
-                .info
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .last_run_datetime = Some(Utc::now());
+            backend.update_info(|i| i.last_run_datetime = Some(Utc::now()));
             metrics.set_state(RunState::idle);
         }
         if shutdown.is_triggered() || settings.connector.run_once() {
             break;
         }
+        // The next run starts one period after this one ended, as pycti schedules it.
         let period = settings
             .connector
             .duration_period
             .unwrap_or(Duration::from_secs(900));
-        tracker
-            .info
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_run_datetime =
-            Some(Utc::now() + chrono::Duration::from_std(period).unwrap_or_default());
+        backend.update_info(|i| {
+            i.next_run_datetime =
+                Some(Utc::now() + chrono::Duration::from_std(period).unwrap_or_default())
+        });
         if !sleep_unless_shutdown(&mut shutdown, period).await {
             break;
         }
     }
 
     metrics.set_state(RunState::stopped);
-    // Persist the final state (it holds `last_run`), bounded in time.
+    // Persist the final state (it holds `last_run`).
     let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let _ = tokio::time::timeout(Duration::from_secs(3), tracker.ping(&snapshot)).await;
-    pinger.abort();
+    backend.save_final(&snapshot).await;
+    if let Some(p) = pinger {
+        p.abort();
+    }
     Ok(last_ok)
+}
+
+/// The offline state file, hidden among the bundles (retention only touches bundle files).
+pub fn state_file(dir: &Path) -> PathBuf {
+    dir.join(".arcsight-incidents-state.json")
+}
+
+/// Waits for the platform to answer and registers; retries with backoff (a platform that
+/// starts after us is normal under docker-compose). `None` when stopped first.
+async fn connect(
+    client: &OpenCtiClient,
+    settings: &Settings,
+    shutdown: &mut Shutdown,
+) -> Option<Registration> {
+    let registration = ConnectorRegistration {
+        id: settings.connector.id.to_string(),
+        name: settings.connector.name.clone(),
+        scope: settings.connector.scope.clone(),
+    };
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let attempt = async {
+            let version = client.health().await?;
+            let r = client.register(&registration).await?;
+            Ok::<_, OpenCtiError>((version, r))
+        };
+        match unless_shutdown(shutdown, attempt).await? {
+            Ok((version, mut r)) => {
+                info!(platform_version = %version, "registered with the platform");
+                r.mq.apply_overrides(&settings.mq);
+                return Some(r);
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in_s = wait.as_secs(), "the platform is not ready");
+                if !sleep_unless_shutdown(shutdown, wait).await {
+                    return None;
+                }
+                wait = (wait * 2).min(MAX_STARTUP_WAIT);
+            }
+        }
+    }
+}
+
+/// The sink for the platform's queue, when `CONNECTOR_SEND_TO_QUEUE` is on.
+fn queue_sink(
+    settings: &Settings,
+    client: &OpenCtiClient,
+    registration: &Registration,
+) -> Option<Box<dyn Sink>> {
+    if !settings.connector.send_to_queue {
+        return None;
+    }
+    Some(match settings.connector.queue_protocol {
+        QueueProtocol::Amqp => Box::new(AmqpSink::new(
+            registration.mq.clone(),
+            registration.connector_user_id.clone(),
+            AmqpOptions::default(),
+        )),
+        QueueProtocol::Api => Box::new(DeliverySink(ApiDelivery::new(
+            client.clone(),
+            settings.connector.id.to_string(),
+        ))),
+    })
+}
+
+/// Back-pressure: is the connector's queue in the platform over `CONNECTOR_QUEUE_THRESHOLD`?
+/// An unreadable size does not block the run.
+async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &str) -> bool {
+    let Backend::Platform { client, tracker } = backend else {
+        return false;
+    };
+    if !settings.connector.send_to_queue {
+        return false;
+    }
+    let threshold_bytes = settings
+        .connector
+        .queue_threshold_mb
+        .saturating_mul(1024 * 1024);
+    match client.queue_details(connector_id).await {
+        Ok(q) => {
+            tracker
+                .info
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .queue_messages_size = q.messages_size as f64 / 1_048_576.0;
+            if q.messages_size > threshold_bytes {
+                info!(
+                    queue_bytes = q.messages_size,
+                    threshold_mb = settings.connector.queue_threshold_mb,
+                    "the platform's queue is over the threshold: run skipped"
+                );
+                return true;
+            }
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "reading the queue size failed; running anyway");
+            false
+        }
+    }
+}
+
+async fn ping_loop(
+    tracker: Arc<PlatformTracker>,
+    state: Arc<Mutex<State>>,
+    metrics: Metrics,
+    mut shutdown: Shutdown,
+) {
+    while sleep_unless_shutdown(&mut shutdown, PING_INTERVAL).await {
+        let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        metrics.ping_api.inc();
+        match tracker.ping(&snapshot).await {
+            Ok(None) => {}
+            Ok(Some(reset)) => {
+                info!("the state was reset in the platform: the next run imports everything again");
+                *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
+            }
+            Err(e) => {
+                metrics.ping_api_errors.inc();
+                warn!(error = %e, "ping failed");
+            }
+        }
+    }
 }
 
 /// One info line per run, with its figures, and the matching metrics.
