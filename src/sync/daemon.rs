@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use super::adapters::{AmqpSink, DeliverySink, FileTracker, PlatformTracker};
 use super::run::{RunConfig, RunReport, Sink, Tracker, run_once};
-use super::schedule::{Shutdown, sleep_unless_shutdown, unless_shutdown};
+use super::schedule::{Shutdown, every, repeat, sleep_unless_shutdown, unless_shutdown};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{AmqpOptions, ApiDelivery, DirectoryDelivery, DirectoryIdentity};
@@ -172,77 +172,63 @@ pub async fn run_daemon(
         fetch_chunk: settings.esm.case_batch_size * settings.esm.concurrency,
         friendly_name: String::new(),
     };
-    let mut last_ok = true;
-    loop {
+    let period = if settings.connector.run_once() {
+        None
+    } else {
+        settings.connector.duration_period
+    };
+    let run_shutdown = shutdown.clone();
+    let last_ok = repeat(period, &mut shutdown, async || {
         if over_threshold(&backend, &settings, &connector_id).await {
             metrics.runs_skipped.inc();
-        } else {
-            metrics.set_state(RunState::running);
-            metrics.runs.inc();
-            let cfg = RunConfig {
-                friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
-                ..cfg.clone()
-            };
-            let mut sinks: Vec<&mut dyn Sink> = Vec::new();
-            if let Some(p) = primary.as_deref_mut() {
-                sinks.push(p);
-            }
-            if let Some(d) = directory.as_deref_mut() {
-                sinks.push(d);
-            }
-            let report = match &backend {
-                Backend::Platform { tracker, .. } => {
-                    let t = tracker.as_ref();
-                    run_once(
-                        &esm,
-                        &mut sinks,
-                        t,
-                        &converter,
-                        &state,
-                        &cfg,
-                        Some(&shutdown),
-                    )
-                    .await
-                }
-                Backend::Offline(t) => {
-                    run_once(
-                        &esm,
-                        &mut sinks,
-                        t,
-                        &converter,
-                        &state,
-                        &cfg,
-                        Some(&shutdown),
-                    )
-                    .await
-                }
-            };
-            record(&metrics, &esm, &report);
-            last_ok = report.succeeded();
-            if last_ok {
-                let now = Utc::now();
-                metrics.record_success(now.timestamp());
-                state.lock().unwrap_or_else(|p| p.into_inner()).last_run = Some(now.to_rfc3339());
-            }
-            backend.update_info(|i| i.last_run_datetime = Some(Utc::now()));
-            metrics.set_state(RunState::idle);
+            return true;
         }
-        if shutdown.is_triggered() || settings.connector.run_once() {
-            break;
+        metrics.set_state(RunState::running);
+        metrics.runs.inc();
+        let cfg = RunConfig {
+            friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
+            ..cfg.clone()
+        };
+        let mut sinks: Vec<&mut dyn Sink> = Vec::new();
+        if let Some(p) = primary.as_deref_mut() {
+            sinks.push(p);
         }
-        // The next run starts one period after this one ended, as pycti schedules it.
-        let period = settings
-            .connector
-            .duration_period
-            .unwrap_or(Duration::from_secs(900));
+        if let Some(d) = directory.as_deref_mut() {
+            sinks.push(d);
+        }
+        let stop = Some(&run_shutdown);
+        let report = match &backend {
+            Backend::Platform { tracker, .. } => {
+                run_once(
+                    &esm,
+                    &mut sinks,
+                    tracker.as_ref(),
+                    &converter,
+                    &state,
+                    &cfg,
+                    stop,
+                )
+                .await
+            }
+            Backend::Offline(t) => {
+                run_once(&esm, &mut sinks, t, &converter, &state, &cfg, stop).await
+            }
+        };
+        record(&metrics, &esm, &report);
+        let now = Utc::now();
+        if report.succeeded() {
+            metrics.record_success(now.timestamp());
+            state.lock().unwrap_or_else(|p| p.into_inner()).last_run = Some(now.to_rfc3339());
+        }
+        metrics.set_state(RunState::idle);
         backend.update_info(|i| {
+            i.last_run_datetime = Some(now);
             i.next_run_datetime =
-                Some(Utc::now() + chrono::Duration::from_std(period).unwrap_or_default())
+                period.map(|p| now + chrono::Duration::from_std(p).unwrap_or_default());
         });
-        if !sleep_unless_shutdown(&mut shutdown, period).await {
-            break;
-        }
-    }
+        report.succeeded()
+    })
+    .await;
 
     metrics.set_state(RunState::stopped);
     // Persist the final state (it holds `last_run`).
@@ -358,23 +344,29 @@ async fn ping_loop(
     tracker: Arc<PlatformTracker>,
     state: Arc<Mutex<State>>,
     metrics: Metrics,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    while sleep_unless_shutdown(&mut shutdown, PING_INTERVAL).await {
-        let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        metrics.ping_api.inc();
-        match tracker.ping(&snapshot).await {
-            Ok(None) => {}
-            Ok(Some(reset)) => {
-                info!("the state was reset in the platform: the next run imports everything again");
-                *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
-            }
-            Err(e) => {
-                metrics.ping_api_errors.inc();
-                warn!(error = %e, "ping failed");
+    every(PING_INTERVAL, shutdown, || {
+        let (tracker, state, metrics) = (tracker.clone(), state.clone(), metrics.clone());
+        async move {
+            let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            metrics.ping_api.inc();
+            match tracker.ping(&snapshot).await {
+                Ok(None) => {}
+                Ok(Some(reset)) => {
+                    info!(
+                        "the state was reset in the platform: the next run imports everything again"
+                    );
+                    *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
+                }
+                Err(e) => {
+                    metrics.ping_api_errors.inc();
+                    warn!(error = %e, "ping failed");
+                }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// One info line per run, with its figures, and the matching metrics.
