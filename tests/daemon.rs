@@ -529,3 +529,64 @@ async fn with_no_platform_it_previews_into_a_directory_and_remembers_what_it_wro
     std::fs::remove_dir_all(&dir).unwrap();
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_broker_nack_fails_the_run_without_advancing_the_state() {
+    let env = Env::start(6, 1).await;
+    // A second, full queue on the same routing key: the broker nacks what it cannot hold.
+    let full = common::amqp::Topology::refusing_after(0).await;
+    full.ch
+        .queue_bind(
+            full.queue.as_str().into(),
+            env.topo.exchange.as_str().into(),
+            env.topo.routing.as_str().into(),
+            lapin::options::QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let failed = env.run().await;
+    assert!(!failed.succeeded);
+    assert!(failed.new_works[0].processed.as_ref().is_some_and(|p| p.1));
+    let state_after_failure = env.platform.recorded(|r| r.connector_state.clone());
+    assert!(
+        !state_after_failure
+            .clone()
+            .unwrap_or_default()
+            .contains("watermark"),
+        "nothing recorded as delivered: {state_after_failure:?}"
+    );
+
+    full.drop_all().await;
+    let r = env.run().await;
+    assert!(r.succeeded);
+    assert_eq!(
+        r.case_count(),
+        6,
+        "every case is sent again once the broker accepts"
+    );
+    assert_ne!(
+        env.platform.recorded(|r| r.connector_state.clone()),
+        state_after_failure
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_is_skipped_while_the_platforms_queue_is_over_the_threshold() {
+    let mut env = Env::start(3, 1).await;
+    env.set("CONNECTOR_QUEUE_THRESHOLD", "1");
+    env.platform
+        .update(|r| r.queue_messages_size = 2 * 1024 * 1024);
+    let skipped = env.run().await;
+    assert!(skipped.objects.is_empty() && skipped.new_works.is_empty());
+    assert_eq!(
+        env.sim.counters().get("login"),
+        None,
+        "ESM is not even asked"
+    );
+
+    env.platform.update(|r| r.queue_messages_size = 0);
+    assert_eq!(env.run().await.case_count(), 3);
+    env.stop().await;
+}

@@ -277,3 +277,21 @@ async fn refused_credentials_fail_without_leaking_the_password() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains("wrong-password-1234"), "{text}");
 }
+
+#[tokio::test]
+async fn a_message_the_broker_refuses_fails_the_delivery() {
+    // The queue takes two messages and the broker nacks the rest (reject-publish).
+    let t = Topology::refusing_after(2).await;
+    let d = AmqpDelivery::connect(&mq(&t.exchange, &t.routing), "a", opts(8))
+        .await
+        .unwrap();
+    let err = d.deliver(&bundle(), Some("w")).await.unwrap_err();
+    assert!(
+        matches!(err, DeliveryError::Nack { action_sequence: 3 }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "RabbitMQ refused message 3 (nack)");
+    let _ = d.close().await;
+    assert_eq!(t.drain().await.len(), 2);
+    t.drop_all().await;
+}

@@ -21,6 +21,24 @@ pub struct Topology {
 
 impl Topology {
     pub async fn new() -> Topology {
+        Topology::with_queue_args(FieldTable::default()).await
+    }
+
+    /// A queue that holds at most `n` messages and makes the broker refuse (nack) the rest.
+    pub async fn refusing_after(n: i64) -> Topology {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-length".into(),
+            lapin::types::AMQPValue::LongLongInt(n),
+        );
+        args.insert(
+            "x-overflow".into(),
+            lapin::types::AMQPValue::LongString("reject-publish".into()),
+        );
+        Topology::with_queue_args(args).await
+    }
+
+    pub async fn with_queue_args(queue_args: FieldTable) -> Topology {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let conn = Connection::connect(BROKER, ConnectionProperties::default())
             .await
@@ -44,7 +62,7 @@ impl Topology {
         t.ch.queue_declare(
             t.queue.as_str().into(),
             QueueDeclareOptions::default(),
-            FieldTable::default(),
+            queue_args,
         )
         .await
         .unwrap();
