@@ -1,9 +1,10 @@
 //! The command line: one binary, several subcommands. `main.rs` only calls [`main`].
 
+pub mod check;
 pub mod convert;
 pub mod demo;
 
-use std::io::{BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,6 +48,15 @@ pub enum Command {
     },
     /// Check the settings and print one line per problem.
     CheckSettings,
+    /// Check the settings, ESM (login, cases, logout), the platform and the broker: one line
+    /// per check; exit 0 only when none failed.
+    Check,
+    /// Ask the running connector's metrics endpoint for /healthz (for container healthchecks).
+    Healthcheck {
+        /// Port of the metrics endpoint.
+        #[arg(long, env = "CONNECTOR_METRICS_PORT", default_value_t = 9095)]
+        port: u16,
+    },
     /// Serve a simulated ArcSight ESM (for tests, demos and benchmarks) until stopped.
     SimulateEsm(crate::simulator::cli::SimulateEsmArgs),
     /// Regenerate `__metadata__/` and `config.yml.sample` from the settings table.
@@ -84,6 +94,8 @@ pub fn main() -> ExitCode {
             Ok(_) => ExitCode::SUCCESS,
             Err(code) => code,
         },
+        Command::Check => run_check(&cli.config),
+        Command::Healthcheck { port } => healthcheck(port),
         Command::Run => match load_settings(&cli.config) {
             Ok(settings) => run_daemon(settings),
             Err(code) => code,
@@ -131,6 +143,60 @@ pub fn load_settings(config: &std::path::Path) -> Result<Settings, ExitCode> {
         }
         ExitCode::from(EXIT_SETTINGS)
     })
+}
+
+fn run_check(config: &std::path::Path) -> ExitCode {
+    let file = config.is_file().then_some(config);
+    let settings = match Settings::load(file) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut out = std::io::stdout().lock();
+            for line in e.lines() {
+                let _ = writeln!(out, "{:<12} {:<7} {line}", "settings", "FAILED");
+            }
+            return ExitCode::from(EXIT_SETTINGS);
+        }
+    };
+    // Only warnings and errors on stderr: the checks' lines are the output.
+    crate::telemetry::init(false, crate::settings::LogLevel::Error);
+    let checks = match runtime() {
+        Ok(rt) => rt.block_on(check::run(&settings)),
+        Err(e) => {
+            eprintln!("check: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match check::print(&checks, std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// `GET /healthz` on the local metrics endpoint; exit 0 on HTTP 200.
+fn healthcheck(port: u16) -> ExitCode {
+    let probe = async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let answer = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if answer.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", answer.status()))
+        }
+    };
+    match runtime().and_then(|rt| rt.block_on(probe)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A small multi-threaded runtime: the work is I/O bound, two workers are plenty and keep the

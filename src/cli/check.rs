@@ -1,0 +1,176 @@
+//! `arcsight-incidents check`: what an operator runs before (or instead of) starting the
+//! daemon. One line per check, `OK` or `FAILED` with the reason; never a secret.
+
+use std::io::Write;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::delivery::{AmqpDelivery, AmqpOptions};
+use crate::esm::{EsmClient, EsmConfig};
+use crate::opencti::{MqConnection, OpenCtiClient, OpenCtiConfig};
+use crate::settings::Settings;
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok(String),
+    Failed(String),
+    /// Not checkable with these settings (and not a failure).
+    Skipped(String),
+}
+
+/// One named check and its outcome.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+}
+
+impl Check {
+    fn new(name: &'static str, outcome: Outcome) -> Check {
+        Check { name, outcome }
+    }
+}
+
+/// Runs every check against the settings' ESM, platform and broker.
+pub async fn run(settings: &Settings) -> Vec<Check> {
+    let mut checks = vec![Check::new("settings", Outcome::Ok("valid".into()))];
+    checks.extend(check_esm(settings).await);
+    checks.push(check_platform(settings).await);
+    checks.push(check_broker(settings).await);
+    checks
+}
+
+async fn check_esm(settings: &Settings) -> Vec<Check> {
+    let mut cfg = EsmConfig::from_settings(&settings.esm);
+    // An operator is waiting: one attempt, a short timeout.
+    cfg.max_attempts = 1;
+    cfg.request_timeout = cfg.request_timeout.min(Duration::from_secs(15));
+    let esm = match EsmClient::new(cfg) {
+        Ok(c) => c,
+        Err(e) => return vec![Check::new("esm login", Outcome::Failed(e.to_string()))],
+    };
+    let mut out = Vec::new();
+    if let Err(e) = esm.login().await {
+        out.push(Check::new("esm login", Outcome::Failed(e.to_string())));
+        return out;
+    }
+    let dialect = match esm.dialect().await {
+        Some(d) => format!("{d:?}").to_lowercase(),
+        None => "unknown".into(),
+    };
+    out.push(Check::new(
+        "esm login",
+        Outcome::Ok(format!(
+            "logged in to {} (JSON dialect: {dialect})",
+            host_of(&settings.esm.base_url)
+        )),
+    ));
+    out.push(Check::new(
+        "esm cases",
+        match esm.find_all_ids().await {
+            Ok(ids) => Outcome::Ok(format!("{} cases", ids.len())),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+    ));
+    out.push(Check::new(
+        "esm logout",
+        match esm.logout().await {
+            Ok(()) => Outcome::Ok("session closed".into()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+    ));
+    out
+}
+
+async fn check_platform(settings: &Settings) -> Check {
+    let Some(cfg) = OpenCtiConfig::from_settings(&settings.opencti) else {
+        return Check::new(
+            "platform",
+            Outcome::Skipped("no OPENCTI_URL (offline mode)".into()),
+        );
+    };
+    let outcome = match OpenCtiClient::new(cfg) {
+        Ok(client) => match client.health().await {
+            Ok(version) => Outcome::Ok(format!("OpenCTI {version}")),
+            Err(e) => Outcome::Failed(e.to_string()),
+        },
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    Check::new("platform", outcome)
+}
+
+async fn check_broker(settings: &Settings) -> Check {
+    if !settings.connector.send_to_queue
+        || settings.connector.queue_protocol != crate::settings::QueueProtocol::Amqp
+    {
+        return Check::new(
+            "broker",
+            Outcome::Skipped("bundles do not go through RabbitMQ with these settings".into()),
+        );
+    }
+    // Without MQ_HOST, the broker's address is only known once the platform registers the
+    // connector, which a check must not do.
+    let Some(host) = settings.mq.host.clone() else {
+        return Check::new(
+            "broker",
+            Outcome::Skipped(
+                "its address comes from the platform at registration; set MQ_HOST to check it"
+                    .into(),
+            ),
+        );
+    };
+    let mq = MqConnection {
+        host,
+        port: settings.mq.port.unwrap_or(5672),
+        vhost: settings.mq.vhost.clone().unwrap_or_else(|| "/".into()),
+        use_ssl: settings.mq.use_ssl.unwrap_or(false),
+        user: settings.mq.user.clone().unwrap_or_else(|| "guest".into()),
+        pass: settings
+            .mq
+            .pass
+            .clone()
+            .unwrap_or_else(|| SecretString::from("guest")),
+        push_exchange: String::new(),
+        push_routing: String::new(),
+    };
+    let opts = AmqpOptions {
+        connect_timeout: Duration::from_secs(10),
+        ..AmqpOptions::default()
+    };
+    let outcome = match AmqpDelivery::connect(&mq, "check", opts).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            Outcome::Ok(format!("connected to {}:{}", mq.host, mq.port))
+        }
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    Check::new("broker", outcome)
+}
+
+/// `host[:port]` of a URL: enough to say which server, nothing that could carry a secret.
+fn host_of(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => "?".into(),
+    }
+}
+
+/// Prints one line per check; `true` when none failed.
+pub fn print(checks: &[Check], mut w: impl Write) -> std::io::Result<bool> {
+    let mut all_ok = true;
+    for c in checks {
+        let (word, reason) = match &c.outcome {
+            Outcome::Ok(r) => ("OK", r),
+            Outcome::Failed(r) => {
+                all_ok = false;
+                ("FAILED", r)
+            }
+            Outcome::Skipped(r) => ("SKIPPED", r),
+        };
+        writeln!(w, "{:<12} {word:<7} {reason}", c.name)?;
+    }
+    Ok(all_ok)
+}

@@ -1,0 +1,242 @@
+//! The operator's commands, run as the binary: `demo`, `check`, `healthcheck`, `--help`.
+
+mod common;
+
+use std::process::Output;
+
+use arcsight_incidents::simulator::{SimConfig, Simulator};
+use serde_json::json;
+
+use common::fake_platform::FakePlatform;
+
+const BIN: &str = env!("CARGO_BIN_EXE_arcsight-incidents");
+const ESM_PASSWORD: &str = "Check-Pa55-GRUE";
+const OPENCTI_TOKEN: &str = "check-token-ZORK-42";
+
+async fn run(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args).env_clear().current_dir(std::env::temp_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn help_lists_the_subcommands() {
+    let out = run(&["--help"], &[]).await;
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in [
+        "run",
+        "demo",
+        "convert",
+        "check",
+        "check-settings",
+        "simulate-esm",
+        "metadata",
+        "healthcheck",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "{cmd} missing:\n{help}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_demo_imports_the_simulated_esm_into_a_directory_and_says_what_it_did() {
+    let dir = std::env::temp_dir().join(format!("demo-test-{}", uuid::Uuid::new_v4().simple()));
+    let out = run(
+        &[
+            "demo",
+            "--cases",
+            "7",
+            "--events-per-case",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("Imported 7 of 7 cases from the simulated ESM"),
+        "{stdout}"
+    );
+    // What it says matches what it wrote.
+    let mut case_incidents = 0;
+    let mut incidents = 0;
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        files += 1;
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        for o in v["bundle"]["objects"].as_array().unwrap() {
+            match o["type"].as_str().unwrap() {
+                "case-incident" => case_incidents += 1,
+                "incident" => incidents += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(case_incidents, 7);
+    assert!(
+        stdout.contains(&format!("case-incidents  {case_incidents}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("incidents       {incidents}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("files written   {files} in")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("One of them:\ncase \""), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+struct World {
+    sim: Simulator,
+    platform: FakePlatform,
+}
+
+impl World {
+    async fn start() -> World {
+        let sim = Simulator::start(SimConfig {
+            cases: 9,
+            password: ESM_PASSWORD.into(),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let platform = FakePlatform::start(OPENCTI_TOKEN, json!({})).await;
+        World { sim, platform }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("OPENCTI_URL", self.platform.url()),
+            ("OPENCTI_TOKEN", OPENCTI_TOKEN.into()),
+            (
+                "CONNECTOR_ID",
+                "5d1c9e53-4a0b-4f55-9a3e-26ab1c0de111".into(),
+            ),
+            (
+                "ARCSIGHT_INCIDENTS_API_BASE_URL",
+                self.sim.base_url().to_string(),
+            ),
+            ("ARCSIGHT_INCIDENTS_USERNAME", "admin".into()),
+            ("ARCSIGHT_INCIDENTS_PASSWORD", ESM_PASSWORD.into()),
+            ("MQ_HOST", "127.0.0.1".into()),
+            ("MQ_USER", "guest".into()),
+            ("MQ_PASS", "guest".into()),
+        ]
+    }
+}
+
+fn status_of<'a>(stdout: &'a str, check: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(check))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{stdout}"))
+}
+
+#[tokio::test]
+async fn check_passes_when_esm_the_platform_and_the_broker_answer() {
+    let w = World::start().await;
+    let out = run(&["check"], &w.env()).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(status_of(&stdout, "esm").contains("OK"));
+    assert!(stdout.contains("OK      9 cases"), "{stdout}");
+    assert!(status_of(&stdout, "platform").contains("OK      OpenCTI"));
+    assert!(status_of(&stdout, "broker").contains("OK      connected to 127.0.0.1:5672"));
+    assert_eq!(w.sim.active_sessions(), 0, "check logs out");
+    for secret in [ESM_PASSWORD, OPENCTI_TOKEN] {
+        assert!(!stdout.contains(secret) && !text(&out.stderr).contains(secret));
+    }
+}
+
+#[tokio::test]
+async fn check_names_each_failure_and_exits_non_zero_without_printing_secrets() {
+    let w = World::start().await;
+    let mut env = w.env();
+    for (k, v) in env.iter_mut() {
+        match *k {
+            "ARCSIGHT_INCIDENTS_PASSWORD" => *v = "wrong-Pa55-FROBOZZ".into(),
+            "OPENCTI_TOKEN" => *v = "wrong-token-BLORB".into(),
+            "MQ_PASS" => *v = "wrong-mq-pass-REZROV".into(),
+            _ => {}
+        }
+    }
+    let out = run(&["check"], &env).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for check in ["esm", "platform", "broker"] {
+        assert!(
+            status_of(&stdout, check).contains("FAILED"),
+            "{check}:\n{stdout}"
+        );
+    }
+    let all = format!("{stdout}{}", text(&out.stderr));
+    for secret in [
+        "wrong-Pa55-FROBOZZ",
+        "wrong-token-BLORB",
+        "wrong-mq-pass-REZROV",
+    ] {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+}
+
+#[tokio::test]
+async fn check_reports_invalid_settings_one_line_each_and_exits_2() {
+    let out = run(
+        &["check"],
+        &[("ARCSIGHT_INCIDENTS_TLP_LEVEL", "purple".into())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.lines().all(|l| l.starts_with("settings     FAILED")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ARCSIGHT_INCIDENTS_TLP_LEVEL: \"purple\" is not one of"));
+}
+
+#[tokio::test]
+async fn healthcheck_follows_the_metrics_endpoint() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let metrics = arcsight_incidents::metrics::Metrics::new();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(arcsight_incidents::metrics::serve_on(
+        listener,
+        metrics,
+        std::time::Duration::from_secs(60),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let out = run(
+        &["healthcheck"],
+        &[("CONNECTOR_METRICS_PORT", port.clone())],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+    // Nothing listening any more: unhealthy.
+    let out = run(&["healthcheck", "--port", &port], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("unhealthy:"));
+}
