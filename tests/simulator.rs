@@ -755,6 +755,26 @@ async fn every_nth_answer_can_be_an_html_page_with_200() {
 }
 
 #[tokio::test]
+async fn every_nth_answer_can_be_cut_short() {
+    let cfg = SimConfig {
+        faults: Faults {
+            truncate_every: Some(2),
+            ..Faults::default()
+        },
+        ..config(3, 1, Dialect::Prefixed)
+    };
+    let esm = Esm::start(cfg).await;
+    let token = esm.login().await;
+    let (s1, whole) = esm.call("findAllIds", &token, json!({})).await;
+    let (s2, cut) = esm.call("findAllIds", &token, json!({})).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert!(serde_json::from_str::<Value>(&whole).is_ok());
+    assert_eq!(cut, whole[..whole.len() / 2]);
+    assert!(serde_json::from_str::<Value>(&cut).is_err());
+    assert_eq!(esm.sim.counters().get("fault.truncated"), Some(&1));
+}
+
+#[tokio::test]
 async fn run_time_changes_through_the_api_and_the_admin_endpoint() {
     let esm = Esm::start(config(4, 2, Dialect::Prefixed)).await;
     let token = esm.login().await;

@@ -64,6 +64,9 @@ pub struct SimulateEsmArgs {
     /// Replace every Nth data answer by an HTML error page with HTTP 200.
     #[arg(long)]
     pub html_200_every: Option<u64>,
+    /// Cut every Nth data answer in the middle (HTTP 200).
+    #[arg(long)]
+    pub truncate_every: Option<u64>,
 }
 
 fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -101,6 +104,7 @@ impl SimulateEsmArgs {
                 token_max_uses: self.token_max_uses,
                 malformed_every: self.malformed_every,
                 html_200_every: self.html_200_every,
+                truncate_every: self.truncate_every,
             },
             batch_api: !self.no_batch_api,
         }

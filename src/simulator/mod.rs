@@ -61,6 +61,9 @@ pub struct Faults {
     /// Every Nth data answer (findAllIds, getResourceById(s), getCaseEventIDs,
     /// getSecurityEvents) is replaced by a Tomcat error page with HTTP 200.
     pub html_200_every: Option<u64>,
+    /// Every Nth data answer is cut in the middle (a proxy or a crashed ESM closing the body
+    /// early), still with HTTP 200.
+    pub truncate_every: Option<u64>,
 }
 
 impl Default for Faults {
@@ -73,6 +76,7 @@ impl Default for Faults {
             token_max_uses: None,
             malformed_every: None,
             html_200_every: None,
+            truncate_every: None,
         }
     }
 }
@@ -210,7 +214,7 @@ impl Simulator {
 
     /// Requests per endpoint (`login`, `logout`, `findAllIds`, `getResourceById`,
     /// `getResourcesByIds`, `getCaseEventIDs`, `getSecurityEvents`, `unknown`, `admin`) and
-    /// injected faults (`fault.503`, `fault.429`, `fault.malformed`, `fault.html200`,
+    /// injected faults (`fault.503`, `fault.429`, `fault.malformed`, `fault.html200`, `fault.truncated`,
     /// `fault.token_expired`).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.shared.counters()

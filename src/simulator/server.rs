@@ -369,6 +369,15 @@ impl Shared {
                 return html(StatusCode::OK, body);
             }
         }
+        if let Some(n) = f.truncate_every.filter(|n| *n > 0)
+            && g.data_answers % n == 0
+        {
+            drop(g);
+            self.bump("fault.truncated");
+            let mut cut = body;
+            cut.truncate(cut.len() / 2);
+            return json_ok(cut);
+        }
         if let Some(n) = f.malformed_every.filter(|n| *n > 0) {
             if let Some(bad) = unescape_backslashes(&body) {
                 g.corruptible_answers += 1;

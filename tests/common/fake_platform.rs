@@ -60,6 +60,8 @@ pub struct Recorded {
     pub reset_pending: bool,
     /// Notified at each ping (a permit is kept when nobody waits yet).
     pub ping_signal: Arc<tokio::sync::Notify>,
+    /// Operation names that answer HTTP 500 (a proxy's or a crashing API's page) while > 0.
+    pub fail_http: Vec<(String, usize)>,
     /// Operation names that answer with a GraphQL `errors` array while > 0.
     pub fail: Vec<(String, usize)>,
 }
@@ -152,6 +154,17 @@ async fn graphql(
     }
     let op = operation(&query);
     s.operations.push(op.to_owned());
+    if let Some(entry) = s
+        .fail_http
+        .iter_mut()
+        .find(|(name, n)| name == op && *n > 0)
+    {
+        entry.1 -= 1;
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"errors": [{"message": "Internal Server Error"}]})),
+        );
+    }
     if let Some(entry) = s.fail.iter_mut().find(|(name, n)| name == op && *n > 0) {
         entry.1 -= 1;
         return (

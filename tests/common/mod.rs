@@ -4,3 +4,4 @@
 pub mod amqp;
 pub mod fake_platform;
 pub mod logs;
+pub mod world;

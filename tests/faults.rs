@@ -1,0 +1,248 @@
+//! The fault suite: for each fault, what the run reports, and that once the fault stops the
+//! import completes with nothing sent twice within a run. (Broker down, broker nack and a stop
+//! mid-run are in `daemon.rs`.) Every scenario also checks, when its deployment stops, that no
+//! credential or token reached a log line at TRACE or a requested URL.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use arcsight_incidents::simulator::Faults;
+
+use common::world::{Env, Run};
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn assert_no_case_twice(run: &Run) {
+    assert_eq!(
+        run.case_count(),
+        run.case_ids().len(),
+        "a case was sent twice within one run"
+    );
+}
+
+/// With the fault gone: at most two more runs complete the import (every case delivered at
+/// least once across all runs), a last one sends nothing, and no secret leaked.
+async fn completes_after(env: Env, earlier: Vec<Run>) {
+    let all: BTreeSet<String> = env
+        .sim
+        .case_ids()
+        .iter()
+        .map(|id| env.case_incident_id(id))
+        .collect();
+    let mut delivered: BTreeSet<String> = BTreeSet::new();
+    for r in &earlier {
+        assert_no_case_twice(r);
+        delivered.extend(r.case_ids());
+    }
+    let mut extra_runs = 0;
+    while delivered != all {
+        extra_runs += 1;
+        assert!(
+            extra_runs <= 2,
+            "{} of {} cases after the fault stopped",
+            delivered.len(),
+            all.len()
+        );
+        let r = env.run().await;
+        assert!(r.succeeded, "a run without faults failed");
+        assert_no_case_twice(&r);
+        delivered.extend(r.case_ids());
+    }
+    let last = env.run().await;
+    assert!(
+        last.succeeded && last.objects.is_empty(),
+        "nothing left to send"
+    );
+    env.stop().await;
+}
+
+fn logged(env: &Env, what: &str) -> bool {
+    env.logs.text().contains(what)
+}
+
+#[tokio::test]
+async fn esm_unreachable() {
+    let mut env = Env::start(6, 2).await;
+    env.set(
+        "ARCSIGHT_INCIDENTS_API_BASE_URL",
+        format!("http://127.0.0.1:{}", closed_port()),
+    );
+    env.set("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "2");
+    let r = env.run().await;
+    assert!(!r.succeeded && r.objects.is_empty());
+    assert!(
+        r.new_works.is_empty(),
+        "no work for a run that read nothing"
+    );
+    assert!(logged(&env, "ESM login failed"), "the run says why");
+    env.clear("ARCSIGHT_INCIDENTS_API_BASE_URL");
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn esm_refuses_the_login() {
+    let mut env = Env::start(6, 2).await;
+    env.set("ARCSIGHT_INCIDENTS_PASSWORD", "not-the-Pa55word-MUMBLE");
+    let r = env.run().await;
+    assert!(!r.succeeded && r.objects.is_empty());
+    assert!(logged(&env, "ESM login failed"));
+    assert!(!logged(&env, "not-the-Pa55word-MUMBLE"));
+    env.clear("ARCSIGHT_INCIDENTS_PASSWORD");
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn bursts_of_503() {
+    let env = Env::start(16, 3).await;
+    env.sim.set_faults(Faults {
+        error_503_ratio: 0.35,
+        ..Faults::default()
+    });
+    let r = env.run().await;
+    assert!(env.sim.counters().get("fault.503").copied().unwrap_or(0) > 0);
+    env.sim.set_faults(Faults::default());
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn a_storm_of_429() {
+    let env = Env::start(16, 3).await;
+    env.sim.set_faults(Faults {
+        rate_limit_every: Some(2),
+        retry_after_secs: 0,
+        ..Faults::default()
+    });
+    let r = env.run().await;
+    assert!(env.sim.counters().get("fault.429").copied().unwrap_or(0) > 5);
+    env.sim.set_faults(Faults::default());
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn the_token_expires_mid_run() {
+    let env = Env::start(16, 3).await;
+    env.sim.set_faults(Faults {
+        token_max_uses: Some(3),
+        ..Faults::default()
+    });
+    // Logging in again is enough: this run delivers everything despite the expiries.
+    let r = env.run().await;
+    assert!(r.succeeded);
+    assert_eq!(r.case_count(), 16);
+    assert!(
+        env.sim
+            .counters()
+            .get("fault.token_expired")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    env.sim.set_faults(Faults::default());
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn html_error_pages_with_http_200() {
+    let env = Env::start(16, 3).await;
+    env.sim.set_faults(Faults {
+        html_200_every: Some(3),
+        ..Faults::default()
+    });
+    let r = env.run().await;
+    assert!(
+        env.sim
+            .counters()
+            .get("fault.html200")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    env.sim.set_faults(Faults::default());
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn truncated_json() {
+    let env = Env::start(16, 3).await;
+    env.sim.set_faults(Faults {
+        truncate_every: Some(3),
+        ..Faults::default()
+    });
+    let r = env.run().await;
+    assert!(
+        env.sim
+            .counters()
+            .get("fault.truncated")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    env.sim.set_faults(Faults::default());
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn answers_slower_than_the_timeout() {
+    let mut env = Env::start(4, 1).await;
+    env.set("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT", "1");
+    env.set("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "2");
+    env.sim.set_faults(Faults {
+        latency: Duration::from_millis(1_500),
+        ..Faults::default()
+    });
+    let r = env.run().await;
+    assert!(!r.succeeded && r.objects.is_empty());
+    assert!(
+        logged(&env, "timed out") || logged(&env, "timeout"),
+        "the run says why"
+    );
+    env.sim.set_faults(Faults::default());
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn the_platform_answers_500_to_work_add() {
+    let env = Env::start(5, 1).await;
+    env.platform
+        .update(|p| p.fail_http.push(("workAdd".into(), 1)));
+    let r = env.run().await;
+    assert!(!r.succeeded);
+    assert!(r.objects.is_empty(), "nothing is published without a work");
+    assert!(logged(&env, "creating the work failed"));
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn graphql_errors_on_add_expectations() {
+    let env = Env::start(5, 1).await;
+    env.platform
+        .update(|p| p.fail.push(("addExpectations".into(), 1)));
+    let r = env.run().await;
+    assert!(!r.succeeded);
+    assert!(r.objects.is_empty(), "expectations come before publishing");
+    let (message, in_error) = r.new_works[0].processed.clone().expect("work closed");
+    assert!(
+        in_error && message.contains("adding expectations failed"),
+        "{message}"
+    );
+    completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn graphql_errors_when_saving_the_state() {
+    let env = Env::start(9, 1).await;
+    // The first page's state save fails; the run goes on and the next save carries it.
+    env.platform
+        .update(|p| p.fail.push(("pingConnector".into(), 1)));
+    let r = env.run().await;
+    assert!(r.succeeded);
+    assert_eq!(r.case_count(), 9);
+    assert!(logged(&env, "persisting the state failed"));
+    completes_after(env, vec![r]).await;
+}
