@@ -603,6 +603,23 @@ impl Settings {
         };
 
         if !r.problems.is_empty() {
+            // A value is echoed to say what is wrong with it ("purple" is not a TLP level), but
+            // a secret pasted into the wrong setting must not be: hide every secret's value.
+            let secrets: Vec<String> = DEFS
+                .iter()
+                .filter(|d| d.kind == Kind::Secret)
+                .filter_map(|d| sources.raw(d))
+                .filter(|v| v.trim().len() >= 4)
+                .collect();
+            for p in &mut r.problems {
+                for secret in &secrets {
+                    for candidate in [secret.as_str(), secret.trim()] {
+                        if p.message.contains(candidate) {
+                            p.message = p.message.replace(candidate, "[a secret's value]");
+                        }
+                    }
+                }
+            }
             return Err(SettingsError::Invalid(r.problems));
         }
         // Every value below was checked above: a `None` here would be a missing problem
