@@ -59,8 +59,10 @@ fn bench(c: &mut Criterion) {
             let mut bytes = 0;
             for (case, events) in &raw {
                 let case = Case::from_value(case).expect("case decodes");
-                let events: Vec<SecurityEvent> =
-                    events.iter().filter_map(SecurityEvent::from_value).collect();
+                let events: Vec<SecurityEvent> = events
+                    .iter()
+                    .filter_map(SecurityEvent::from_value)
+                    .collect();
                 let bundle = converter.case_bundle(&case, &events);
                 bytes += serde_json::to_vec(&bundle).expect("serialises").len();
             }

@@ -4,7 +4,7 @@
 //! one bit makes OpenCTI create a duplicate instead of updating the object the Python connector
 //! created. Every function here is checked against `../shared/golden/pycti-ids.jsonl`.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::pystr::normalise_name;
@@ -64,7 +64,10 @@ pub fn flat_id(prefix: &str, fields: &mut [(&str, Option<&str>)]) -> String {
 /// pycti `Incident.generate_id(name, created)`.
 pub fn incident_id(name: &str, created: Option<&str>) -> String {
     let name = normalise_name(name);
-    flat_id("incident", &mut [("name", Some(&name)), ("created", created)])
+    flat_id(
+        "incident",
+        &mut [("name", Some(&name)), ("created", created)],
+    )
 }
 
 /// pycti `CaseIncident.generate_id(name, created)`.
@@ -147,6 +150,7 @@ mod tests {
     use super::*;
 
     use proptest::prelude::*;
+    use serde_json::Map;
 
     proptest! {
         /// The hand-rolled canonical form is JCS, for any strings (escapes, non-ASCII,
