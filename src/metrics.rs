@@ -112,7 +112,7 @@ impl Metrics {
         registry.register("errors", "Number of errors", m.errors.clone());
         registry.register(
             "client_errors",
-            "Number of client (ESM) errors",
+            "ESM calls that failed after their retries",
             m.client_errors.clone(),
         );
         registry.register("state", "State of the connector", m.state.clone());
@@ -156,6 +156,15 @@ impl Metrics {
         Metrics {
             registry: Arc::new(registry),
             ..m
+        }
+    }
+
+    /// Brings `client_errors` (ESM calls that failed for good) up to the client's cumulative
+    /// count; the counter never goes down.
+    pub fn set_client_errors_total(&self, total: u64) {
+        let seen = self.client_errors.get();
+        if total > seen {
+            self.client_errors.inc_by(total - seen);
         }
     }
 
@@ -295,6 +304,19 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn client_errors_follow_the_cumulative_total_and_never_go_down() {
+        let m = Metrics::new();
+        m.set_client_errors_total(3);
+        m.set_client_errors_total(2);
+        m.set_client_errors_total(5);
+        assert!(
+            m.encode().contains("client_errors_total 5\n"),
+            "{}",
+            m.encode()
+        );
     }
 
     #[test]

@@ -16,3 +16,15 @@ fn committed_metadata_matches_the_settings_table() {
         "stale (run `cargo run -- metadata`): {stale:?}"
     );
 }
+
+#[test]
+fn the_readme_settings_table_matches_the_settings_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let regenerated = arcsight_incidents::metadata::readme_with_settings(&readme)
+        .expect("README.md has the settings table markers");
+    assert!(
+        regenerated == readme,
+        "README.md's settings table is stale: run `cargo run -- metadata`"
+    );
+}

@@ -381,11 +381,14 @@ pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
     if report.error.is_some() {
         metrics.errors.inc();
     }
+    let mut esm_errors = 0;
     for (op, s) in esm.stats().operations {
+        esm_errors += s.error;
         for (outcome, n) in [("ok", s.ok), ("retried", s.retried), ("error", s.error)] {
             metrics.set_esm_requests(op, outcome, n);
         }
     }
+    metrics.set_client_errors_total(esm_errors);
     // The process's peak resident memory so far (Linux): what an operator sizes the container by.
     let peak = crate::metrics::peak_rss_bytes();
     if let Some(bytes) = peak {
