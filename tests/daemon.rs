@@ -61,12 +61,7 @@ async fn max_cases_spreads_the_import_over_runs_without_skipping_any_case() {
         assert!(delivered.is_disjoint(&ids), "a case sent twice");
         delivered.extend(ids);
     }
-    let all: BTreeSet<String> = env
-        .sim
-        .case_ids()
-        .iter()
-        .map(|id| env.case_incident_id(id))
-        .collect();
+    let all = env.all_case_incident_ids();
     assert_eq!(delivered, all, "ceil(10 / 3) = 4 runs deliver every case");
     assert!(env.run().await.objects.is_empty());
     env.stop().await;

@@ -98,6 +98,29 @@ async fn mount_login(server: &MockServer, body: String, times: impl Into<wiremoc
         .await;
 }
 
+/// `findAllIds` answers `failure` `n` times (each expected), then the fixture once.
+async fn fail_then_answer(
+    server: &MockServer,
+    failure: ResponseTemplate,
+    n: u64,
+    fixture_name: &str,
+) {
+    Mock::given(method("POST"))
+        .and(path(FIND_ALL_IDS))
+        .respond_with(failure)
+        .up_to_n_times(n)
+        .with_priority(1)
+        .expect(n)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(FIND_ALL_IDS))
+        .respond_with(json_response(&fixture(fixture_name)))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 async fn assert_no_secret_in_urls(server: &MockServer) {
     for req in server.received_requests().await.unwrap() {
         let url = req.url.to_string();
@@ -570,20 +593,13 @@ async fn logout_posts_the_token_in_a_form_once_and_is_a_no_op_without_a_session(
 async fn transient_statuses_are_retried_with_policy_waits() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .expect(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(json_response(&fixture("findAllIds-single.json")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    fail_then_answer(
+        &server,
+        ResponseTemplate::new(503),
+        2,
+        "findAllIds-single.json",
+    )
+    .await;
     let mut cfg = config(&server.uri());
     cfg.retry_min_wait = Duration::from_millis(2);
     cfg.retry_max_wait = Duration::from_millis(100);
@@ -606,20 +622,13 @@ async fn transient_statuses_are_retried_with_policy_waits() {
 async fn retry_after_is_honoured_up_to_the_cap() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(json_response(&fixture("findAllIds.json")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    fail_then_answer(
+        &server,
+        ResponseTemplate::new(429).insert_header("Retry-After", "120"),
+        1,
+        "findAllIds.json",
+    )
+    .await;
     let mut cfg = config(&server.uri());
     cfg.retry_max_wait = Duration::from_millis(15);
     let c = client(cfg);
@@ -765,20 +774,7 @@ async fn connection_errors_are_retried_then_reported() {
 async fn a_refused_token_triggers_one_fresh_login_and_one_retry() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 2).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(ResponseTemplate::new(401))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(json_response(&fixture("findAllIds.json")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    fail_then_answer(&server, ResponseTemplate::new(401), 1, "findAllIds.json").await;
     let c = client(config(&server.uri()));
     assert_eq!(c.find_all_ids().await.unwrap().len(), 3);
     assert_eq!(c.stats().relogins, 1);
@@ -790,20 +786,7 @@ async fn a_body_saying_the_token_is_invalid_also_triggers_a_fresh_login() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 2).await;
     let page = "<html><body><p><b>Message</b> com.arcsight.coma.client.authentication.AuthenticationException: Token is invalid or has expired</p></body></html>";
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(html_response(500, page))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(json_response(&fixture("findAllIds.json")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    fail_then_answer(&server, html_response(500, page), 1, "findAllIds.json").await;
     let c = client(config(&server.uri()));
     assert_eq!(c.find_all_ids().await.unwrap().len(), 3);
     server.verify().await;

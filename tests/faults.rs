@@ -29,12 +29,7 @@ fn assert_no_case_twice(run: &Run) {
 /// With the fault gone: at most two more runs complete the import (every case delivered at
 /// least once across all runs), a last one sends nothing, and no secret leaked.
 async fn completes_after(env: Env, earlier: Vec<Run>) {
-    let all: BTreeSet<String> = env
-        .sim
-        .case_ids()
-        .iter()
-        .map(|id| env.case_incident_id(id))
-        .collect();
+    let all = env.all_case_incident_ids();
     let mut delivered: BTreeSet<String> = BTreeSet::new();
     for r in &earlier {
         assert_no_case_twice(r);
@@ -97,94 +92,68 @@ async fn esm_refuses_the_login() {
     completes_after(env, vec![r]).await;
 }
 
-#[tokio::test]
-async fn bursts_of_503() {
+/// One run while the simulator injects `faults` (they must trip `counter`), then the import
+/// completes without them.
+async fn simulator_fault(faults: Faults, counter: &str, check: impl FnOnce(&Run)) {
     let env = Env::start(16, 3).await;
-    env.sim.set_faults(Faults {
-        error_503_ratio: 0.35,
-        ..Faults::default()
-    });
+    env.sim.set_faults(faults);
     let r = env.run().await;
-    assert!(env.sim.counters().get("fault.503").copied().unwrap_or(0) > 0);
+    let tripped = env.sim.counters().get(counter).copied().unwrap_or(0);
+    assert!(tripped > 0, "{counter} never happened");
+    check(&r);
     env.sim.set_faults(Faults::default());
     completes_after(env, vec![r]).await;
+}
+
+#[tokio::test]
+async fn bursts_of_503() {
+    let faults = Faults {
+        error_503_ratio: 0.35,
+        ..Faults::default()
+    };
+    simulator_fault(faults, "fault.503", |_| {}).await;
 }
 
 #[tokio::test]
 async fn a_storm_of_429() {
-    let env = Env::start(16, 3).await;
-    env.sim.set_faults(Faults {
+    let faults = Faults {
         rate_limit_every: Some(2),
         retry_after_secs: 0,
         ..Faults::default()
-    });
-    let r = env.run().await;
-    assert!(env.sim.counters().get("fault.429").copied().unwrap_or(0) > 5);
-    env.sim.set_faults(Faults::default());
-    completes_after(env, vec![r]).await;
+    };
+    simulator_fault(faults, "fault.429", |_| {}).await;
 }
 
 #[tokio::test]
 async fn the_token_expires_mid_run() {
-    let env = Env::start(16, 3).await;
-    env.sim.set_faults(Faults {
+    let faults = Faults {
         token_max_uses: Some(3),
         ..Faults::default()
-    });
+    };
     // Logging in again is enough: this run delivers everything despite the expiries.
-    let r = env.run().await;
-    assert!(r.succeeded);
-    assert_eq!(r.case_count(), 16);
-    assert!(
-        env.sim
-            .counters()
-            .get("fault.token_expired")
-            .copied()
-            .unwrap_or(0)
-            > 0
-    );
-    env.sim.set_faults(Faults::default());
-    completes_after(env, vec![r]).await;
+    simulator_fault(faults, "fault.token_expired", |r| {
+        assert!(r.succeeded);
+        assert_eq!(r.case_count(), 16);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn html_error_pages_with_http_200() {
-    let env = Env::start(16, 3).await;
-    env.sim.set_faults(Faults {
+    let faults = Faults {
         html_200_every: Some(3),
         ..Faults::default()
-    });
-    let r = env.run().await;
-    assert!(
-        env.sim
-            .counters()
-            .get("fault.html200")
-            .copied()
-            .unwrap_or(0)
-            > 0
-    );
-    env.sim.set_faults(Faults::default());
-    completes_after(env, vec![r]).await;
+    };
+    simulator_fault(faults, "fault.html200", |_| {}).await;
 }
 
 #[tokio::test]
 async fn truncated_json() {
-    let env = Env::start(16, 3).await;
-    env.sim.set_faults(Faults {
+    let faults = Faults {
         truncate_every: Some(3),
         ..Faults::default()
-    });
-    let r = env.run().await;
-    assert!(
-        env.sim
-            .counters()
-            .get("fault.truncated")
-            .copied()
-            .unwrap_or(0)
-            > 0
-    );
-    env.sim.set_faults(Faults::default());
-    completes_after(env, vec![r]).await;
+    };
+    simulator_fault(faults, "fault.truncated", |_| {}).await;
 }
 
 #[tokio::test]

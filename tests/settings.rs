@@ -50,17 +50,17 @@ fn defaults_match_the_reference_connector() {
     );
     assert_eq!(s.esm.max_cases, 200);
     assert_eq!(s.esm.tlp, Tlp::Amber);
-    assert!(s.esm.ssl_verify);
+    assert!(s.esm.client.ssl_verify);
     assert!(s.esm.import_observables);
-    assert_eq!(s.esm.dialect, ApiDialect::Auto);
+    assert_eq!(s.esm.client.dialect, ApiDialect::Auto);
     assert_eq!(s.connector.queue_protocol, QueueProtocol::Amqp);
     assert_eq!(s.connector.queue_threshold_mb, 500);
     assert_eq!(s.connector.metrics_port, 9095);
     assert!(s.opencti.json_logging);
     assert!(!s.connector.run_once());
     assert_eq!(s.esm.page_size, 100);
-    assert_eq!(s.esm.max_attempts, 4);
-    assert_eq!(s.esm.request_timeout, Duration::from_secs(30));
+    assert_eq!(s.esm.client.max_attempts, 4);
+    assert_eq!(s.esm.client.request_timeout, Duration::from_secs(30));
 }
 
 #[test]
@@ -90,7 +90,7 @@ arcsight_incidents:
     assert_eq!(s.connector.name, "From File");
     assert_eq!(s.esm.max_cases, 7);
     assert_eq!(s.esm.tlp, Tlp::Red);
-    assert!(!s.esm.ssl_verify);
+    assert!(!s.esm.client.ssl_verify);
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn the_old_url_name_is_an_alias() {
         "https://old-name:8443".into(),
     );
     let s = load(env, None).unwrap();
-    assert_eq!(s.esm.base_url.host_str(), Some("old-name"));
+    assert_eq!(s.esm.client.base_url.host_str(), Some("old-name"));
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn secrets_never_show_in_debug_or_errors() {
     let mut env = minimal_env();
     env.insert("MQ_PASS".into(), MQ_PASS.into());
     let s = load(env.clone(), None).unwrap();
-    assert_eq!(s.esm.password.expose_secret(), PASSWORD);
+    assert_eq!(s.esm.client.password.expose_secret(), PASSWORD);
     let debug = format!("{s:?}");
     for secret in [PASSWORD, TOKEN, MQ_PASS] {
         assert!(!debug.contains(secret), "{secret} leaked in Debug");

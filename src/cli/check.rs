@@ -7,7 +7,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::delivery::{AmqpDelivery, AmqpOptions};
-use crate::esm::{EsmClient, EsmConfig};
+use crate::esm::EsmClient;
 use crate::opencti::{MqConnection, OpenCtiClient, OpenCtiConfig};
 use crate::settings::Settings;
 
@@ -43,7 +43,7 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
 }
 
 async fn check_esm(settings: &Settings) -> Vec<Check> {
-    let mut cfg = EsmConfig::from_settings(&settings.esm);
+    let mut cfg = settings.esm.client.clone();
     // An operator is waiting: one attempt, a short timeout.
     cfg.max_attempts = 1;
     cfg.request_timeout = cfg.request_timeout.min(Duration::from_secs(15));
@@ -64,7 +64,7 @@ async fn check_esm(settings: &Settings) -> Vec<Check> {
         "esm login",
         Outcome::Ok(format!(
             "logged in to {} (JSON dialect: {dialect})",
-            host_of(&settings.esm.base_url)
+            host_of(&settings.esm.client.base_url)
         )),
     ));
     out.push(Check::new(

@@ -114,7 +114,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
     let mut report = run_once(
         &esm,
         &mut sinks,
-        &LocalTracker,
+        &LocalTracker::in_memory(),
         &converter,
         &state,
         &cfg,

@@ -21,14 +21,14 @@ use super::decode::{self, Dialect, Service};
 use super::error::EsmError;
 use super::model::{EventId, as_i64, as_list, as_string};
 use super::retry::{Jitter, RetryPolicy, parse_retry_after};
-use crate::settings::{ApiDialect, EsmSettings};
+use crate::settings::ApiDialect;
 
 const LOGIN_PATH: &str = "/www/core-service/rest/LoginService/login";
 const LOGOUT_PATH: &str = "/www/core-service/rest/LoginService/logout";
 const CASE_SERVICE: &str = "/www/manager-service/rest/CaseService/";
 const EVENTS_PATH: &str = "/www/manager-service/rest/SecurityEventService/getSecurityEvents";
 
-/// Everything the client needs; see [`EsmConfig::from_settings`].
+/// Everything the client needs (the settings hold one: `EsmSettings::client`).
 #[derive(Debug, Clone)]
 pub struct EsmConfig {
     pub base_url: Url,
@@ -47,24 +47,6 @@ pub struct EsmConfig {
 }
 
 impl EsmConfig {
-    pub fn from_settings(s: &EsmSettings) -> Self {
-        EsmConfig {
-            base_url: s.base_url.clone(),
-            username: s.username.clone(),
-            password: s.password.clone(),
-            ssl_verify: s.ssl_verify,
-            ca_file: s.ca_file.clone(),
-            dialect: s.dialect,
-            max_attempts: s.max_attempts,
-            retry_min_wait: s.retry_min_wait,
-            retry_max_wait: s.retry_max_wait,
-            request_timeout: s.request_timeout,
-            concurrency: s.concurrency,
-            case_batch_size: s.case_batch_size,
-            event_batch_size: s.event_batch_size,
-        }
-    }
-
     /// The retry policy these settings describe.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use url::Url;
 use uuid::Uuid;
 
+use crate::esm::EsmConfig;
 use crate::stix::Tlp;
 pub use defs::{DEFS, Def, Kind};
 
@@ -130,25 +131,13 @@ impl ConnectorSettings {
     }
 }
 
-/// ArcSight ESM.
+/// ArcSight ESM: how to talk to it (the client's own configuration) and what to import.
 #[derive(Debug, Clone)]
 pub struct EsmSettings {
-    pub base_url: Url,
-    pub username: String,
-    pub password: SecretString,
+    pub client: EsmConfig,
     pub max_cases: usize,
     pub tlp: Tlp,
-    pub ssl_verify: bool,
-    pub ca_file: Option<PathBuf>,
     pub import_observables: bool,
-    pub dialect: ApiDialect,
-    pub max_attempts: u32,
-    pub retry_min_wait: Duration,
-    pub retry_max_wait: Duration,
-    pub request_timeout: Duration,
-    pub concurrency: usize,
-    pub case_batch_size: usize,
-    pub event_batch_size: usize,
     pub page_size: usize,
 }
 
@@ -650,22 +639,24 @@ impl Settings {
                 metrics_port: metrics_port.ok_or_else(missing)? as u16,
             },
             esm: EsmSettings {
-                base_url: base_url.ok_or_else(missing)?,
-                username: username.ok_or_else(missing)?,
-                password: password.ok_or_else(missing)?,
+                client: EsmConfig {
+                    base_url: base_url.ok_or_else(missing)?,
+                    username: username.ok_or_else(missing)?,
+                    password: password.ok_or_else(missing)?,
+                    ssl_verify: esm_ssl.ok_or_else(missing)?,
+                    ca_file,
+                    dialect: dialect.ok_or_else(missing)?,
+                    max_attempts: max_attempts.ok_or_else(missing)? as u32,
+                    retry_min_wait: secs(min_wait.ok_or_else(missing)?),
+                    retry_max_wait: secs(max_wait.ok_or_else(missing)?),
+                    request_timeout: secs(timeout.ok_or_else(missing)?),
+                    concurrency: concurrency.ok_or_else(missing)? as usize,
+                    case_batch_size: case_batch.ok_or_else(missing)? as usize,
+                    event_batch_size: event_batch.ok_or_else(missing)? as usize,
+                },
                 max_cases: max_cases.ok_or_else(missing)? as usize,
                 tlp: tlp.ok_or_else(missing)?,
-                ssl_verify: esm_ssl.ok_or_else(missing)?,
-                ca_file,
                 import_observables: import_observables.ok_or_else(missing)?,
-                dialect: dialect.ok_or_else(missing)?,
-                max_attempts: max_attempts.ok_or_else(missing)? as u32,
-                retry_min_wait: secs(min_wait.ok_or_else(missing)?),
-                retry_max_wait: secs(max_wait.ok_or_else(missing)?),
-                request_timeout: secs(timeout.ok_or_else(missing)?),
-                concurrency: concurrency.ok_or_else(missing)? as usize,
-                case_batch_size: case_batch.ok_or_else(missing)? as usize,
-                event_batch_size: event_batch.ok_or_else(missing)? as usize,
                 page_size: page_size.ok_or_else(missing)? as usize,
             },
             mq,

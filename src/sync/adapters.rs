@@ -119,8 +119,39 @@ impl Tracker for PlatformTracker {
     }
 }
 
-/// No platform (the demo, `CONNECTOR_SEND_TO_QUEUE=false`): no works, state kept in memory.
-pub struct LocalTracker;
+/// No platform (offline mode, the demo): no works; the state is kept in a JSON file (written to
+/// a temporary name then renamed, so a crash never leaves half a state) or only in memory.
+pub struct LocalTracker {
+    path: Option<std::path::PathBuf>,
+}
+
+impl LocalTracker {
+    /// State saved in `path`.
+    pub fn file(path: std::path::PathBuf) -> LocalTracker {
+        LocalTracker { path: Some(path) }
+    }
+
+    /// State kept only in memory (the demo).
+    pub fn in_memory() -> LocalTracker {
+        LocalTracker { path: None }
+    }
+
+    /// The saved state; a missing or unreadable file means "import everything" (ids are
+    /// deterministic, so nothing is duplicated downstream).
+    pub fn load(&self) -> State {
+        let Some(path) = &self.path else {
+            return State::default();
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => State::from_platform(Some(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "the state file is unreadable; importing everything");
+                State::default()
+            }
+        }
+    }
+}
 
 impl Tracker for LocalTracker {
     async fn work_add(&self, _friendly_name: &str) -> Result<Option<String>, String> {
@@ -130,46 +161,11 @@ impl Tracker for LocalTracker {
         Ok(())
     }
     async fn work_done(&self, _work_id: &str, _message: &str, _in_error: bool) {}
-    async fn save_state(&self, _state: &State) -> Result<Option<State>, String> {
-        Ok(None)
-    }
-}
-
-/// Offline: no works; the state is a JSON file, written to a temporary name then renamed so a
-/// crash never leaves half a state.
-pub struct FileTracker {
-    path: std::path::PathBuf,
-}
-
-impl FileTracker {
-    pub fn new(path: std::path::PathBuf) -> FileTracker {
-        FileTracker { path }
-    }
-
-    /// The saved state; a missing or unreadable file means "import everything" (ids are
-    /// deterministic, so nothing is duplicated downstream).
-    pub fn load(&self) -> State {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => State::from_platform(Some(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => {
-                warn!(path = %self.path.display(), error = %e, "the state file is unreadable; importing everything");
-                State::default()
-            }
-        }
-    }
-}
-
-impl Tracker for FileTracker {
-    async fn work_add(&self, _friendly_name: &str) -> Result<Option<String>, String> {
-        Ok(None)
-    }
-    async fn add_expectations(&self, _work_id: &str, _n: u64) -> Result<(), String> {
-        Ok(())
-    }
-    async fn work_done(&self, _work_id: &str, _message: &str, _in_error: bool) {}
     async fn save_state(&self, state: &State) -> Result<Option<State>, String> {
-        let path = self.path.clone();
+        let Some(path) = self.path.clone() else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
         let text = state.to_platform();
         tokio::task::spawn_blocking(move || {
             let tmp = path.with_extension("json.tmp");
@@ -178,7 +174,7 @@ impl Tracker for FileTracker {
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        .map_err(|e| format!("{shown}: {e}"))?;
         Ok(None)
     }
 }

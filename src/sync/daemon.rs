@@ -14,13 +14,13 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use super::adapters::{AmqpSink, DeliverySink, FileTracker, PlatformTracker};
+use super::adapters::{AmqpSink, DeliverySink, LocalTracker, PlatformTracker};
 use super::run::{RunConfig, RunReport, Sink, Tracker, run_once};
 use super::schedule::{Shutdown, every, repeat, sleep_unless_shutdown, unless_shutdown};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{AmqpOptions, ApiDelivery, DirectoryDelivery, DirectoryIdentity};
-use crate::esm::{EsmClient, EsmConfig};
+use crate::esm::EsmClient;
 use crate::metrics::{Metrics, RunState};
 use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiConfig, OpenCtiError, Registration,
@@ -50,7 +50,7 @@ enum Backend {
         client: OpenCtiClient,
         tracker: Arc<PlatformTracker>,
     },
-    Offline(FileTracker),
+    Offline(LocalTracker),
 }
 
 impl Backend {
@@ -81,8 +81,8 @@ pub async fn run_daemon(
     mut shutdown: Shutdown,
 ) -> Result<bool, DaemonError> {
     let connector_id = settings.connector.id.to_string();
-    let esm = EsmClient::new(EsmConfig::from_settings(&settings.esm))?;
-    if !settings.esm.ssl_verify {
+    let esm = EsmClient::new(settings.esm.client.clone())?;
+    if !settings.esm.client.ssl_verify {
         warn!("ARCSIGHT_INCIDENTS_SSL_VERIFY is false: ESM's certificate is not verified");
     }
     let converter = Converter::new(ConvertOptions {
@@ -129,7 +129,7 @@ pub async fn run_daemon(
                 .send_to_directory
                 .as_deref()
                 .ok_or(DaemonError::NoDirectory)?;
-            let tracker = FileTracker::new(state_file(dir));
+            let tracker = LocalTracker::file(state_file(dir));
             let state = tracker.load();
             info!(
                 directory = %dir.display(),
@@ -169,7 +169,7 @@ pub async fn run_daemon(
     let cfg = RunConfig {
         max_cases: settings.esm.max_cases,
         page_size: settings.esm.page_size,
-        fetch_chunk: settings.esm.case_batch_size * settings.esm.concurrency,
+        fetch_chunk: settings.esm.client.case_batch_size * settings.esm.client.concurrency,
         friendly_name: String::new(),
     };
     let period = if settings.connector.run_once() {

@@ -192,6 +192,15 @@ impl Env {
         out
     }
 
+    /// The case-incident ids of every case ESM holds now.
+    pub fn all_case_incident_ids(&self) -> BTreeSet<String> {
+        self.sim
+            .case_ids()
+            .iter()
+            .map(|id| self.case_incident_id(id))
+            .collect()
+    }
+
     /// The case-incident id the converter gives an ESM case.
     pub fn case_incident_id(&self, esm_id: &str) -> String {
         let converter = Converter::new(ConvertOptions::default());
