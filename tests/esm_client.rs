@@ -98,6 +98,20 @@ async fn mount_login(server: &MockServer, body: String, times: impl Into<wiremoc
         .await;
 }
 
+/// `findAllIds` answers `answer`, expected `times` times.
+async fn answer_find_all_ids(
+    server: &MockServer,
+    answer: ResponseTemplate,
+    times: impl Into<wiremock::Times>,
+) {
+    Mock::given(method("POST"))
+        .and(path(FIND_ALL_IDS))
+        .respond_with(answer)
+        .expect(times)
+        .mount(server)
+        .await;
+}
+
 /// `findAllIds` answers `failure` `n` times (each expected), then the fixture once.
 async fn fail_then_answer(
     server: &MockServer,
@@ -113,12 +127,7 @@ async fn fail_then_answer(
         .expect(n)
         .mount(server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(json_response(&fixture(fixture_name)))
-        .expect(1)
-        .mount(server)
-        .await;
+    answer_find_all_ids(server, json_response(&fixture(fixture_name)), 1).await;
 }
 
 async fn assert_no_secret_in_urls(server: &MockServer) {
@@ -186,12 +195,12 @@ async fn login_posts_a_form_and_find_all_ids_uses_prefixed_keys() {
 async fn find_all_ids_logs_in_on_demand_and_accepts_a_single_bare_id() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(json_response(&fixture("findAllIds-single.json")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    answer_find_all_ids(
+        &server,
+        json_response(&fixture("findAllIds-single.json")),
+        1,
+    )
+    .await;
     let c = client(config(&server.uri()));
     assert_eq!(
         c.find_all_ids().await.unwrap(),
@@ -642,12 +651,7 @@ async fn retry_after_is_honoured_up_to_the_cap() {
 async fn attempts_are_bounded_and_the_last_error_is_typed() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(3)
-        .mount(&server)
-        .await;
+    answer_find_all_ids(&server, ResponseTemplate::new(500), 3).await;
     let mut cfg = config(&server.uri());
     cfg.max_attempts = 3;
     let c = client(cfg);
@@ -672,12 +676,7 @@ async fn attempts_are_bounded_and_the_last_error_is_typed() {
 async fn other_client_errors_fail_at_once() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 1).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(ResponseTemplate::new(400))
-        .expect(1)
-        .mount(&server)
-        .await;
+    answer_find_all_ids(&server, ResponseTemplate::new(400), 1).await;
     let c = client(config(&server.uri()));
     let e = c.find_all_ids().await.unwrap_err();
     assert_eq!(e.status(), Some(400));
@@ -796,12 +795,7 @@ async fn a_body_saying_the_token_is_invalid_also_triggers_a_fresh_login() {
 async fn a_token_refused_twice_is_an_unauthorized_error() {
     let server = MockServer::start().await;
     mount_login(&server, prefixed_login(TOKEN), 2).await;
-    Mock::given(method("POST"))
-        .and(path(FIND_ALL_IDS))
-        .respond_with(ResponseTemplate::new(401))
-        .expect(2)
-        .mount(&server)
-        .await;
+    answer_find_all_ids(&server, ResponseTemplate::new(401), 2).await;
     let c = client(config(&server.uri()));
     let e = c.find_all_ids().await.unwrap_err();
     assert!(
