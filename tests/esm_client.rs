@@ -1118,3 +1118,44 @@ fn an_unreadable_ca_file_is_a_config_error() {
     let e = EsmClient::new(cfg).unwrap_err();
     assert!(matches!(e, EsmError::Config { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn case_and_event_fetches_run_at_most_concurrency_at_a_time() {
+    use arcsight_incidents::simulator::{Faults, SimConfig, Simulator};
+    // The simulator records how many requests it answered at once; 30 ms each leaves time for
+    // every permitted request to overlap.
+    let sim = Simulator::start(SimConfig {
+        cases: 24,
+        events_per_case: 2,
+        password: PASSWORD.into(),
+        username: USER.into(),
+        faults: Faults {
+            latency: Duration::from_millis(30),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = config(sim.base_url().as_str());
+    cfg.concurrency = 3;
+    cfg.case_batch_size = 2;
+    cfg.event_batch_size = 4;
+    let c = client(cfg);
+    let ids = c.find_all_ids().await.unwrap();
+    let cases = c.get_cases(&ids).await;
+    assert!(cases.iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(sim.max_in_flight(), 3, "12 case batches, 3 at a time");
+    let event_ids: Vec<i64> = ids
+        .iter()
+        .flat_map(|id| sim.case_event_ids(id).unwrap_or_default())
+        .collect();
+    let events = c.get_security_events(&event_ids).await;
+    assert!(events.failed.is_empty());
+    assert_eq!(
+        sim.max_in_flight(),
+        3,
+        "event batches stay within the same bound"
+    );
+    sim.shutdown().await;
+}

@@ -226,6 +226,11 @@ impl Simulator {
         self.shared.request_log()
     }
 
+    /// The most ESM requests the simulator was answering at once: a client's real concurrency.
+    pub fn max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight()
+    }
+
     /// The tokens handed out so far (the last 10,000), for tests that look for leaks.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.shared.issued_tokens()

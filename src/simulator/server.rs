@@ -110,6 +110,9 @@ pub(super) struct Shared {
     token_rng: Mutex<Rng>,
     /// The last tokens handed out, so security tests can look for them in logs.
     issued: Mutex<VecDeque<String>>,
+    /// ESM requests being answered now, and the most seen at once (a client's concurrency).
+    in_flight: std::sync::atomic::AtomicU64,
+    max_in_flight: std::sync::atomic::AtomicU64,
     counters: Mutex<BTreeMap<String, u64>>,
     log: Mutex<VecDeque<String>>,
     gate: Mutex<Gate>,
@@ -135,6 +138,8 @@ impl Shared {
             sessions: Mutex::new(HashMap::new()),
             token_rng: Mutex::new(Rng::new(cfg.seed ^ 0x70CE_4000)),
             issued: Mutex::new(VecDeque::new()),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
+            max_in_flight: std::sync::atomic::AtomicU64::new(0),
             counters: Mutex::new(BTreeMap::new()),
             log: Mutex::new(VecDeque::new()),
             gate: Mutex::new(Gate {
@@ -171,6 +176,10 @@ impl Shared {
 
     pub(super) fn request_log(&self) -> Vec<String> {
         lock(&self.log).iter().cloned().collect()
+    }
+
+    pub(super) fn max_in_flight(&self) -> u64 {
+        self.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(super) fn issued_tokens(&self) -> Vec<String> {
@@ -743,6 +752,7 @@ async fn handle(
     if method != Method::GET && method != Method::POST {
         return page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
     }
+    let _in_flight = InFlight::enter(&sh);
     let faults = sh.faults();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
@@ -772,6 +782,26 @@ async fn handle(
             }
             sh.finish_data(&faults, answer)
         }
+    }
+}
+
+/// Counts a request as in flight until dropped (also when the client goes away mid-answer).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(sh: &'a Shared) -> InFlight<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = sh.in_flight.fetch_add(1, SeqCst) + 1;
+        sh.max_in_flight.fetch_max(now, SeqCst);
+        InFlight(sh)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
