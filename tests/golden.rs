@@ -266,3 +266,33 @@ fn conversion_is_byte_identical_across_runs() {
         stix::AUTHOR_CREATED
     );
 }
+
+#[test]
+fn the_convert_subcommand_prints_these_bundles_one_line_each() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/golden/reference-converter.jsonl"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"))
+        .args(["convert", "--no-observables", path])
+        .env_clear()
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON bundle per line"))
+        .collect();
+    let inputs = golden("reference-converter.jsonl");
+    assert_eq!(printed.len(), inputs.len());
+    for (bundle, input) in printed.iter().zip(&inputs) {
+        assert_eq!(bundle["type"], "bundle");
+        let objects = bundle["objects"].as_array().unwrap();
+        assert_eq!(objects, &convert_line(input, false));
+    }
+}
