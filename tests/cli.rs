@@ -240,3 +240,87 @@ async fn healthcheck_follows_the_metrics_endpoint() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with("unhealthy:"));
 }
+
+#[tokio::test]
+async fn the_daemon_serves_metrics_and_stops_cleanly_on_sigterm() {
+    let w = World::start().await;
+    let topo = common::amqp::Topology::new().await;
+    w.platform.update(|r| {
+        r.mq = json!({
+            "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
+                           "user": "guest", "pass": "guest"},
+            "listen": "l", "listen_routing": "l", "listen_exchange": "amq.direct",
+            "push": topo.queue, "push_routing": topo.routing, "push_exchange": topo.exchange,
+        })
+    });
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("run")
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .envs(w.env())
+        .env("CONNECTOR_DURATION_PERIOD", "PT1H")
+        .env("CONNECTOR_LOG_LEVEL", "info")
+        .env("CONNECTOR_EXPOSE_METRICS", "true")
+        .env("CONNECTOR_METRICS_PORT", metrics_port.to_string())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+
+    // The first run ends with its work closed; the daemon then waits an hour.
+    tokio::time::timeout(std::time::Duration::from_secs(60), w.platform.work_closed())
+        .await
+        .expect("the first run finishes");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{metrics_port}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("runs_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("arcsight_cases_delivered_total 9"),
+        "{metrics}"
+    );
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "a run succeeded just now");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("stops within seconds of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "the last run had succeeded");
+    let mut logs = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .await
+        .unwrap();
+    let finished: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["message"] == "run finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{logs}");
+    assert_eq!(finished[0]["delivered"], 9);
+    assert!(!logs.contains(ESM_PASSWORD) && !logs.contains(OPENCTI_TOKEN));
+    topo.drop_all().await;
+}

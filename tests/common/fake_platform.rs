@@ -60,6 +60,8 @@ pub struct Recorded {
     pub reset_pending: bool,
     /// Notified at each ping (a permit is kept when nobody waits yet).
     pub ping_signal: Arc<tokio::sync::Notify>,
+    /// Notified when a work is closed (`toProcessed`).
+    pub processed_signal: Arc<tokio::sync::Notify>,
     /// Operation names that answer HTTP 500 (a proxy's or a crashing API's page) while > 0.
     pub fail_http: Vec<(String, usize)>,
     /// Operation names that answer with a GraphQL `errors` array while > 0.
@@ -103,6 +105,12 @@ impl FakePlatform {
     /// Resolves at the next ping (or at once if one happened since the last wait).
     pub async fn pinged(&self) {
         let signal = self.state.lock().unwrap().ping_signal.clone();
+        signal.notified().await;
+    }
+
+    /// Resolves when a work is closed (or at once if one was since the last wait).
+    pub async fn work_closed(&self) {
+        let signal = self.state.lock().unwrap().processed_signal.clone();
         signal.notified().await;
     }
 
@@ -221,6 +229,7 @@ async fn graphql(
             if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
                 w.processed = Some((msg, err));
             }
+            s.processed_signal.notify_one();
             json!({"workEdit": {"toProcessed": id}})
         }
         "toReceived" => json!({"workEdit": {"toReceived": vars["id"]}}),
