@@ -100,6 +100,17 @@ async fn simulator_fault(faults: Faults, counter: &str, check: impl FnOnce(&Run)
     let r = env.run().await;
     let tripped = env.sim.counters().get(counter).copied().unwrap_or(0);
     assert!(tripped > 0, "{counter} never happened");
+    // What the run reports is what it did: its summary line counts the cases published.
+    let line = env.last_run_line();
+    assert_eq!(line["delivered"], r.case_count(), "{line}");
+    assert_eq!(
+        line["message"] == "run finished",
+        r.succeeded,
+        "a run that failed says so: {line}"
+    );
+    if r.succeeded {
+        assert_eq!(line["failed"], 0, "{line}");
+    }
     check(&r);
     env.sim.set_faults(Faults::default());
     completes_after(env, vec![r]).await;

@@ -404,6 +404,20 @@ pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
             peak_rss_mb, error = %e,
             "run failed"
         );
+    } else if report.cases_failed > 0 {
+        // An error, not a warning: the reference's default level is `error`, and an operator
+        // must see that cases are waiting for the next run (each one's reason was logged at
+        // `warn` as it failed).
+        error!(
+            cases_seen = report.cases_seen,
+            changed = report.cases_changed,
+            delivered = report.cases_delivered,
+            failed = report.cases_failed,
+            messages = report.messages,
+            seconds = report.seconds,
+            peak_rss_mb,
+            "run finished with failed cases; they are retried next run"
+        );
     } else {
         info!(
             cases_seen = report.cases_seen,

@@ -55,6 +55,7 @@ pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .json()
+        .flatten_event(true)
         .with_writer(logs.clone())
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);

@@ -192,6 +192,22 @@ impl Env {
         out
     }
 
+    /// The last run's summary log line (`run finished`, `run finished with failed cases...` or
+    /// `run failed`) and its fields.
+    pub fn last_run_line(&self) -> Value {
+        self.logs
+            .text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("run finished") || m == "run failed")
+            })
+            .last()
+            .expect("every run logs its summary line")
+    }
+
     /// The case-incident ids of every case ESM holds now.
     pub fn all_case_incident_ids(&self) -> BTreeSet<String> {
         self.sim
