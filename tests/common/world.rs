@@ -198,13 +198,14 @@ impl Env {
         self.logs
             .text()
             .lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| {
                 v["message"]
                     .as_str()
                     .is_some_and(|m| m.starts_with("run finished") || m == "run failed")
             })
-            .last()
+            .next()
             .expect("every run logs its summary line")
     }
 
