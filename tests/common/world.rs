@@ -200,12 +200,11 @@ impl Env {
             .lines()
             .rev()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| {
+            .find(|v| {
                 v["message"]
                     .as_str()
                     .is_some_and(|m| m.starts_with("run finished") || m == "run failed")
             })
-            .next()
             .expect("every run logs its summary line")
     }
 
