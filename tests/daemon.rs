@@ -347,20 +347,36 @@ async fn a_broker_nack_fails_the_run_without_advancing_the_state() {
 }
 
 #[tokio::test]
-async fn a_run_is_skipped_while_the_platforms_queue_is_over_the_threshold() {
+async fn runs_after_the_first_are_skipped_while_the_platforms_queue_is_over_the_threshold() {
     let mut env = Env::start(3, 1).await;
+    env.set("CONNECTOR_RUN_AND_TERMINATE", "false");
+    env.set("CONNECTOR_DURATION_PERIOD", "PT1S");
     env.set("CONNECTOR_QUEUE_THRESHOLD", "1");
     env.platform
         .update(|r| r.queue_messages_size = 2 * 1024 * 1024);
-    let skipped = env.run().await;
-    assert!(skipped.objects.is_empty() && skipped.new_works.is_empty());
-    assert_eq!(
-        env.sim.counters().get("login"),
-        None,
-        "ESM is not even asked"
-    );
+    let (trigger, shutdown) = shutdown_pair();
+    let touched = env.sim.case_ids()[0].clone();
+    let observe = async {
+        // The first run is never held back (as pycti: a restart always runs once).
+        env.platform.work_closed().await;
+        // A change waits in ESM while the queue is full: two checks a period apart skip it.
+        env.sim.touch_case(&touched);
+        env.platform.queue_read().await;
+        env.platform.queue_read().await;
+        trigger.trigger();
+    };
+    let (run, ()) = tokio::join!(env.run_with(shutdown), observe);
+    assert_eq!(run.case_count(), 3, "only the first run delivered");
+    assert_eq!(run.new_works.len(), 1, "no work for a skipped run");
+    assert!(env.logs.text().contains("run skipped"));
 
+    // The queue drains: the next process delivers the waiting change.
     env.platform.update(|r| r.queue_messages_size = 0);
-    assert_eq!(env.run().await.case_count(), 3);
+    env.set("CONNECTOR_RUN_AND_TERMINATE", "true");
+    let next = env.run().await;
+    assert_eq!(
+        next.case_ids(),
+        BTreeSet::from([env.case_incident_id(&touched)])
+    );
     env.stop().await;
 }

@@ -178,8 +178,13 @@ pub async fn run_daemon(
         settings.connector.duration_period
     };
     let run_shutdown = shutdown.clone();
+    let mut first = true;
     let last_ok = repeat(period, &mut shutdown, async || {
-        if over_threshold(&backend, &settings, &connector_id).await {
+        // Back-pressure as pycti applies it: before every run but the first, so a restart
+        // (or a run-once job) always runs.
+        if !std::mem::replace(&mut first, false)
+            && over_threshold(&backend, &settings, &connector_id).await
+        {
             metrics.runs_skipped.inc();
             return true;
         }

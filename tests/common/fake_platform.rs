@@ -62,6 +62,8 @@ pub struct Recorded {
     pub ping_signal: Arc<tokio::sync::Notify>,
     /// Notified when a work is closed (`toProcessed`).
     pub processed_signal: Arc<tokio::sync::Notify>,
+    /// Notified when the connector reads its queue size (back-pressure).
+    pub queue_signal: Arc<tokio::sync::Notify>,
     /// Operation names that answer HTTP 500 (a proxy's or a crashing API's page) while > 0.
     pub fail_http: Vec<(String, usize)>,
     /// Operation names that answer with a GraphQL `errors` array while > 0.
@@ -105,6 +107,13 @@ impl FakePlatform {
     /// Resolves at the next ping (or at once if one happened since the last wait).
     pub async fn pinged(&self) {
         let signal = self.state.lock().unwrap().ping_signal.clone();
+        signal.notified().await;
+    }
+
+    /// Resolves when the connector reads its queue size (or at once if it did since the last
+    /// wait).
+    pub async fn queue_read(&self) {
+        let signal = self.state.lock().unwrap().queue_signal.clone();
         signal.notified().await;
     }
 
@@ -238,8 +247,11 @@ async fn graphql(
                 .push(vars["bundle"].as_str().unwrap_or_default().to_owned());
             json!({"stixBundlePush": true})
         }
-        "queueDetails" => json!({"connector": {"id": vars["id"], "connector_queue_details": {
-            "messages_number": 0, "messages_size": s.queue_messages_size}}}),
+        "queueDetails" => {
+            s.queue_signal.notify_one();
+            json!({"connector": {"id": vars["id"], "connector_queue_details": {
+            "messages_number": 0, "messages_size": s.queue_messages_size}}})
+        }
         _ => {
             return (
                 StatusCode::OK,
