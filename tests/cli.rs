@@ -270,8 +270,22 @@ async fn the_daemon_serves_metrics_and_stops_cleanly_on_sigterm() {
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
 
-    // The first run ends with its work closed; the daemon then waits an hour.
-    tokio::time::timeout(std::time::Duration::from_secs(60), w.platform.work_closed())
+    // The first run ends with its summary line (logged after its metrics are recorded); the
+    // daemon then waits an hour.
+    use tokio::io::AsyncBufReadExt;
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logs = String::new();
+    let first_run = async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            logs.push_str(&line);
+            logs.push('\n');
+            if line.contains("\"run finished\"") {
+                return;
+            }
+        }
+        panic!("the daemon exited before finishing a run:\n{logs}");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), first_run)
         .await
         .expect("the first run finishes");
     let http = reqwest::Client::new();
@@ -305,15 +319,10 @@ async fn the_daemon_serves_metrics_and_stops_cleanly_on_sigterm() {
         .expect("stops within seconds of SIGTERM")
         .unwrap();
     assert_eq!(status.code(), Some(0), "the last run had succeeded");
-    let mut logs = String::new();
-    use tokio::io::AsyncReadExt;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .await
-        .unwrap();
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        logs.push_str(&line);
+        logs.push('\n');
+    }
     let finished: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
