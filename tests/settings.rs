@@ -184,10 +184,20 @@ fn directory_delivery_needs_a_path() {
 fn secrets_never_show_in_debug_or_errors() {
     let mut env = minimal_env();
     env.insert("MQ_PASS".into(), MQ_PASS.into());
+    // An access proxy's client secret, as operators put in custom headers.
+    env.insert(
+        "OPENCTI_CUSTOM_HEADERS".into(),
+        "CF-Access-Client-Secret:hdr-secret-XANADU".into(),
+    );
     let s = load(env.clone(), None).unwrap();
     assert_eq!(s.esm.client.password.expose_secret(), PASSWORD);
-    let debug = format!("{s:?}");
-    for secret in [PASSWORD, TOKEN, MQ_PASS] {
+    let config = arcsight_incidents::opencti::OpenCtiConfig::from_settings(&s.opencti).unwrap();
+    let debug = format!("{s:?} {config:?}");
+    assert!(
+        debug.contains("CF-Access-Client-Secret"),
+        "header names stay visible"
+    );
+    for secret in [PASSWORD, TOKEN, MQ_PASS, "hdr-secret-XANADU"] {
         assert!(!debug.contains(secret), "{secret} leaked in Debug");
     }
     // A URL carrying credentials is refused without being echoed.

@@ -21,13 +21,28 @@ pub use error::{GraphQlError, OpenCtiError, TransportKind};
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How to reach the platform.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenCtiConfig {
     pub url: url::Url,
     pub token: SecretString,
     pub ssl_verify: bool,
     pub custom_headers: Vec<(String, String)>,
     pub timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for OpenCtiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenCtiConfig")
+            .field("url", &self.url.as_str())
+            .field("token", &self.token)
+            .field("ssl_verify", &self.ssl_verify)
+            .field(
+                "custom_headers",
+                &crate::settings::header_names(&self.custom_headers),
+            )
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl OpenCtiConfig {

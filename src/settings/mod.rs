@@ -91,7 +91,7 @@ pub enum ApiDialect {
 }
 
 /// The platform.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenCtiSettings {
     /// `None` only when `CONNECTOR_SEND_TO_QUEUE` is false and no platform is configured: the
     /// connector then works offline (directory delivery, state kept beside the files).
@@ -102,6 +102,27 @@ pub struct OpenCtiSettings {
     pub json_logging: bool,
     /// `OPENCTI_CUSTOM_HEADERS`, parsed.
     pub custom_headers: Vec<(String, String)>,
+}
+
+/// Custom headers may carry credentials (an access proxy's client secret): show their names only.
+impl fmt::Debug for OpenCtiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenCtiSettings")
+            .field("url", &self.url.as_ref().map(Url::as_str))
+            .field("token", &self.token)
+            .field("ssl_verify", &self.ssl_verify)
+            .field("json_logging", &self.json_logging)
+            .field("custom_headers", &header_names(&self.custom_headers))
+            .finish()
+    }
+}
+
+/// `name: [hidden]` for each header: what a Debug rendering may show of custom headers.
+pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .map(|(name, _)| format!("{name}: [hidden]"))
+        .collect()
 }
 
 /// The connector's own behaviour.
