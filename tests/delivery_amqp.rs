@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, DeliveryError};
+use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, Delivery, DeliveryError};
 use arcsight_incidents::opencti::MqConnection;
 use arcsight_incidents::stix::{
     Bundle, CaseIncident, Identity, Incident, Relationship, StixObject, Tlp, ValueObservable,

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arcsight_incidents::delivery::{
-    AnyDelivery, Delivery, DeliveryError, DirectoryDelivery, DirectoryIdentity, file_prefix,
+    Delivery, DeliveryError, DirectoryDelivery, DirectoryIdentity, file_prefix,
 };
 use arcsight_incidents::stix::{Bundle, Identity, StixObject, Tlp};
 use chrono::{DateTime, TimeZone, Utc};
@@ -167,9 +167,9 @@ fn names_are_lowercased_underscored_and_cannot_escape_the_directory() {
 }
 
 #[tokio::test]
-async fn delivery_works_with_no_platform_through_the_dispatching_enum() {
+async fn delivery_works_with_no_platform_through_the_trait() {
     let dir = tempdir("any");
-    let d = AnyDelivery::Directory(DirectoryDelivery::new(dir.join("sub"), 7, identity(None)));
+    let d = DirectoryDelivery::new(dir.join("sub"), 7, identity(None));
     let b = bundle();
     assert_eq!(
         d.expectations(&b),
@@ -185,6 +185,5 @@ async fn delivery_works_with_no_platform_through_the_dispatching_enum() {
     let v: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     assert!(v["applicant_id"].is_null(), "no registration, no applicant");
     assert_eq!(v["bundle"]["id"], b.id.as_str());
-    d.close().await.unwrap();
     fs::remove_dir_all(dir).unwrap();
 }

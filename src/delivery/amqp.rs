@@ -15,7 +15,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 
 use super::split::{SplitBundle, split_bundle, split_count};
-use super::{DeliveryError, DeliveryReport};
+use super::{Delivery, DeliveryError, DeliveryReport};
 use crate::opencti::MqConnection;
 use crate::stix::Bundle;
 
@@ -198,21 +198,6 @@ impl AmqpDelivery {
         Ok(())
     }
 
-    /// The number of messages `bundle` will make.
-    pub fn expectations(&self, bundle: &Bundle) -> u64 {
-        split_count(bundle)
-    }
-
-    /// Splits and publishes `bundle`; succeeds only when the broker acked every message.
-    pub async fn deliver(
-        &self,
-        bundle: &Bundle,
-        work_id: Option<&str>,
-    ) -> Result<DeliveryReport, DeliveryError> {
-        let parts = split_bundle(bundle);
-        self.publish(&parts, work_id).await
-    }
-
     /// Publishes already split parts in order, `action_sequence` 1..=N.
     pub async fn publish(
         &self,
@@ -327,5 +312,22 @@ impl AmqpDelivery {
                 reason: "publisher confirms are off on this channel".into(),
             }),
         }
+    }
+}
+
+impl Delivery for AmqpDelivery {
+    /// The number of messages `bundle` will make.
+    fn expectations(&self, bundle: &Bundle) -> u64 {
+        split_count(bundle)
+    }
+
+    /// Splits and publishes `bundle`; succeeds only when the broker acked every message.
+    async fn deliver(
+        &self,
+        bundle: &Bundle,
+        work_id: Option<&str>,
+    ) -> Result<DeliveryReport, DeliveryError> {
+        let parts = split_bundle(bundle);
+        self.publish(&parts, work_id).await
     }
 }

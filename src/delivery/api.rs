@@ -1,6 +1,6 @@
 //! Queue protocol `api`: the whole bundle in one `stixBundlePush` (OpenCTI >= 6.3).
 
-use super::{DeliveryError, DeliveryReport};
+use super::{Delivery, DeliveryError, DeliveryReport};
 use crate::opencti::OpenCtiClient;
 use crate::stix::Bundle;
 
@@ -17,13 +17,15 @@ impl ApiDelivery {
             connector_id: connector_id.into(),
         }
     }
+}
 
+impl Delivery for ApiDelivery {
     /// The platform counts no expectations for a pushed bundle.
-    pub fn expectations(&self, _bundle: &Bundle) -> u64 {
+    fn expectations(&self, _bundle: &Bundle) -> u64 {
         0
     }
 
-    pub async fn deliver(
+    async fn deliver(
         &self,
         bundle: &Bundle,
         work_id: Option<&str>,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use super::{DeliveryError, DeliveryReport};
+use super::{Delivery, DeliveryError, DeliveryReport};
 use crate::stix::Bundle;
 
 /// Who wrote the file: the `connector` object of the envelope, and the applicant.
@@ -77,29 +77,6 @@ impl DirectoryDelivery {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Nothing goes to a queue: no expectations.
-    pub fn expectations(&self, _bundle: &Bundle) -> u64 {
-        0
-    }
-
-    pub async fn deliver(
-        &self,
-        bundle: &Bundle,
-        _work_id: Option<&str>,
-    ) -> Result<DeliveryReport, DeliveryError> {
-        let body = self.envelope(bundle);
-        let this = self.clone();
-        let now = Utc::now();
-        // File system calls block: keep them off the async workers.
-        tokio::task::spawn_blocking(move || this.write_at(&body, now))
-            .await
-            .map_err(|e| DeliveryError::Io {
-                operation: "write",
-                path: self.dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?
     }
 
     /// The file body: the `DIRECTORY_BUNDLE` envelope around the whole bundle.
@@ -244,6 +221,31 @@ impl DirectoryDelivery {
             return None;
         }
         unix.parse().ok()
+    }
+}
+
+impl Delivery for DirectoryDelivery {
+    /// Nothing goes to a queue: no expectations.
+    fn expectations(&self, _bundle: &Bundle) -> u64 {
+        0
+    }
+
+    async fn deliver(
+        &self,
+        bundle: &Bundle,
+        _work_id: Option<&str>,
+    ) -> Result<DeliveryReport, DeliveryError> {
+        let body = self.envelope(bundle);
+        let this = self.clone();
+        let now = Utc::now();
+        // File system calls block: keep them off the async workers.
+        tokio::task::spawn_blocking(move || this.write_at(&body, now))
+            .await
+            .map_err(|e| DeliveryError::Io {
+                operation: "write",
+                path: self.dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
     }
 }
 

@@ -1,6 +1,6 @@
 //! How a bundle reaches the platform: one [`Delivery`] trait, three implementations chosen
-//! by the settings (`amqp`, the default; `api`; `directory`), dispatched by [`AnyDelivery`]
-//! without boxing.
+//! by the settings (`amqp`, the default; `api`; `directory`). The run reaches them through
+//! `sync::adapters`, which also opens and closes the AMQP connection of each run.
 //!
 //! The run loop calls, per page: [`Delivery::expectations`] -> `work_add_expectations` ->
 //! [`Delivery::deliver`].
@@ -49,83 +49,4 @@ pub trait Delivery {
         bundle: &Bundle,
         work_id: Option<&str>,
     ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send;
-}
-
-impl Delivery for AmqpDelivery {
-    fn expectations(&self, bundle: &Bundle) -> u64 {
-        AmqpDelivery::expectations(self, bundle)
-    }
-    fn deliver(
-        &self,
-        bundle: &Bundle,
-        work_id: Option<&str>,
-    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send {
-        AmqpDelivery::deliver(self, bundle, work_id)
-    }
-}
-
-impl Delivery for ApiDelivery {
-    fn expectations(&self, bundle: &Bundle) -> u64 {
-        ApiDelivery::expectations(self, bundle)
-    }
-    fn deliver(
-        &self,
-        bundle: &Bundle,
-        work_id: Option<&str>,
-    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send {
-        ApiDelivery::deliver(self, bundle, work_id)
-    }
-}
-
-impl Delivery for DirectoryDelivery {
-    fn expectations(&self, bundle: &Bundle) -> u64 {
-        DirectoryDelivery::expectations(self, bundle)
-    }
-    fn deliver(
-        &self,
-        bundle: &Bundle,
-        work_id: Option<&str>,
-    ) -> impl Future<Output = Result<DeliveryReport, DeliveryError>> + Send {
-        DirectoryDelivery::deliver(self, bundle, work_id)
-    }
-}
-
-/// The delivery the settings chose.
-#[derive(Debug)]
-pub enum AnyDelivery {
-    // Boxed: the AMQP delivery holds a connection and a channel, far larger than the others.
-    Amqp(Box<AmqpDelivery>),
-    Api(ApiDelivery),
-    Directory(DirectoryDelivery),
-}
-
-impl AnyDelivery {
-    /// Releases what the delivery holds (the AMQP connection); a no-op for the others.
-    pub async fn close(self) -> Result<(), DeliveryError> {
-        match self {
-            AnyDelivery::Amqp(d) => d.close().await,
-            AnyDelivery::Api(_) | AnyDelivery::Directory(_) => Ok(()),
-        }
-    }
-}
-
-impl Delivery for AnyDelivery {
-    fn expectations(&self, bundle: &Bundle) -> u64 {
-        match self {
-            AnyDelivery::Amqp(d) => d.expectations(bundle),
-            AnyDelivery::Api(d) => d.expectations(bundle),
-            AnyDelivery::Directory(d) => d.expectations(bundle),
-        }
-    }
-    async fn deliver(
-        &self,
-        bundle: &Bundle,
-        work_id: Option<&str>,
-    ) -> Result<DeliveryReport, DeliveryError> {
-        match self {
-            AnyDelivery::Amqp(d) => d.deliver(bundle, work_id).await,
-            AnyDelivery::Api(d) => d.deliver(bundle, work_id).await,
-            AnyDelivery::Directory(d) => d.deliver(bundle, work_id).await,
-        }
-    }
 }
