@@ -28,19 +28,57 @@ struct OneObjectBundle<'a> {
     objects: [&'a StixObject; 1],
 }
 
-/// pycti's "cleanup inconsistent bundle": references to objects absent from the bundle are
-/// dropped, and so is a relationship left without a source or a target. Dropping a
-/// relationship can orphan references to it, so this runs until nothing changes.
-pub fn cleanup(bundle: &Bundle) -> Vec<StixObject> {
-    let mut objects = bundle.objects.clone();
+/// Which objects survive pycti's "cleanup inconsistent bundle": a relationship whose source
+/// or target is not in the bundle is dropped, and dropping it can orphan another relationship
+/// that points at it, so this runs until nothing changes. Nothing is cloned.
+fn survivors(objects: &[StixObject]) -> Vec<bool> {
+    let mut alive = vec![true; objects.len()];
     loop {
-        let present: HashSet<String> = objects.iter().map(|o| o.id().to_owned()).collect();
-        let before = objects.len();
-        objects.retain_mut(|o| o.retain_refs(&|id| present.contains(id)));
-        if objects.len() == before {
-            return objects;
+        let present: HashSet<&str> = objects
+            .iter()
+            .zip(&alive)
+            .filter(|(_, a)| **a)
+            .map(|(o, _)| o.id())
+            .collect();
+        let mut changed = false;
+        for (o, a) in objects.iter().zip(alive.iter_mut()) {
+            if let (true, StixObject::Relationship(r)) = (*a, o)
+                && !(present.contains(r.source_ref.as_str())
+                    && present.contains(r.target_ref.as_str()))
+            {
+                *a = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            return alive;
         }
     }
+}
+
+/// pycti's "cleanup inconsistent bundle": the surviving objects (see [`survivors`]), with
+/// their references to objects absent from the bundle dropped.
+pub fn cleanup(bundle: &Bundle) -> Vec<StixObject> {
+    let alive = survivors(&bundle.objects);
+    let present: HashSet<&str> = bundle
+        .objects
+        .iter()
+        .zip(&alive)
+        .filter(|(_, a)| **a)
+        .map(|(o, _)| o.id())
+        .collect();
+    let mut objects: Vec<StixObject> = bundle
+        .objects
+        .iter()
+        .zip(&alive)
+        .filter(|(_, a)| **a)
+        .map(|(o, _)| o.clone())
+        .collect();
+    for o in &mut objects {
+        // Every survivor keeps its ends, so this only drops optional references.
+        o.retain_refs(&|id| present.contains(id));
+    }
+    objects
 }
 
 /// `nb_deps` of every object: 1 + the sum of the `nb_deps` of the objects it references
@@ -133,9 +171,12 @@ pub fn split_bundle(bundle: &Bundle) -> Vec<SplitBundle> {
         .collect()
 }
 
-/// How many messages [`split_bundle`] makes of `bundle`, without serialising anything.
+/// How many messages [`split_bundle`] makes of `bundle`, without copying or serialising it.
 pub fn split_count(bundle: &Bundle) -> u64 {
-    cleanup(bundle).len() as u64
+    survivors(&bundle.objects)
+        .into_iter()
+        .filter(|a| *a)
+        .count() as u64
 }
 
 #[cfg(test)]
