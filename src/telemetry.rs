@@ -39,3 +39,18 @@ pub fn init(json: bool, level: LogLevel) {
         builder.try_init()
     };
 }
+
+/// A reqwest error as text safe for a log line or an error message: the URL (which may carry a
+/// query string or credentials) removed, then every cause in the chain, since the useful part
+/// ("connection refused", "invalid peer certificate") sits in the innermost layers.
+pub fn reqwest_error_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -107,7 +107,7 @@ impl Converter {
             .unwrap_or_default();
         objects.extend(self.common_objects());
         Bundle::with_id(
-            stix::deterministic_id("bundle", &serde_json::json!({ "case": case_id })),
+            stix::flat_id("bundle", &mut [("case", Some(&case_id))]),
             objects,
         )
     }

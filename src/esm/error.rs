@@ -151,9 +151,8 @@ impl EsmError {
         }
     }
 
-    /// A transport error, with the URL (which may carry a query string) removed first.
+    /// A transport error, its text without the URL (which may carry a query string).
     pub(crate) fn transport(operation: &'static str, e: reqwest::Error) -> EsmError {
-        let e = e.without_url();
         let kind = if e.is_timeout() {
             TransportKind::Timeout
         } else if e.is_connect() {
@@ -161,15 +160,7 @@ impl EsmError {
         } else {
             TransportKind::Other
         };
-        // The source chain holds the useful part ("connection refused", "invalid peer
-        // certificate"); none of its layers knows the URL once it has been stripped above.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+        let message = crate::telemetry::reqwest_error_text(e);
         EsmError::Transport {
             operation,
             kind,

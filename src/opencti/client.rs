@@ -417,15 +417,7 @@ fn transport(op: &'static str, e: reqwest::Error) -> OpenCtiError {
     } else {
         TransportKind::Other
     };
-    // `without_url`: the URL may hold credentials; the cause chain names the real problem.
-    let e = e.without_url();
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
+    let reason = crate::telemetry::reqwest_error_text(e);
     OpenCtiError::Transport {
         operation: op,
         kind,

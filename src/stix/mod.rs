@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use ids::{
-    case_incident_id, deterministic_id, identity_id, incident_id, marking_definition_id,
+    case_incident_id, deterministic_id, flat_id, identity_id, incident_id, marking_definition_id,
     relationship_id, user_account_id, value_observable_id,
 };
 
