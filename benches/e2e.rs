@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use arcsight_incidents::simulator::{Faults, SimConfig, Simulator};
 use lapin::options::QueuePurgeOptions;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use amqp::Topology;
 use fake_platform::FakePlatform;
@@ -134,13 +134,7 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
     .await
     .expect("simulator");
     let topo = Topology::new().await;
-    let mq = json!({
-        "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
-                       "user": "guest", "pass": "guest"},
-        "listen": "l", "listen_routing": "l", "listen_exchange": "amq.direct",
-        "push": topo.queue, "push_routing": topo.routing, "push_exchange": topo.exchange,
-    });
-    let platform = FakePlatform::start(TOKEN, mq).await;
+    let platform = FakePlatform::start(TOKEN, topo.registration_config(5672)).await;
     let mut out = Vec::new();
     let runs: &[&'static str] = if s.second_run {
         &["first", "second"]

@@ -245,14 +245,7 @@ async fn healthcheck_follows_the_metrics_endpoint() {
 async fn the_daemon_serves_metrics_and_stops_cleanly_on_sigterm() {
     let w = World::start().await;
     let topo = common::amqp::Topology::new().await;
-    w.platform.update(|r| {
-        r.mq = json!({
-            "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
-                           "user": "guest", "pass": "guest"},
-            "listen": "l", "listen_routing": "l", "listen_exchange": "amq.direct",
-            "push": topo.queue, "push_routing": topo.routing, "push_exchange": topo.exchange,
-        })
-    });
+    w.platform.update(|r| r.mq = topo.registration_config(5672));
     let metrics_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

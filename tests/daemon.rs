@@ -121,14 +121,14 @@ async fn a_broker_that_refuses_connections_leaves_the_state_where_it_was() {
     };
     let saved = env.platform.recorded(|r| r.connector_state.clone());
     env.platform
-        .update(|r| r.mq = Env::mq_config(&env.topo, closed_port));
+        .update(|r| r.mq = env.topo.registration_config(closed_port));
     let failed = env.run().await;
     assert!(!failed.succeeded);
     assert!(failed.objects.is_empty());
     assert_eq!(env.platform.recorded(|r| r.connector_state.clone()), saved);
 
     env.platform
-        .update(|r| r.mq = Env::mq_config(&env.topo, 5672));
+        .update(|r| r.mq = env.topo.registration_config(5672));
     let r = env.run().await;
     assert!(r.succeeded);
     let expected: BTreeSet<String> = new_cases

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, Delivery, DeliveryError};
-use arcsight_incidents::opencti::MqConnection;
 use arcsight_incidents::stix::{
     Bundle, CaseIncident, Identity, Incident, Relationship, StixObject, Tlp, ValueObservable,
 };
@@ -13,20 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::amqp::Topology;
-
-fn mq(exchange: &str, routing: &str) -> MqConnection {
-    MqConnection {
-        host: "127.0.0.1".into(),
-        port: 5672,
-        vhost: "/".into(),
-        use_ssl: false,
-        user: "guest".into(),
-        pass: "guest".into(),
-        push_exchange: exchange.into(),
-        push_routing: routing.into(),
-    }
-}
+use common::amqp::{Topology, mq};
 
 fn opts(window: usize) -> AmqpOptions {
     AmqpOptions {

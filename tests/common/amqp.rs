@@ -1,12 +1,13 @@
 //! A throwaway topology on the real RabbitMQ (127.0.0.1:5672, guest/guest).
 
+use arcsight_incidents::opencti::MqConnection;
 use lapin::options::{
     BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -19,7 +20,32 @@ pub struct Topology {
     pub routing: String,
 }
 
+/// The local broker, pushing to `exchange` with `routing`.
+pub fn mq(exchange: &str, routing: &str) -> MqConnection {
+    MqConnection {
+        host: "127.0.0.1".into(),
+        port: 5672,
+        vhost: "/".into(),
+        use_ssl: false,
+        user: "guest".into(),
+        pass: "guest".into(),
+        push_exchange: exchange.into(),
+        push_routing: routing.into(),
+    }
+}
+
 impl Topology {
+    /// What `registerConnector` answers to push into this topology: the broker on 127.0.0.1
+    /// at `port`, and the exchange and routing key.
+    pub fn registration_config(&self, port: u16) -> Value {
+        json!({
+            "connection": {"host": "127.0.0.1", "port": port, "vhost": "/", "use_ssl": false,
+                           "user": "guest", "pass": "guest"},
+            "listen": "listen", "listen_routing": "listen_routing", "listen_exchange": "amq.direct",
+            "push": self.queue, "push_routing": self.routing, "push_exchange": self.exchange,
+        })
+    }
+
     pub async fn new() -> Topology {
         Topology::with_queue_args(FieldTable::default()).await
     }

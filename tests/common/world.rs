@@ -14,7 +14,7 @@ use arcsight_incidents::stix::StixObject;
 use arcsight_incidents::sync::daemon::run_daemon;
 use arcsight_incidents::sync::schedule::{Shutdown, shutdown_pair};
 use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::amqp::Topology;
 use super::fake_platform::{FakePlatform, Work};
@@ -73,7 +73,7 @@ impl Env {
         .await
         .unwrap();
         let topo = Topology::new().await;
-        let platform = FakePlatform::start(OPENCTI_TOKEN, Self::mq_config(&topo, 5672)).await;
+        let platform = FakePlatform::start(OPENCTI_TOKEN, topo.registration_config(5672)).await;
         Env {
             sim,
             platform,
@@ -83,16 +83,6 @@ impl Env {
             extra: Vec::new(),
             unset: Vec::new(),
         }
-    }
-
-    /// What `registerConnector` answers: the broker and the push exchange and routing key.
-    pub fn mq_config(topo: &Topology, port: u16) -> Value {
-        json!({
-            "connection": {"host": "127.0.0.1", "port": port, "vhost": "/", "use_ssl": false,
-                           "user": "guest", "pass": "guest"},
-            "listen": "listen", "listen_routing": "listen_routing", "listen_exchange": "amq.direct",
-            "push": topo.queue, "push_routing": topo.routing, "push_exchange": topo.exchange,
-        })
     }
 
     /// Drops a value set with `set`.
