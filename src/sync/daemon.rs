@@ -82,9 +82,7 @@ pub async fn run_daemon(
 ) -> Result<bool, DaemonError> {
     let connector_id = settings.connector.id.to_string();
     let esm = EsmClient::new(settings.esm.client.clone())?;
-    if !settings.esm.client.ssl_verify {
-        warn!("ARCSIGHT_INCIDENTS_SSL_VERIFY is false: ESM's certificate is not verified");
-    }
+    // (The client itself warns once when ESM's certificate is not verified.)
     let converter = Converter::new(ConvertOptions {
         tlp: settings.esm.tlp,
         import_observables: settings.esm.import_observables,
