@@ -174,18 +174,12 @@ async fn run_logged_in(
     let mut fetch_failed = 0usize;
     for chunk in ids.chunks(cfg.fetch_chunk.max(1)) {
         for (id, answer) in source.get_cases(chunk).await {
-            match answer.map(|v| Case::from_value(&v)) {
-                Ok(Some(case)) => seen.push(Seen {
+            match read_case(&id, answer) {
+                Some(case) => seen.push(Seen {
                     id,
                     modified_ms: case.modified_ms,
                 }),
-                Ok(None) => {
-                    warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run");
-                    state_lock(state).mark_failed(None, &id);
-                    fetch_failed += 1;
-                }
-                Err(e) => {
-                    warn!(case = %id, error = %e, "case fetch failed; retrying next run");
+                None => {
                     state_lock(state).mark_failed(None, &id);
                     fetch_failed += 1;
                 }
@@ -221,14 +215,8 @@ async fn run_logged_in(
         let page_ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
         let mut fetched: HashMap<String, Case> = HashMap::with_capacity(page.len());
         for (id, answer) in source.get_cases(&page_ids).await {
-            match answer.map(|v| Case::from_value(&v)) {
-                Ok(Some(case)) => {
-                    fetched.insert(id, case);
-                }
-                Ok(None) => {
-                    warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run")
-                }
-                Err(e) => warn!(case = %id, error = %e, "case fetch failed; retrying next run"),
+            if let Some(case) = read_case(&id, answer) {
+                fetched.insert(id, case);
             }
         }
         let mut failed: Vec<&Seen> = Vec::new();
@@ -338,6 +326,21 @@ async fn run_logged_in(
         );
     }
     Ok(())
+}
+
+/// The case in `answer`, or `None` after saying why it cannot be used this run.
+fn read_case(id: &str, answer: Result<Value, String>) -> Option<Case> {
+    match answer.map(|v| Case::from_value(&v)) {
+        Ok(Some(case)) => Some(case),
+        Ok(None) => {
+            warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run");
+            None
+        }
+        Err(e) => {
+            warn!(case = %id, error = %e, "case fetch failed; retrying next run");
+            None
+        }
+    }
 }
 
 async fn save(tracker: &impl Tracker, state: &std::sync::Mutex<State>) {
