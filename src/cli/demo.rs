@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
@@ -109,9 +109,8 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         fetch_chunk: 400,
         friendly_name: "demo".into(),
     };
-    let started = Instant::now();
     let mut sinks: [&mut dyn Sink; 1] = [&mut sink];
-    let mut report = run_once(
+    let report = run_once(
         &esm,
         &mut sinks,
         &LocalTracker::in_memory(),
@@ -121,7 +120,6 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         None,
     )
     .await;
-    report.seconds = started.elapsed().as_secs_f64();
     sim.shutdown().await;
     let mut summary = summarise(&out)?;
     summary.report = report;
