@@ -112,7 +112,7 @@ async fn check_broker(settings: &Settings) -> Check {
     }
     // Without MQ_HOST, the broker's address is only known once the platform registers the
     // connector, which a check must not do.
-    let Some(host) = settings.mq.host.clone() else {
+    if settings.mq.host.is_none() {
         return Check::new(
             "broker",
             Outcome::Skipped(
@@ -120,21 +120,19 @@ async fn check_broker(settings: &Settings) -> Check {
                     .into(),
             ),
         );
-    };
-    let mq = MqConnection {
-        host,
-        port: settings.mq.port.unwrap_or(5672),
-        vhost: settings.mq.vhost.clone().unwrap_or_else(|| "/".into()),
-        use_ssl: settings.mq.use_ssl.unwrap_or(false),
-        user: settings.mq.user.clone().unwrap_or_else(|| "guest".into()),
-        pass: settings
-            .mq
-            .pass
-            .clone()
-            .unwrap_or_else(|| SecretString::from("guest")),
+    }
+    // RabbitMQ's defaults, then the MQ_* settings exactly as the daemon applies them.
+    let mut mq = MqConnection {
+        host: String::new(),
+        port: 5672,
+        vhost: "/".into(),
+        use_ssl: false,
+        user: "guest".into(),
+        pass: SecretString::from("guest"),
         push_exchange: String::new(),
         push_routing: String::new(),
     };
+    mq.apply_overrides(&settings.mq);
     let opts = AmqpOptions {
         connect_timeout: Duration::from_secs(10),
         ..AmqpOptions::default()
