@@ -63,8 +63,6 @@ pub struct PlatformTracker {
     pub connector_id: String,
     /// What a ping reports besides the state.
     pub info: Mutex<ConnectorInfo>,
-    /// The state last sent, to tell an operator's reset from our own writes.
-    pub last_sent: Mutex<Option<String>>,
 }
 
 impl PlatformTracker {
@@ -78,7 +76,6 @@ impl PlatformTracker {
             .ping(&self.connector_id, Some(&text), &info)
             .await
             .map_err(|e| e.to_string())?;
-        *self.last_sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
         let platform = answer.connector_state.unwrap_or_default();
         if platform.trim() == text.trim() {
             Ok(None)

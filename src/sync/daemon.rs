@@ -111,7 +111,6 @@ pub async fn run_daemon(
                     next_run_datetime: None,
                     last_run_datetime: None,
                 }),
-                last_sent: Mutex::new(None),
             });
             let applicant = Some(registration.connector_user_id);
             (
