@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY crates ./crates
 RUN cargo build --release --locked --bin arcsight-incidents
 
 # Runtime stage: no compiler; CA certificates for TLS; an unprivileged user.

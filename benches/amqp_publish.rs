@@ -3,7 +3,7 @@
 //! `AMQP_BENCH_WINDOW` sets the confirm window (default 1024).
 
 #[allow(dead_code)]
-#[path = "../tests/common/amqp.rs"]
+#[path = "../tests/it/common/amqp.rs"]
 mod amqp;
 
 use std::time::{Duration, Instant};

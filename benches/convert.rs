@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use arcsight_incidents::convert::{ConvertOptions, Converter};
 use arcsight_incidents::esm::model::{Case, SecurityEvent};
-use arcsight_incidents::simulator::dataset;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use esm_simulator::dataset;
 use serde_json::Value;
 
 const CASES: usize = 200;

@@ -8,10 +8,13 @@
 //! Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), like the tests.
 
 #[allow(dead_code)]
-#[path = "../tests/common/amqp.rs"]
+#[path = "../tests/it/common/amqp.rs"]
 mod amqp;
 #[allow(dead_code)]
-#[path = "../tests/common/fake_platform.rs"]
+#[path = "../tests/it/common/data.rs"]
+mod data;
+#[allow(dead_code)]
+#[path = "../tests/it/common/fake_platform.rs"]
 mod fake_platform;
 
 use std::collections::BTreeMap;
@@ -19,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use arcsight_incidents::simulator::{Faults, SimConfig, Simulator};
+use esm_simulator::{Faults, SimConfig, Simulator};
 use lapin::options::QueuePurgeOptions;
 use serde_json::Value;
 

@@ -12,7 +12,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod opencti;
 pub mod settings;
-pub mod simulator;
 pub mod stix;
 pub mod sync;
 pub mod telemetry;

@@ -17,11 +17,11 @@ use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{DirectoryDelivery, DirectoryIdentity};
 use crate::esm::{EsmClient, EsmConfig};
 use crate::settings::ApiDialect;
-use crate::simulator::{SimConfig, Simulator};
 use crate::stix::Tlp;
 use crate::sync::adapters::{DeliverySink, LocalTracker};
 use crate::sync::run::{RunConfig, RunReport, Sink, run_once};
 use crate::sync::state::State;
+use esm_simulator::{SimConfig, Simulator};
 
 /// Options of `demo`.
 #[derive(clap::Args, Debug, Clone)]

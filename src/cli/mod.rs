@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod convert;
+#[cfg(feature = "demo")]
 pub mod demo;
 
 use std::io::{BufReader, IsTerminal, Write};
@@ -32,6 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the connector (the default when no subcommand is given).
     Run,
+    #[cfg(feature = "demo")]
     /// Import from an embedded, simulated ESM into a directory and print a summary (no
     /// platform, nothing to configure).
     Demo(demo::DemoArgs),
@@ -57,8 +59,9 @@ pub enum Command {
         #[arg(long, env = "CONNECTOR_METRICS_PORT", default_value_t = 9095)]
         port: u16,
     },
+    #[cfg(feature = "demo")]
     /// Serve a simulated ArcSight ESM (for tests, demos and benchmarks) until stopped.
-    SimulateEsm(crate::simulator::cli::SimulateEsmArgs),
+    SimulateEsm(esm_simulator::cli::SimulateEsmArgs),
     /// Regenerate `__metadata__/` and `config.yml.sample` from the settings table.
     Metadata {
         /// Repository root to write into.
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
             Ok(settings) => run_daemon(settings),
             Err(code) => code,
         },
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             crate::telemetry::init(false, crate::settings::LogLevel::Warn);
             let summary = runtime().and_then(|rt| rt.block_on(demo::run(&args)));
@@ -118,10 +122,11 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Command::SimulateEsm(args) => {
             crate::telemetry::init(false, crate::settings::LogLevel::Info);
             match runtime().and_then(|rt| {
-                rt.block_on(crate::simulator::cli::run(args))
+                rt.block_on(esm_simulator::cli::run(args))
                     .map_err(|e| e.to_string())
             }) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! Fuzzing (property tests) of what the connector reads from ESM: JSON repair, answer
 //! unwrapping, HTML error detection and the lenient case/event models. Never a panic, and
 //! repair's output at most six times its input (no unbounded allocation). Seeds: every file of
-//! `../shared/fixtures/esm`, mutated.
+//! `tests/data/fixtures/esm`, mutated.
 
 use arcsight_incidents::convert::{ConvertOptions, Converter};
 use arcsight_incidents::esm::decode::{
@@ -16,7 +16,7 @@ use serde_json::Value;
 const MAX_GROWTH: usize = 6;
 
 fn fixtures() -> Vec<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/esm");
+    let dir = crate::common::data::FIXTURES;
     let mut out: Vec<String> = std::fs::read_dir(dir)
         .expect("fixtures")
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())

@@ -18,11 +18,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const TOKEN: &str = "0d5c4d6e-token-never-in-errors";
 
 fn schema() -> Valid<Schema> {
-    let file = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/opencti.graphql"
-    );
-    let sdl = std::fs::read_to_string(file).expect("the platform schema is readable");
+    let sdl = crate::common::data::read(crate::common::data::SCHEMA);
     Schema::parse_and_validate(sdl, "opencti.graphql").expect("the platform schema is valid")
 }
 

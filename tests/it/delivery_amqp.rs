@@ -10,7 +10,7 @@ use arcsight_incidents::stix::{
 use base64::Engine;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 use common::amqp::{Topology, mq};
 

@@ -1,10 +1,10 @@
 //! The operator's commands, run as the binary: `demo`, `check`, `healthcheck`, `--help`.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
-use arcsight_incidents::simulator::{SimConfig, Simulator};
+use esm_simulator::{SimConfig, Simulator};
 use serde_json::json;
 
 use common::fake_platform::FakePlatform;

@@ -3,12 +3,12 @@
 //! mid-run are in `daemon.rs`.) Every scenario also checks, when its deployment stops, that no
 //! credential or token reached a log line at TRACE or a requested URL.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use arcsight_incidents::simulator::Faults;
+use esm_simulator::Faults;
 
 use common::world::{Env, Run};
 

@@ -9,11 +9,11 @@ use arcsight_incidents::convert::{ConvertOptions, Converter};
 use arcsight_incidents::esm::model::{Case, SecurityEvent};
 use arcsight_incidents::metrics::Metrics;
 use arcsight_incidents::settings::{Settings, Sources};
-use arcsight_incidents::simulator::{SimConfig, Simulator};
 use arcsight_incidents::stix::StixObject;
 use arcsight_incidents::sync::daemon::run_daemon;
 use arcsight_incidents::sync::schedule::{Shutdown, shutdown_pair};
 use base64::Engine;
+use esm_simulator::{SimConfig, Simulator};
 use serde_json::Value;
 
 use super::amqp::Topology;

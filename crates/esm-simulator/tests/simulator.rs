@@ -1,13 +1,13 @@
 //! Black-box tests of the ESM simulator over HTTP: every endpoint in both dialects, every fault
 //! knob, run-time changes, counters, the request log, determinism, and the quirks the fixtures
-//! (`../shared/fixtures/esm/`) show.
+//! (`tests/data/fixtures/esm/` at the repository root) show.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use arcsight_incidents::simulator::{Dialect, Faults, SimConfig, Simulator};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use esm_simulator::{Dialect, Faults, SimConfig, Simulator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ const PASSWORD: &str = "s3cr3t-pw";
 
 fn fixture(name: &str) -> String {
     let path = format!(
-        "{}/../shared/fixtures/esm/{name}",
+        "{}/../../tests/data/fixtures/esm/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -38,11 +38,6 @@ fn config(cases: usize, events: usize, dialect: Dialect) -> SimConfig {
         password: PASSWORD.into(),
         ..SimConfig::default()
     }
-}
-
-/// The client's repair (escape every `\` that does not start a valid JSON escape).
-fn repair(bad: &str) -> String {
-    arcsight_incidents::esm::decode::repair_json(bad).unwrap_or_else(|| bad.to_owned())
 }
 
 /// Response key and return key of an operation in a dialect, as the fixtures spell them.
@@ -689,48 +684,6 @@ async fn tokens_expire_after_n_uses() {
     assert_eq!(esm.sim.active_sessions(), 0);
     let fresh = esm.login().await;
     esm.ret("findAllIds", &fresh, json!({})).await;
-}
-
-#[tokio::test]
-async fn malformed_answers_repair_to_the_real_answer() {
-    // The client's repair turns the fixture's malformed answer into valid JSON too. `\b` is a
-    // valid JSON escape (backspace), so `\bob` keeps it, as every integration's repair does;
-    // `\U` and `\s` are not, so their backslashes are kept as text.
-    let repaired: Value =
-        serde_json::from_str(&repair(&fixture("getSecurityEvents-malformed.txt")))
-            .expect("fixture repairs");
-    assert_eq!(
-        repaired["sev.getSecurityEventsResponse"]["sev.return"]["message"],
-        json!("cmd.exe /c copy C:\\Users\u{8}ob\\secrets.txt \\fileserver\\share")
-    );
-
-    let esm = Esm::start(config(20, 3, Dialect::Prefixed)).await;
-    let token = esm.login().await;
-    let ids: Vec<i64> = esm
-        .sim
-        .case_ids()
-        .iter()
-        .filter_map(|c| esm.sim.case_json(c))
-        .flat_map(|c| as_vec(c.get("eventIDs").cloned()))
-        .filter_map(|v| v.as_i64())
-        .collect();
-    let params = json!({"ids": ids, "startMillis": -1, "endMillis": -1});
-    let (_, clean) = esm.call("getSecurityEvents", &token, params.clone()).await;
-    assert!(clean.contains("\\\\"), "the data set has Windows paths");
-    esm.sim.set_faults(Faults {
-        malformed_every: Some(2),
-        ..Faults::default()
-    });
-    let (s1, first) = esm.call("getSecurityEvents", &token, params.clone()).await;
-    let (s2, second) = esm.call("getSecurityEvents", &token, params).await;
-    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
-    assert_eq!(first, clean);
-    assert!(
-        serde_json::from_str::<Value>(&second).is_err(),
-        "invalid JSON with HTTP 200"
-    );
-    assert_eq!(repair(&second), clean);
-    assert_eq!(esm.sim.counters().get("fault.malformed"), Some(&1));
 }
 
 #[tokio::test]

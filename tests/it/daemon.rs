@@ -4,12 +4,12 @@
 //! Each `run()` is one process life with `CONNECTOR_RUN_AND_TERMINATE=true`: the state the next
 //! run starts from is the one the platform kept, as after a restart.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arcsight_incidents::simulator::Faults;
 use arcsight_incidents::sync::schedule::shutdown_pair;
+use esm_simulator::Faults;
 use serde_json::Value;
 
 use common::world::{Env, by_id};

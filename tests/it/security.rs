@@ -2,11 +2,11 @@
 //! credential or token in TRACE logs, in requested URLs, in GraphQL documents): secrets in a
 //! settings file are never echoed, and TLS verification is on by default.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
-use arcsight_incidents::simulator::{SimConfig, Simulator};
+use esm_simulator::{SimConfig, Simulator};
 use serde_json::json;
 
 use common::fake_platform::FakePlatform;

@@ -15,11 +15,8 @@ use serde_json::{Value, json};
 fn schema() -> &'static Valid<Schema> {
     static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/opencti.graphql"
-        );
-        let sdl = std::fs::read_to_string(path).expect("opencti.graphql");
+        let path = super::data::SCHEMA;
+        let sdl = super::data::read(path);
         match Schema::parse_and_validate(sdl.clone(), path) {
             Ok(s) => s,
             // The platform's schema uses directives defined at runtime; the types are what we

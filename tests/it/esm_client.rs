@@ -1,5 +1,5 @@
 //! The ESM client against a mock ESM (wiremock): every call in both dialects, every fixture in
-//! `../shared/fixtures/esm/`, every failure mode, and TLS with a private CA.
+//! `tests/data/fixtures/esm/`, every failure mode, and TLS with a private CA.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -27,19 +27,7 @@ const GET_BY_ID: &str = "/www/manager-service/rest/CaseService/getResourceById";
 const GET_BY_IDS: &str = "/www/manager-service/rest/CaseService/getResourcesByIds";
 const EVENTS: &str = "/www/manager-service/rest/SecurityEventService/getSecurityEvents";
 
-/// A fixture's text. The shared directory sits next to the crate in the main checkout
-/// (`../shared`) and two levels up from a helper worktree (`/work/wt/<name>`).
-fn fixture(name: &str) -> String {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let candidates = [
-        format!("{root}/../shared/fixtures/esm/{name}"),
-        format!("{root}/../../shared/fixtures/esm/{name}"),
-    ];
-    candidates
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("fixture {name} not found"))
-}
+use crate::common::data::fixture;
 
 fn fixture_json(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).expect("fixture is valid JSON")
@@ -1121,7 +1109,7 @@ fn an_unreadable_ca_file_is_a_config_error() {
 
 #[tokio::test]
 async fn case_and_event_fetches_run_at_most_concurrency_at_a_time() {
-    use arcsight_incidents::simulator::{Faults, SimConfig, Simulator};
+    use esm_simulator::{Faults, SimConfig, Simulator};
     // The simulator records how many requests it answered at once; 30 ms each leaves time for
     // every permitted request to overlap.
     let sim = Simulator::start(SimConfig {

@@ -11,6 +11,11 @@ use serde_json::{Value, json};
 
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// What a test that needs the broker says when none listens: these tests never pass silently.
+pub const NO_BROKER: &str = "these tests need RabbitMQ on 127.0.0.1:5672 (guest/guest); start \
+     one with `rabbitmq-server -detached` (Debian package rabbitmq-server) or \
+     `docker run -d -p 5672:5672 rabbitmq:3`, or run `bash .ci/run`, which starts it";
+
 /// A unique exchange bound to a unique queue with a unique routing key, torn down on `drop_all`.
 pub struct Topology {
     pub conn: Connection,
@@ -68,7 +73,7 @@ impl Topology {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let conn = Connection::connect(BROKER, ConnectionProperties::default())
             .await
-            .expect("RabbitMQ runs on 127.0.0.1:5672");
+            .unwrap_or_else(|e| panic!("{NO_BROKER} ({e})"));
         let ch = conn.create_channel().await.unwrap();
         let t = Topology {
             exchange: format!("test.worker.exchange.{suffix}"),

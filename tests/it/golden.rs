@@ -1,5 +1,5 @@
 //! Parity with the reference: ids computed by the real pycti library, and the exact objects the
-//! Python connector emits for 40 ESM cases. Both files are read whole from ../shared/golden.
+//! Python connector emits for 40 ESM cases. Both files are read whole from tests/data/golden.
 
 use std::collections::HashMap;
 
@@ -9,8 +9,8 @@ use arcsight_incidents::stix::{self, StixObject, Tlp};
 use serde_json::Value;
 
 fn golden(name: &str) -> Vec<Value> {
-    let path = format!("{}/../shared/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = format!("{}/{name}", crate::common::data::GOLDEN);
+    let text = crate::common::data::read(&path);
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}: {e}: {l}")))
@@ -269,10 +269,7 @@ fn conversion_is_byte_identical_across_runs() {
 
 #[test]
 fn the_convert_subcommand_prints_these_bundles_one_line_each() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/reference-converter.jsonl"
-    );
+    let path = &format!("{}/reference-converter.jsonl", crate::common::data::GOLDEN);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"))
         .args(["convert", "--no-observables", path])
         .env_clear()

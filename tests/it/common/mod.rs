@@ -1,0 +1,7 @@
+//! Helpers shared by the integration tests.
+
+pub mod amqp;
+pub mod data;
+pub mod fake_platform;
+pub mod logs;
+pub mod world;
