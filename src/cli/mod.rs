@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 use crate::stix::Tlp;
 
 #[derive(Debug, Parser)]
@@ -75,110 +75,134 @@ fn parse_tlp(s: &str) -> Result<Tlp, String> {
 }
 
 /// Exit status for invalid settings, as documented.
-pub const EXIT_SETTINGS: u8 = 2;
+pub(crate) const EXIT_SETTINGS: u8 = 2;
+
+/// Why a subcommand could not do its job. Each subcommand returns `Result<ExitCode, CliError>`:
+/// `Ok` carries the status of a command that ran (a check that found problems ran, and exits 1
+/// having said so), `Err` one that could not; [`main`] maps both to the process's status once.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// Invalid settings: one line per problem on stderr, exit 2.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// Anything else: `command: message` on stderr, exit 1. Messages are secret-free (they come
+    /// from typed errors that never hold a secret).
+    #[error("{command}: {message}")]
+    Failed {
+        command: &'static str,
+        message: String,
+    },
+}
+
+impl CliError {
+    fn failed(command: &'static str, message: impl ToString) -> CliError {
+        CliError::Failed {
+            command,
+            message: message.to_string(),
+        }
+    }
+
+    /// Prints the error for an operator and returns the process's exit status.
+    fn report(&self) -> ExitCode {
+        match self {
+            CliError::Settings(e) => {
+                for line in e.lines() {
+                    eprintln!("{line}");
+                }
+                ExitCode::from(EXIT_SETTINGS)
+            }
+            CliError::Failed { .. } => {
+                eprintln!("{self}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `SUCCESS` when `ok`, else `FAILURE`: for commands that ran and report their own failures.
+fn status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
 
 /// Parses the command line and runs the chosen subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    dispatch(cli).unwrap_or_else(|e| e.report())
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Convert {
             file,
             tlp,
             no_observables,
         } => run_convert(file, tlp, !no_observables),
-        Command::Metadata { root } => match crate::metadata::write_all(&root) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("metadata: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::CheckSettings => match load_settings(&cli.config) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(code) => code,
-        },
+        Command::Metadata { root } => crate::metadata::write_all(&root)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| CliError::failed("metadata", e)),
+        Command::CheckSettings => load_settings(&cli.config).map(|_| ExitCode::SUCCESS),
         Command::Check => run_check(&cli.config),
         Command::Healthcheck { port } => healthcheck(port),
-        Command::Run => match load_settings(&cli.config) {
-            Ok(settings) => run_daemon(settings),
-            Err(code) => code,
-        },
+        Command::Run => run_daemon(load_settings(&cli.config)?),
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
             crate::telemetry::init(false, crate::settings::LogLevel::Warn);
-            let summary = runtime().and_then(|rt| rt.block_on(demo::run(&args)));
-            match summary {
-                Ok(summary) => {
-                    let _ = demo::print(&summary, std::io::stdout().lock());
-                    if summary.report.succeeded() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("demo: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let summary = runtime()
+                .and_then(|rt| rt.block_on(demo::run(&args)))
+                .map_err(|e| CliError::failed("demo", e))?;
+            let _ = demo::print(&summary, std::io::stdout().lock());
+            Ok(status(summary.report.succeeded()))
         }
         #[cfg(feature = "demo")]
         Command::SimulateEsm(args) => {
             crate::telemetry::init(false, crate::settings::LogLevel::Info);
-            match runtime().and_then(|rt| {
-                rt.block_on(esm_simulator::cli::run(args))
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("simulate-esm: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            runtime()
+                .and_then(|rt| {
+                    rt.block_on(esm_simulator::cli::run(args))
+                        .map_err(|e| e.to_string())
+                })
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| CliError::failed("simulate-esm", e))
         }
     }
 }
 
-/// Loads settings, printing one line per problem to stderr; exit status 2 on failure.
-pub fn load_settings(config: &std::path::Path) -> Result<Settings, ExitCode> {
+/// Loads and validates the settings (the config file only when it exists).
+fn load_settings(config: &std::path::Path) -> Result<Settings, CliError> {
     let file = config.is_file().then_some(config);
-    Settings::load(file).map_err(|e| {
-        for line in e.lines() {
-            eprintln!("{line}");
-        }
-        ExitCode::from(EXIT_SETTINGS)
-    })
+    Ok(Settings::load(file)?)
 }
 
-fn run_check(config: &std::path::Path) -> ExitCode {
-    let file = config.is_file().then_some(config);
-    let settings = match Settings::load(file) {
+fn run_check(config: &std::path::Path) -> Result<ExitCode, CliError> {
+    let settings = match load_settings(config) {
         Ok(s) => s,
-        Err(e) => {
+        // `check` reports on stdout, one line per check: settings problems are lines too.
+        Err(CliError::Settings(e)) => {
             let mut out = std::io::stdout().lock();
             for line in e.lines() {
                 let _ = writeln!(out, "{:<12} {:<7} {line}", "settings", "FAILED");
             }
-            return ExitCode::from(EXIT_SETTINGS);
+            return Ok(ExitCode::from(EXIT_SETTINGS));
         }
+        Err(e) => return Err(e),
     };
     // Only warnings and errors on stderr: the checks' lines are the output.
     crate::telemetry::init(false, crate::settings::LogLevel::Error);
-    let checks = match runtime() {
-        Ok(rt) => rt.block_on(check::run(&settings)),
-        Err(e) => {
-            eprintln!("check: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match check::print(&checks, std::io::stdout().lock()) {
-        Ok(true) => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
-    }
+    let checks = runtime()
+        .map_err(|e| CliError::failed("check", e))?
+        .block_on(check::run(&settings));
+    Ok(status(matches!(
+        check::print(&checks, std::io::stdout().lock()),
+        Ok(true)
+    )))
 }
 
 /// `GET /healthz` on the local metrics endpoint; exit 0 on HTTP 200.
-fn healthcheck(port: u16) -> ExitCode {
+fn healthcheck(port: u16) -> Result<ExitCode, CliError> {
     let probe = async move {
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
@@ -195,13 +219,10 @@ fn healthcheck(port: u16) -> ExitCode {
             Err(format!("HTTP {}", answer.status()))
         }
     };
-    match runtime().and_then(|rt| rt.block_on(probe)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("unhealthy: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime()
+        .and_then(|rt| rt.block_on(probe))
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| CliError::failed("unhealthy", e))
 }
 
 /// A small multi-threaded runtime: the work is I/O bound, two workers are plenty and keep the
@@ -216,17 +237,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// The daemon: runs on the schedule until SIGTERM/SIGINT, or once (`CONNECTOR_RUN_AND_TERMINATE`
 /// or a zero period). Exit 0 when the last run succeeded.
-fn run_daemon(settings: Settings) -> ExitCode {
+fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
     use crate::sync::schedule::{on_signals, shutdown_pair};
     crate::telemetry::init(settings.opencti.json_logging, settings.connector.log_level);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
-            return ExitCode::FAILURE;
+            return Ok(ExitCode::FAILURE);
         }
     };
-    rt.block_on(async move {
+    Ok(rt.block_on(async move {
         let (trigger, shutdown) = shutdown_pair();
         on_signals(trigger);
         let metrics = crate::metrics::Metrics::new();
@@ -258,18 +279,20 @@ fn run_daemon(settings: Settings) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    }))
 }
 
-fn run_convert(file: Option<PathBuf>, tlp: Tlp, observables: bool) -> ExitCode {
+fn run_convert(file: Option<PathBuf>, tlp: Tlp, observables: bool) -> Result<ExitCode, CliError> {
     let stdout = std::io::stdout().lock();
     let stderr = std::io::stderr().lock();
     let result = match file.filter(|p| p.as_os_str() != "-") {
         Some(path) => match std::fs::File::open(&path) {
             Ok(f) => convert::convert_lines(BufReader::new(f), stdout, stderr, tlp, observables),
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                return ExitCode::FAILURE;
+                return Err(CliError::failed(
+                    "convert",
+                    format!("{}: {e}", path.display()),
+                ));
             }
         },
         None => {
@@ -280,12 +303,6 @@ fn run_convert(file: Option<PathBuf>, tlp: Tlp, observables: bool) -> ExitCode {
             convert::convert_lines(stdin.lock(), stdout, stderr, tlp, observables)
         }
     };
-    match result {
-        Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("convert: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let summary = result.map_err(|e| CliError::failed("convert", e))?;
+    Ok(status(summary.failed == 0))
 }
