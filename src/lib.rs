@@ -16,3 +16,4 @@ pub mod simulator;
 pub mod stix;
 pub mod sync;
 pub mod telemetry;
+mod util;

@@ -15,6 +15,7 @@ use crate::esm::EsmClient;
 use crate::esm::model::EventId;
 use crate::opencti::{ConnectorInfo, MqConnection, OpenCtiClient};
 use crate::stix::Bundle;
+use crate::util::lock;
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -70,7 +71,7 @@ impl PlatformTracker {
     /// operator reset it), so the caller adopts it.
     pub async fn ping(&self, state: &State) -> Result<Option<State>, String> {
         let text = state.to_platform();
-        let info = self.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let info = lock(&self.info).clone();
         let answer = self
             .client
             .ping(&self.connector_id, Some(&text), &info)

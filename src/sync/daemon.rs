@@ -26,6 +26,7 @@ use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiConfig, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
+use crate::util::lock;
 
 /// pycti pings every 40 s.
 pub const PING_INTERVAL: Duration = Duration::from_secs(40);
@@ -69,7 +70,7 @@ impl Backend {
 
     fn update_info(&self, f: impl FnOnce(&mut ConnectorInfo)) {
         if let Backend::Platform { tracker, .. } = self {
-            f(&mut tracker.info.lock().unwrap_or_else(|p| p.into_inner()));
+            f(&mut lock(&tracker.info));
         }
     }
 }
@@ -220,7 +221,7 @@ pub async fn run_daemon(
         let now = Utc::now();
         if report.succeeded() {
             metrics.record_success(now.timestamp());
-            state.lock().unwrap_or_else(|p| p.into_inner()).last_run = Some(now.to_rfc3339());
+            lock(&state).last_run = Some(now.to_rfc3339());
         }
         metrics.set_state(RunState::idle);
         backend.update_info(|i| {
@@ -234,7 +235,7 @@ pub async fn run_daemon(
 
     metrics.set_state(RunState::stopped);
     // Persist the final state (it holds `last_run`).
-    let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let snapshot = lock(&state).clone();
     backend.save_final(&snapshot).await;
     if let Some(p) = pinger {
         p.abort();
@@ -320,11 +321,7 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
         .saturating_mul(1024 * 1024);
     match client.queue_details(connector_id).await {
         Ok(q) => {
-            tracker
-                .info
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .queue_messages_size = q.messages_size as f64 / 1_048_576.0;
+            lock(&tracker.info).queue_messages_size = q.messages_size as f64 / 1_048_576.0;
             if q.messages_size > threshold_bytes {
                 info!(
                     queue_bytes = q.messages_size,
@@ -351,7 +348,7 @@ async fn ping_loop(
     every(PING_INTERVAL, shutdown, || {
         let (tracker, state, metrics) = (tracker.clone(), state.clone(), metrics.clone());
         async move {
-            let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let snapshot = lock(&state).clone();
             metrics.ping_api.inc();
             match tracker.ping(&snapshot).await {
                 Ok(None) => {}
@@ -359,7 +356,7 @@ async fn ping_loop(
                     info!(
                         "the state was reset in the platform: the next run imports everything again"
                     );
-                    *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
+                    *lock(&state) = reset;
                 }
                 Err(e) => {
                     metrics.ping_api_errors.inc();

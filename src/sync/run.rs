@@ -19,6 +19,7 @@ const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::convert::Converter;
 use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::stix::Bundle;
+use crate::util::lock;
 
 /// Where the ESM data comes from: the real client, or anything shaped like it.
 #[allow(async_fn_in_trait)]
@@ -180,14 +181,14 @@ async fn run_logged_in(
                     modified_ms: case.modified_ms,
                 }),
                 None => {
-                    state_lock(state).mark_failed(None, &id);
+                    lock(state).mark_failed(None, &id);
                     fetch_failed += 1;
                 }
             }
         }
     }
     let selected = {
-        let mut st = state_lock(state);
+        let mut st = lock(state);
         let existing: HashSet<&str> = ids.iter().map(String::as_str).collect();
         st.forget_missing(&existing);
         report.cases_changed = count_changed(&st, &seen) + fetch_failed;
@@ -306,7 +307,7 @@ async fn run_logged_in(
         }
 
         {
-            let mut st = state_lock(state);
+            let mut st = lock(state);
             for s in &delivered {
                 st.mark_delivered(s.modified_ms.unwrap_or(i64::MIN), &s.id);
             }
@@ -344,23 +345,17 @@ fn read_case(id: &str, answer: Result<Value, String>) -> Option<Case> {
 }
 
 async fn save(tracker: &impl Tracker, state: &std::sync::Mutex<State>) {
-    let snapshot = state_lock(state).clone();
+    let snapshot = lock(state).clone();
     match tracker.save_state(&snapshot).await {
         Ok(None) => {}
         Ok(Some(reset)) => {
             info!("the state was reset in the platform: the next run imports everything again");
-            *state_lock(state) = reset;
+            *lock(state) = reset;
         }
         // Not fatal: the state stays in memory and the next save (next page, next ping)
         // carries it. Worst case after a crash: a page is sent again, with the same ids.
         Err(e) => warn!(error = %e, "persisting the state failed; will retry"),
     }
-}
-
-fn state_lock(state: &std::sync::Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // A poisoned lock only means another thread panicked mid-update of plain data; the state
-    // is still usable.
-    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Where bundles go. The run only asks "how many messages will this page make" and "deliver
