@@ -14,12 +14,14 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use super::adapters::{AmqpSink, DeliverySink, LocalTracker, PlatformTracker};
-use super::run::{RunConfig, RunReport, Sink, Tracker, run_once};
+use super::adapters::{LocalTracker, PlatformTracker};
+use super::run::{RunConfig, RunReport, Tracker, run_once};
 use super::schedule::{Shutdown, every, repeat, sleep_unless_shutdown, unless_shutdown};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
-use crate::delivery::{AmqpOptions, ApiDelivery, DirectoryDelivery, DirectoryIdentity};
+use crate::delivery::{
+    AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity,
+};
 use crate::esm::EsmClient;
 use crate::metrics::{Metrics, RunState};
 use crate::opencti::{
@@ -90,7 +92,7 @@ pub async fn run_daemon(
     });
 
     // 1. Start-up: the platform (state, broker, applicant) or the offline state file.
-    let (backend, state, applicant_id, mut primary) = match OpenCtiConfig::from_settings(
+    let (backend, state, applicant_id, primary) = match OpenCtiConfig::from_settings(
         &settings.opencti,
     ) {
         Some(cfg) => {
@@ -138,20 +140,20 @@ pub async fn run_daemon(
     };
     let state = Arc::new(Mutex::new(state));
 
-    let mut directory: Option<Box<dyn Sink>> =
-        settings.connector.send_to_directory.as_ref().map(|dir| {
-            Box::new(DeliverySink(DirectoryDelivery::new(
-                dir.clone(),
-                settings.connector.send_to_directory_retention_days,
-                DirectoryIdentity {
-                    applicant_id: applicant_id.clone(),
-                    connector_id: connector_id.clone(),
-                    name: settings.connector.name.clone(),
-                    scope: settings.connector.scope.clone(),
-                    validate_before_import: false,
-                },
-            ))) as Box<dyn Sink>
-        });
+    let directory = settings.connector.send_to_directory.as_ref().map(|dir| {
+        AnySink::Directory(DirectoryDelivery::new(
+            dir.clone(),
+            settings.connector.send_to_directory_retention_days,
+            DirectoryIdentity {
+                applicant_id: applicant_id.clone(),
+                connector_id: connector_id.clone(),
+                name: settings.connector.name.clone(),
+                scope: settings.connector.scope.clone(),
+                validate_before_import: false,
+            },
+        ))
+    });
+    let mut sinks: Vec<AnySink> = primary.into_iter().chain(directory).collect();
 
     // 2. Liveness: ping every 40 s with the state; adopt an operator's reset.
     let pinger = match &backend {
@@ -192,13 +194,6 @@ pub async fn run_daemon(
             friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
             ..cfg.clone()
         };
-        let mut sinks: Vec<&mut dyn Sink> = Vec::new();
-        if let Some(p) = primary.as_deref_mut() {
-            sinks.push(p);
-        }
-        if let Some(d) = directory.as_deref_mut() {
-            sinks.push(d);
-        }
         let stop = Some(&run_shutdown);
         let report = match &backend {
             Backend::Platform { tracker, .. } => {
@@ -289,20 +284,20 @@ fn queue_sink(
     settings: &Settings,
     client: &OpenCtiClient,
     registration: &Registration,
-) -> Option<Box<dyn Sink>> {
+) -> Option<AnySink> {
     if !settings.connector.send_to_queue {
         return None;
     }
     Some(match settings.connector.queue_protocol {
-        QueueProtocol::Amqp => Box::new(AmqpSink::new(
+        QueueProtocol::Amqp => AnySink::Amqp(AmqpDelivery::new(
             registration.mq.clone(),
             registration.connector_user_id.clone(),
             AmqpOptions::default(),
         )),
-        QueueProtocol::Api => Box::new(DeliverySink(ApiDelivery::new(
+        QueueProtocol::Api => AnySink::Api(ApiDelivery::new(
             client.clone(),
             settings.connector.id.to_string(),
-        ))),
+        )),
     })
 }
 
