@@ -8,7 +8,7 @@ mod amqp;
 
 use std::time::{Duration, Instant};
 
-use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, split_bundle};
+use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, Sink, split_bundle};
 use arcsight_incidents::stix::{Bundle, StixObject, ValueObservable};
 
 use amqp::{Topology, mq};
@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         publish_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
     };
-    let d =
+    let mut d =
         AmqpDelivery::connect(&mq(&topo.exchange, &topo.routing), "bench-applicant", opts).await?;
     let start = Instant::now();
     let report = d.publish(&parts, Some("bench-work")).await;

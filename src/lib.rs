@@ -15,3 +15,4 @@ pub mod settings;
 pub mod stix;
 pub mod sync;
 pub mod telemetry;
+mod util;

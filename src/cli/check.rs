@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::delivery::{AmqpDelivery, AmqpOptions};
+use crate::delivery::{AmqpDelivery, AmqpOptions, Sink};
 use crate::esm::EsmClient;
 use crate::opencti::{MqConnection, OpenCtiClient, OpenCtiConfig};
 use crate::settings::Settings;
@@ -138,7 +138,7 @@ async fn check_broker(settings: &Settings) -> Check {
         ..AmqpOptions::default()
     };
     let outcome = match AmqpDelivery::connect(&mq, "check", opts).await {
-        Ok(conn) => {
+        Ok(mut conn) => {
             let _ = conn.close().await;
             Outcome::Ok(format!("connected to {}:{}", mq.host, mq.port))
         }

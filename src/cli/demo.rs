@@ -18,8 +18,8 @@ use crate::delivery::{DirectoryDelivery, DirectoryIdentity};
 use crate::esm::{EsmClient, EsmConfig};
 use crate::settings::ApiDialect;
 use crate::stix::Tlp;
-use crate::sync::adapters::{DeliverySink, LocalTracker};
-use crate::sync::run::{RunConfig, RunReport, Sink, run_once};
+use crate::sync::adapters::LocalTracker;
+use crate::sync::run::{RunConfig, RunReport, run_once};
 use crate::sync::state::State;
 use esm_simulator::{SimConfig, Simulator};
 
@@ -91,7 +91,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         tlp: Tlp::Amber,
         import_observables: true,
     });
-    let mut sink = DeliverySink(DirectoryDelivery::new(
+    let mut sinks = [DirectoryDelivery::new(
         out.clone(),
         0,
         DirectoryIdentity {
@@ -101,7 +101,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
             scope: vec!["arcsight".into()],
             validate_before_import: false,
         },
-    ));
+    )];
     let state = Mutex::new(State::default());
     let cfg = RunConfig {
         max_cases: usize::MAX,
@@ -109,7 +109,6 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         fetch_chunk: 400,
         friendly_name: "demo".into(),
     };
-    let mut sinks: [&mut dyn Sink; 1] = [&mut sink];
     let report = run_once(
         &esm,
         &mut sinks,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tracing::{debug, info};
 
 use super::split::{SplitBundle, split_bundle, split_count};
-use super::{Delivery, DeliveryError, DeliveryReport};
+use super::{DeliveryError, DeliveryReport, Sink};
 use crate::opencti::MqConnection;
 use crate::stix::Bundle;
 
@@ -76,33 +76,62 @@ pub fn message_body(
     serde_json::to_vec(&env).expect("envelope always serialises")
 }
 
-/// One connection and one confirm-mode channel to the platform's broker, for one run.
+/// The platform's broker, reached through a fresh connection per run: [`Sink::open`] connects
+/// (one connection, one confirm-mode channel) and [`Sink::close`] closes it, so no connection
+/// is held idle between runs and one the broker dropped is never reused.
 pub struct AmqpDelivery {
-    connection: Connection,
-    channel: Channel,
-    exchange: String,
-    routing_key: String,
+    mq: MqConnection,
     applicant_id: String,
     opts: AmqpOptions,
+    /// `Some` between `open` and `close`.
+    connected: Option<Connected>,
+}
+
+/// What one run holds open.
+struct Connected {
+    connection: Connection,
+    channel: Channel,
 }
 
 impl std::fmt::Debug for AmqpDelivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpDelivery")
-            .field("exchange", &self.exchange)
-            .field("routing_key", &self.routing_key)
+            .field("exchange", &self.mq.push_exchange)
+            .field("routing_key", &self.mq.push_routing)
             .field("opts", &self.opts)
+            .field("connected", &self.connected.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl AmqpDelivery {
-    /// Connects (TLS when `use_ssl`), opens a channel and turns publisher confirms on.
+    /// A sink for the broker in `mq`; connects nothing until [`Sink::open`].
+    pub fn new(mq: MqConnection, applicant_id: impl Into<String>, opts: AmqpOptions) -> Self {
+        AmqpDelivery {
+            mq,
+            applicant_id: applicant_id.into(),
+            opts: AmqpOptions {
+                confirm_window: opts.confirm_window.max(1),
+                ..opts
+            },
+            connected: None,
+        }
+    }
+
+    /// [`AmqpDelivery::new`] then [`Sink::open`]: a sink ready to publish.
     pub async fn connect(
         mq: &MqConnection,
         applicant_id: &str,
         opts: AmqpOptions,
     ) -> Result<Self, DeliveryError> {
+        let mut delivery = AmqpDelivery::new(mq.clone(), applicant_id, opts);
+        delivery.open().await?;
+        Ok(delivery)
+    }
+
+    /// Connects (TLS when `use_ssl`), opens a channel and turns publisher confirms on.
+    async fn connect_channel(&self) -> Result<Connected, DeliveryError> {
+        let (mq, opts) = (&self.mq, &self.opts);
         let password = mq.pass.expose_secret();
         let connect_err = |reason: String| DeliveryError::Connect {
             host: mq.host.clone(),
@@ -163,39 +192,10 @@ impl AmqpDelivery {
                 reason: e.to_string(),
             })?;
         info!(host = %mq.host, port = mq.port, vhost = %mq.vhost, tls = mq.use_ssl, "connected to RabbitMQ");
-        Ok(AmqpDelivery {
+        Ok(Connected {
             connection,
             channel,
-            exchange: mq.push_exchange.clone(),
-            routing_key: mq.push_routing.clone(),
-            applicant_id: applicant_id.to_owned(),
-            opts: AmqpOptions {
-                confirm_window: opts.confirm_window.max(1),
-                ..opts
-            },
         })
-    }
-
-    /// Closes the channel and the connection; errors are reported, but the run's outcome
-    /// does not depend on them (every message was already confirmed or the run failed).
-    pub async fn close(self) -> Result<(), DeliveryError> {
-        let close_err = |operation, e: lapin::Error| DeliveryError::Channel {
-            operation,
-            reason: e.to_string(),
-        };
-        if self.channel.status().connected() {
-            self.channel
-                .close(200, "bye".into())
-                .await
-                .map_err(|e| close_err("channel.close", e))?;
-        }
-        if self.connection.status().connected() {
-            self.connection
-                .close(200, "bye".into())
-                .await
-                .map_err(|e| close_err("connection.close", e))?;
-        }
-        Ok(())
     }
 
     /// Publishes already split parts in order, `action_sequence` 1..=N.
@@ -204,6 +204,12 @@ impl AmqpDelivery {
         parts: &[SplitBundle],
         work_id: Option<&str>,
     ) -> Result<DeliveryReport, DeliveryError> {
+        let Some(connected) = &self.connected else {
+            return Err(DeliveryError::Channel {
+                operation: "basic.publish",
+                reason: "the connection is not open".into(),
+            });
+        };
         let total = parts.len() as u64;
         let props = BasicProperties::default()
             .with_delivery_mode(2)
@@ -230,9 +236,9 @@ impl AmqpDelivery {
             }
             let body = message_body(&self.applicant_id, seq, part, work_id);
             bytes += body.len() as u64;
-            let publish = self.channel.basic_publish(
-                self.exchange.as_str().into(),
-                self.routing_key.as_str().into(),
+            let publish = connected.channel.basic_publish(
+                self.mq.push_exchange.as_str().into(),
+                self.mq.push_routing.as_str().into(),
                 options,
                 &body,
                 props.clone(),
@@ -299,8 +305,8 @@ impl AmqpDelivery {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(returned)) => Err(DeliveryError::Unroutable {
                 action_sequence: seq,
-                exchange: self.exchange.clone(),
-                routing_key: self.routing_key.clone(),
+                exchange: self.mq.push_exchange.clone(),
+                routing_key: self.mq.push_routing.clone(),
                 reply_code: returned.reply_code,
                 reply_text: returned.reply_text.to_string(),
             }),
@@ -315,7 +321,15 @@ impl AmqpDelivery {
     }
 }
 
-impl Delivery for AmqpDelivery {
+impl Sink for AmqpDelivery {
+    /// A fresh connection for this run (one left open by a run that was not closed is
+    /// dropped).
+    async fn open(&mut self) -> Result<(), DeliveryError> {
+        self.connected = None;
+        self.connected = Some(self.connect_channel().await?);
+        Ok(())
+    }
+
     /// The number of messages `bundle` will make.
     fn expectations(&self, bundle: &Bundle) -> u64 {
         split_count(bundle)
@@ -323,11 +337,38 @@ impl Delivery for AmqpDelivery {
 
     /// Splits and publishes `bundle`; succeeds only when the broker acked every message.
     async fn deliver(
-        &self,
+        &mut self,
         bundle: &Bundle,
         work_id: Option<&str>,
     ) -> Result<DeliveryReport, DeliveryError> {
         let parts = split_bundle(bundle);
         self.publish(&parts, work_id).await
+    }
+
+    /// Closes the channel and the connection; errors are reported, but the run's outcome
+    /// does not depend on them (every message was already confirmed or the run failed).
+    async fn close(&mut self) -> Result<(), DeliveryError> {
+        let Some(connected) = self.connected.take() else {
+            return Ok(());
+        };
+        let close_err = |operation, e: lapin::Error| DeliveryError::Channel {
+            operation,
+            reason: e.to_string(),
+        };
+        if connected.channel.status().connected() {
+            connected
+                .channel
+                .close(200, "bye".into())
+                .await
+                .map_err(|e| close_err("channel.close", e))?;
+        }
+        if connected.connection.status().connected() {
+            connected
+                .connection
+                .close(200, "bye".into())
+                .await
+                .map_err(|e| close_err("connection.close", e))?;
+        }
+        Ok(())
     }
 }

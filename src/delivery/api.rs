@@ -1,6 +1,6 @@
 //! Queue protocol `api`: the whole bundle in one `stixBundlePush` (OpenCTI >= 6.3).
 
-use super::{Delivery, DeliveryError, DeliveryReport};
+use super::{DeliveryError, DeliveryReport, Sink};
 use crate::opencti::OpenCtiClient;
 use crate::stix::Bundle;
 
@@ -19,14 +19,14 @@ impl ApiDelivery {
     }
 }
 
-impl Delivery for ApiDelivery {
+impl Sink for ApiDelivery {
     /// The platform counts no expectations for a pushed bundle.
     fn expectations(&self, _bundle: &Bundle) -> u64 {
         0
     }
 
     async fn deliver(
-        &self,
+        &mut self,
         bundle: &Bundle,
         work_id: Option<&str>,
     ) -> Result<DeliveryReport, DeliveryError> {

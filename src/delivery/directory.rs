@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{debug, warn};
 
-use super::{Delivery, DeliveryError, DeliveryReport};
+use super::{DeliveryError, DeliveryReport, Sink};
 use crate::stix::Bundle;
 
 /// Who wrote the file: the `connector` object of the envelope, and the applicant.
@@ -224,14 +224,14 @@ impl DirectoryDelivery {
     }
 }
 
-impl Delivery for DirectoryDelivery {
+impl Sink for DirectoryDelivery {
     /// Nothing goes to a queue: no expectations.
     fn expectations(&self, _bundle: &Bundle) -> u64 {
         0
     }
 
     async fn deliver(
-        &self,
+        &mut self,
         bundle: &Bundle,
         _work_id: Option<&str>,
     ) -> Result<DeliveryReport, DeliveryError> {

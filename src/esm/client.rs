@@ -22,6 +22,7 @@ use super::error::EsmError;
 use super::model::{EventId, as_i64, as_list, as_string};
 use super::retry::{Jitter, RetryPolicy, parse_retry_after};
 use crate::settings::ApiDialect;
+use crate::util::lock;
 
 const LOGIN_PATH: &str = "/www/core-service/rest/LoginService/login";
 const LOGOUT_PATH: &str = "/www/core-service/rest/LoginService/logout";
@@ -150,12 +151,6 @@ impl From<EsmError> for Failure {
             retry_after: None,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means another task panicked mid-update of a counter; the data is
-    // still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl EsmClient {

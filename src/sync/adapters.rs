@@ -1,26 +1,20 @@
 //! The run's ports wired to the real parts: the ESM client, the platform, the deliveries.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 
 use serde_json::Value;
 use tracing::warn;
 
-use super::run::{CaseSource, Sink, Tracker};
+use super::run::{CaseSource, Tracker, TrackerError};
 use super::state::State;
-use crate::delivery::{AmqpDelivery, AmqpOptions, Delivery};
-use crate::esm::EsmClient;
 use crate::esm::model::EventId;
-use crate::opencti::{ConnectorInfo, MqConnection, OpenCtiClient};
-use crate::stix::Bundle;
-
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::esm::{EsmClient, EsmError, EventsFetch};
+use crate::opencti::{ConnectorInfo, OpenCtiClient, OpenCtiError};
+use crate::util::lock;
 
 impl CaseSource for EsmClient {
-    async fn login(&self) -> Result<(), String> {
-        EsmClient::login(self).await.map_err(|e| e.to_string())
+    async fn login(&self) -> Result<(), EsmError> {
+        EsmClient::login(self).await
     }
 
     async fn logout(&self) {
@@ -29,31 +23,16 @@ impl CaseSource for EsmClient {
         }
     }
 
-    async fn find_all_ids(&self) -> Result<Vec<String>, String> {
-        EsmClient::find_all_ids(self)
-            .await
-            .map_err(|e| e.to_string())
+    async fn find_all_ids(&self) -> Result<Vec<String>, EsmError> {
+        EsmClient::find_all_ids(self).await
     }
 
-    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, String>)> {
-        EsmClient::get_cases(self, ids)
-            .await
-            .into_iter()
-            .map(|(id, r)| (id, r.map_err(|e| e.to_string())))
-            .collect()
+    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)> {
+        EsmClient::get_cases(self, ids).await
     }
 
-    async fn get_events(
-        &self,
-        ids: &[EventId],
-    ) -> (HashMap<EventId, Value>, HashMap<EventId, String>) {
-        let fetched = EsmClient::get_security_events(self, ids).await;
-        let failed = fetched
-            .failed
-            .into_iter()
-            .map(|(id, e)| (id, e.to_string()))
-            .collect();
-        (fetched.events, failed)
+    async fn get_events(&self, ids: &[EventId]) -> EventsFetch {
+        EsmClient::get_security_events(self, ids).await
     }
 }
 
@@ -68,14 +47,13 @@ pub struct PlatformTracker {
 impl PlatformTracker {
     /// Pings with `state`; returns the platform's state when it differs from what we sent (an
     /// operator reset it), so the caller adopts it.
-    pub async fn ping(&self, state: &State) -> Result<Option<State>, String> {
+    pub async fn ping(&self, state: &State) -> Result<Option<State>, OpenCtiError> {
         let text = state.to_platform();
-        let info = self.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let info = lock(&self.info).clone();
         let answer = self
             .client
             .ping(&self.connector_id, Some(&text), &info)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let platform = answer.connector_state.unwrap_or_default();
         if platform.trim() == text.trim() {
             Ok(None)
@@ -86,19 +64,16 @@ impl PlatformTracker {
 }
 
 impl Tracker for PlatformTracker {
-    async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, String> {
-        self.client
-            .work_add(&self.connector_id, friendly_name)
-            .await
-            .map(Some)
-            .map_err(|e| e.to_string())
+    async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError> {
+        Ok(Some(
+            self.client
+                .work_add(&self.connector_id, friendly_name)
+                .await?,
+        ))
     }
 
-    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), String> {
-        self.client
-            .work_add_expectations(work_id, n)
-            .await
-            .map_err(|e| e.to_string())
+    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError> {
+        Ok(self.client.work_add_expectations(work_id, n).await?)
     }
 
     async fn work_done(&self, work_id: &str, message: &str, in_error: bool) {
@@ -111,8 +86,8 @@ impl Tracker for PlatformTracker {
         }
     }
 
-    async fn save_state(&self, state: &State) -> Result<Option<State>, String> {
-        self.ping(state).await
+    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError> {
+        Ok(self.ping(state).await?)
     }
 }
 
@@ -151,115 +126,27 @@ impl LocalTracker {
 }
 
 impl Tracker for LocalTracker {
-    async fn work_add(&self, _friendly_name: &str) -> Result<Option<String>, String> {
+    async fn work_add(&self, _friendly_name: &str) -> Result<Option<String>, TrackerError> {
         Ok(None)
     }
-    async fn add_expectations(&self, _work_id: &str, _n: u64) -> Result<(), String> {
+    async fn add_expectations(&self, _work_id: &str, _n: u64) -> Result<(), TrackerError> {
         Ok(())
     }
     async fn work_done(&self, _work_id: &str, _message: &str, _in_error: bool) {}
-    async fn save_state(&self, state: &State) -> Result<Option<State>, String> {
+    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError> {
         let Some(path) = self.path.clone() else {
             return Ok(None);
         };
-        let shown = path.display().to_string();
         let text = state.to_platform();
+        let target = path.clone();
         tokio::task::spawn_blocking(move || {
-            let tmp = path.with_extension("json.tmp");
+            let tmp = target.with_extension("json.tmp");
             std::fs::write(&tmp, text)?;
-            std::fs::rename(&tmp, &path)
+            std::fs::rename(&tmp, &target)
         })
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("{shown}: {e}"))?;
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .map_err(|source| TrackerError::StateFile { path, source })?;
         Ok(None)
-    }
-}
-
-/// AMQP: a fresh connection per run, opened before the first page and closed at the end.
-pub struct AmqpSink {
-    pub mq: MqConnection,
-    pub applicant_id: String,
-    pub options: AmqpOptions,
-    conn: Option<AmqpDelivery>,
-}
-
-impl AmqpSink {
-    pub fn new(mq: MqConnection, applicant_id: String, options: AmqpOptions) -> AmqpSink {
-        AmqpSink {
-            mq,
-            applicant_id,
-            options,
-            conn: None,
-        }
-    }
-}
-
-impl Sink for AmqpSink {
-    fn open_dyn(&mut self) -> BoxFut<'_, Result<(), String>> {
-        Box::pin(async move {
-            let conn = AmqpDelivery::connect(&self.mq, &self.applicant_id, self.options.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            self.conn = Some(conn);
-            Ok(())
-        })
-    }
-
-    fn expectations_dyn(&self, bundle: &Bundle) -> u64 {
-        crate::delivery::split_count(bundle)
-    }
-
-    fn deliver_dyn<'a>(
-        &'a mut self,
-        bundle: &'a Bundle,
-        work_id: Option<&'a str>,
-    ) -> BoxFut<'a, Result<u64, String>> {
-        Box::pin(async move {
-            let conn = self.conn.as_ref().ok_or("AMQP connection not open")?;
-            conn.deliver(bundle, work_id)
-                .await
-                .map(|r| r.messages)
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn close_dyn(&mut self) -> BoxFut<'_, ()> {
-        Box::pin(async move {
-            if let Some(conn) = self.conn.take()
-                && let Err(e) = conn.close().await
-            {
-                warn!(error = %e, "closing the AMQP connection failed");
-            }
-        })
-    }
-}
-
-/// A delivery that needs no connection of its own: `stixBundlePush` (api) or one file per page
-/// (directory). Both report no expectations: nothing goes through the queue.
-pub struct DeliverySink<D>(pub D);
-
-impl<D: Delivery + Send + Sync> Sink for DeliverySink<D> {
-    fn open_dyn(&mut self) -> BoxFut<'_, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn expectations_dyn(&self, bundle: &Bundle) -> u64 {
-        self.0.expectations(bundle)
-    }
-    fn deliver_dyn<'a>(
-        &'a mut self,
-        bundle: &'a Bundle,
-        work_id: Option<&'a str>,
-    ) -> BoxFut<'a, Result<u64, String>> {
-        Box::pin(async move {
-            self.0
-                .deliver(bundle, work_id)
-                .await
-                .map(|r| r.messages)
-                .map_err(|e| e.to_string())
-        })
-    }
-    fn close_dyn(&mut self) -> BoxFut<'_, ()> {
-        Box::pin(async {})
     }
 }

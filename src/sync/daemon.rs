@@ -14,18 +14,21 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use super::adapters::{AmqpSink, DeliverySink, LocalTracker, PlatformTracker};
-use super::run::{RunConfig, RunReport, Sink, Tracker, run_once};
+use super::adapters::{LocalTracker, PlatformTracker};
+use super::run::{RunConfig, RunReport, Tracker, run_once};
 use super::schedule::{Shutdown, every, repeat, sleep_unless_shutdown, unless_shutdown};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
-use crate::delivery::{AmqpOptions, ApiDelivery, DirectoryDelivery, DirectoryIdentity};
+use crate::delivery::{
+    AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity,
+};
 use crate::esm::EsmClient;
 use crate::metrics::{Metrics, RunState};
 use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiConfig, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
+use crate::util::lock;
 
 /// pycti pings every 40 s.
 pub const PING_INTERVAL: Duration = Duration::from_secs(40);
@@ -69,7 +72,7 @@ impl Backend {
 
     fn update_info(&self, f: impl FnOnce(&mut ConnectorInfo)) {
         if let Backend::Platform { tracker, .. } = self {
-            f(&mut tracker.info.lock().unwrap_or_else(|p| p.into_inner()));
+            f(&mut lock(&tracker.info));
         }
     }
 }
@@ -89,7 +92,7 @@ pub async fn run_daemon(
     });
 
     // 1. Start-up: the platform (state, broker, applicant) or the offline state file.
-    let (backend, state, applicant_id, mut primary) = match OpenCtiConfig::from_settings(
+    let (backend, state, applicant_id, primary) = match OpenCtiConfig::from_settings(
         &settings.opencti,
     ) {
         Some(cfg) => {
@@ -137,20 +140,20 @@ pub async fn run_daemon(
     };
     let state = Arc::new(Mutex::new(state));
 
-    let mut directory: Option<Box<dyn Sink>> =
-        settings.connector.send_to_directory.as_ref().map(|dir| {
-            Box::new(DeliverySink(DirectoryDelivery::new(
-                dir.clone(),
-                settings.connector.send_to_directory_retention_days,
-                DirectoryIdentity {
-                    applicant_id: applicant_id.clone(),
-                    connector_id: connector_id.clone(),
-                    name: settings.connector.name.clone(),
-                    scope: settings.connector.scope.clone(),
-                    validate_before_import: false,
-                },
-            ))) as Box<dyn Sink>
-        });
+    let directory = settings.connector.send_to_directory.as_ref().map(|dir| {
+        AnySink::Directory(DirectoryDelivery::new(
+            dir.clone(),
+            settings.connector.send_to_directory_retention_days,
+            DirectoryIdentity {
+                applicant_id: applicant_id.clone(),
+                connector_id: connector_id.clone(),
+                name: settings.connector.name.clone(),
+                scope: settings.connector.scope.clone(),
+                validate_before_import: false,
+            },
+        ))
+    });
+    let mut sinks: Vec<AnySink> = primary.into_iter().chain(directory).collect();
 
     // 2. Liveness: ping every 40 s with the state; adopt an operator's reset.
     let pinger = match &backend {
@@ -191,13 +194,6 @@ pub async fn run_daemon(
             friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
             ..cfg.clone()
         };
-        let mut sinks: Vec<&mut dyn Sink> = Vec::new();
-        if let Some(p) = primary.as_deref_mut() {
-            sinks.push(p);
-        }
-        if let Some(d) = directory.as_deref_mut() {
-            sinks.push(d);
-        }
         let stop = Some(&run_shutdown);
         let report = match &backend {
             Backend::Platform { tracker, .. } => {
@@ -220,7 +216,7 @@ pub async fn run_daemon(
         let now = Utc::now();
         if report.succeeded() {
             metrics.record_success(now.timestamp());
-            state.lock().unwrap_or_else(|p| p.into_inner()).last_run = Some(now.to_rfc3339());
+            lock(&state).last_run = Some(now.to_rfc3339());
         }
         metrics.set_state(RunState::idle);
         backend.update_info(|i| {
@@ -234,7 +230,7 @@ pub async fn run_daemon(
 
     metrics.set_state(RunState::stopped);
     // Persist the final state (it holds `last_run`).
-    let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let snapshot = lock(&state).clone();
     backend.save_final(&snapshot).await;
     if let Some(p) = pinger {
         p.abort();
@@ -288,20 +284,20 @@ fn queue_sink(
     settings: &Settings,
     client: &OpenCtiClient,
     registration: &Registration,
-) -> Option<Box<dyn Sink>> {
+) -> Option<AnySink> {
     if !settings.connector.send_to_queue {
         return None;
     }
     Some(match settings.connector.queue_protocol {
-        QueueProtocol::Amqp => Box::new(AmqpSink::new(
+        QueueProtocol::Amqp => AnySink::Amqp(AmqpDelivery::new(
             registration.mq.clone(),
             registration.connector_user_id.clone(),
             AmqpOptions::default(),
         )),
-        QueueProtocol::Api => Box::new(DeliverySink(ApiDelivery::new(
+        QueueProtocol::Api => AnySink::Api(ApiDelivery::new(
             client.clone(),
             settings.connector.id.to_string(),
-        ))),
+        )),
     })
 }
 
@@ -320,11 +316,7 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
         .saturating_mul(1024 * 1024);
     match client.queue_details(connector_id).await {
         Ok(q) => {
-            tracker
-                .info
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .queue_messages_size = q.messages_size as f64 / 1_048_576.0;
+            lock(&tracker.info).queue_messages_size = q.messages_size as f64 / 1_048_576.0;
             if q.messages_size > threshold_bytes {
                 info!(
                     queue_bytes = q.messages_size,
@@ -351,7 +343,7 @@ async fn ping_loop(
     every(PING_INTERVAL, shutdown, || {
         let (tracker, state, metrics) = (tracker.clone(), state.clone(), metrics.clone());
         async move {
-            let snapshot = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let snapshot = lock(&state).clone();
             metrics.ping_api.inc();
             match tracker.ping(&snapshot).await {
                 Ok(None) => {}
@@ -359,7 +351,7 @@ async fn ping_loop(
                     info!(
                         "the state was reset in the platform: the next run imports everything again"
                     );
-                    *state.lock().unwrap_or_else(|p| p.into_inner()) = reset;
+                    *lock(&state) = reset;
                 }
                 Err(e) => {
                     metrics.ping_api_errors.inc();

@@ -9,7 +9,7 @@ pub mod run;
 pub mod schedule;
 pub mod state;
 
-pub use run::{CaseSource, RunConfig, RunReport, Sink, Tracker, run_once};
+pub use run::{CaseSource, RunConfig, RunReport, Tracker, TrackerError, run_once};
 pub use state::State;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! size, not by the number of cases.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -17,33 +18,67 @@ use super::state::{Seen, State, count_changed, select};
 /// stop request is honoured within seconds even when a peer hangs.
 const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::convert::Converter;
+use crate::delivery::{DeliveryError, Sink};
 use crate::esm::model::{Case, EventId, SecurityEvent};
+use crate::esm::{EsmError, EventsFetch};
+use crate::opencti::OpenCtiError;
 use crate::stix::Bundle;
+use crate::util::lock;
 
 /// Where the ESM data comes from: the real client, or anything shaped like it.
 #[allow(async_fn_in_trait)]
 pub trait CaseSource {
-    async fn login(&self) -> Result<(), String>;
+    async fn login(&self) -> Result<(), EsmError>;
     async fn logout(&self);
-    async fn find_all_ids(&self) -> Result<Vec<String>, String>;
+    async fn find_all_ids(&self) -> Result<Vec<String>, EsmError>;
     /// Per id, the raw case or why it could not be read.
-    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, String>)>;
+    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)>;
     /// Events found, and the ids whose fetch failed (with why).
-    async fn get_events(
-        &self,
-        ids: &[EventId],
-    ) -> (HashMap<EventId, Value>, HashMap<EventId, String>);
+    async fn get_events(&self, ids: &[EventId]) -> EventsFetch;
 }
 
 /// The platform's work tracking and state persistence.
 #[allow(async_fn_in_trait)]
 pub trait Tracker {
-    async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, String>;
-    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), String>;
+    async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError>;
+    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError>;
     async fn work_done(&self, work_id: &str, message: &str, in_error: bool);
     /// Persists the state; the run goes on (the next page's save retries it) if this fails.
     /// `Ok(Some(state))`: the platform holds another state (an operator reset it): adopt it.
-    async fn save_state(&self, state: &State) -> Result<Option<State>, String>;
+    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError>;
+}
+
+/// Why a tracker did not take a work or a state.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error(transparent)]
+    Platform(#[from] OpenCtiError),
+    /// The offline state file could not be written.
+    #[error("{}: {source}", path.display())]
+    StateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a run stopped early: which step failed, and the (secret-free) error of the port.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error("ESM login failed: {0}")]
+    Login(EsmError),
+    #[error("listing cases failed: {0}")]
+    ListCases(EsmError),
+    #[error("delivery unavailable: {0}")]
+    Open(DeliveryError),
+    #[error("creating the work failed: {0}")]
+    WorkAdd(TrackerError),
+    #[error("adding expectations failed: {0}")]
+    AddExpectations(TrackerError),
+    #[error("delivery failed: {0}")]
+    Deliver(DeliveryError),
+    #[error("stopped: the connector is shutting down")]
+    ShuttingDown,
 }
 
 /// Settings of one run.
@@ -107,7 +142,7 @@ impl RunReport {
 #[allow(clippy::too_many_arguments)]
 pub async fn run_once(
     source: &impl CaseSource,
-    sinks: &mut [&mut dyn Sink],
+    sinks: &mut [impl Sink],
     tracker: &impl Tracker,
     converter: &Converter,
     state: &std::sync::Mutex<State>,
@@ -116,30 +151,32 @@ pub async fn run_once(
 ) -> RunReport {
     let started = Instant::now();
     let mut report = RunReport::default();
-    if let Err(e) = source.login().await {
-        report.error = Some(format!("ESM login failed: {e}"));
-        report.seconds = started.elapsed().as_secs_f64();
-        return report;
-    }
-    let work = run_logged_in(source, sinks, tracker, converter, state, cfg, &mut report);
-    let result = match shutdown {
-        Some(sd) => {
-            let mut sd = sd.clone();
-            tokio::select! {
-                biased;
-                _ = sd.wait() => Err("stopped: the connector is shutting down".to_owned()),
-                r = work => r,
+    let result = match source.login().await {
+        Err(e) => Err(RunError::Login(e)),
+        Ok(()) => {
+            let work = run_logged_in(source, sinks, tracker, converter, state, cfg, &mut report);
+            let result = match shutdown {
+                Some(sd) => {
+                    let mut sd = sd.clone();
+                    tokio::select! {
+                        biased;
+                        _ = sd.wait() => Err(RunError::ShuttingDown),
+                        r = work => r,
+                    }
+                }
+                None => work.await,
+            };
+            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, source.logout()).await;
+            for sink in sinks.iter_mut() {
+                if let Ok(Err(e)) = tokio::time::timeout(CLEANUP_TIMEOUT, sink.close()).await {
+                    warn!(error = %e, "closing the delivery failed");
+                }
             }
+            result
         }
-        None => work.await,
     };
-    if let Err(e) = result {
-        report.error = Some(e);
-    }
-    let _ = tokio::time::timeout(CLEANUP_TIMEOUT, source.logout()).await;
-    for sink in sinks.iter_mut() {
-        let _ = tokio::time::timeout(CLEANUP_TIMEOUT, sink.close_dyn()).await;
-    }
+    // The one place a run's error becomes text, for the work's message and the logs.
+    report.error = result.err().map(|e| e.to_string());
     if let Some(work_id) = &report.work_id {
         let summary = report.summary();
         let _ = tokio::time::timeout(
@@ -154,17 +191,14 @@ pub async fn run_once(
 
 async fn run_logged_in(
     source: &impl CaseSource,
-    sinks: &mut [&mut dyn Sink],
+    sinks: &mut [impl Sink],
     tracker: &impl Tracker,
     converter: &Converter,
     state: &std::sync::Mutex<State>,
     cfg: &RunConfig,
     report: &mut RunReport,
-) -> Result<(), String> {
-    let ids = source
-        .find_all_ids()
-        .await
-        .map_err(|e| format!("listing cases failed: {e}"))?;
+) -> Result<(), RunError> {
+    let ids = source.find_all_ids().await.map_err(RunError::ListCases)?;
     report.cases_seen = ids.len();
 
     // Pass 1: every case's modification time, to select what changed. Cases are read in
@@ -180,14 +214,14 @@ async fn run_logged_in(
                     modified_ms: case.modified_ms,
                 }),
                 None => {
-                    state_lock(state).mark_failed(None, &id);
+                    lock(state).mark_failed(None, &id);
                     fetch_failed += 1;
                 }
             }
         }
     }
     let selected = {
-        let mut st = state_lock(state);
+        let mut st = lock(state);
         let existing: HashSet<&str> = ids.iter().map(String::as_str).collect();
         st.forget_missing(&existing);
         report.cases_changed = count_changed(&st, &seen) + fetch_failed;
@@ -235,8 +269,11 @@ async fn run_logged_in(
                 .filter(|id| set.insert(*id))
                 .collect()
         };
-        let (events, failed_events) = if event_ids.is_empty() {
-            (HashMap::new(), HashMap::new())
+        let EventsFetch {
+            events,
+            failed: failed_events,
+        } = if event_ids.is_empty() {
+            EventsFetch::default()
         } else {
             source.get_events(&event_ids).await
         };
@@ -275,9 +312,7 @@ async fn run_logged_in(
             bundle.extend_dedup(converter.common_objects());
             if !opened {
                 for sink in sinks.iter_mut() {
-                    sink.open_dyn()
-                        .await
-                        .map_err(|e| format!("delivery unavailable: {e}"))?;
+                    sink.open().await.map_err(RunError::Open)?;
                 }
                 opened = true;
             }
@@ -285,28 +320,28 @@ async fn run_logged_in(
                 report.work_id = tracker
                     .work_add(&cfg.friendly_name)
                     .await
-                    .map_err(|e| format!("creating the work failed: {e}"))?;
+                    .map_err(RunError::WorkAdd)?;
             }
-            let expectations: u64 = sinks.iter().map(|s| s.expectations_dyn(&bundle)).sum();
+            let expectations: u64 = sinks.iter().map(|s| s.expectations(&bundle)).sum();
             if let (Some(work_id), true) = (&report.work_id, expectations > 0) {
                 tracker
                     .add_expectations(work_id, expectations)
                     .await
-                    .map_err(|e| format!("adding expectations failed: {e}"))?;
+                    .map_err(RunError::AddExpectations)?;
             }
             for sink in sinks.iter_mut() {
                 let sent = sink
-                    .deliver_dyn(&bundle, report.work_id.as_deref())
+                    .deliver(&bundle, report.work_id.as_deref())
                     .await
-                    .map_err(|e| format!("delivery failed: {e}"))?;
-                report.messages += sent;
+                    .map_err(RunError::Deliver)?;
+                report.messages += sent.messages;
             }
             report.objects += bundle.objects.len();
             report.pages += 1;
         }
 
         {
-            let mut st = state_lock(state);
+            let mut st = lock(state);
             for s in &delivered {
                 st.mark_delivered(s.modified_ms.unwrap_or(i64::MIN), &s.id);
             }
@@ -329,7 +364,7 @@ async fn run_logged_in(
 }
 
 /// The case in `answer`, or `None` after saying why it cannot be used this run.
-fn read_case(id: &str, answer: Result<Value, String>) -> Option<Case> {
+fn read_case(id: &str, answer: Result<Value, EsmError>) -> Option<Case> {
     match answer.map(|v| Case::from_value(&v)) {
         Ok(Some(case)) => Some(case),
         Ok(None) => {
@@ -344,41 +379,15 @@ fn read_case(id: &str, answer: Result<Value, String>) -> Option<Case> {
 }
 
 async fn save(tracker: &impl Tracker, state: &std::sync::Mutex<State>) {
-    let snapshot = state_lock(state).clone();
+    let snapshot = lock(state).clone();
     match tracker.save_state(&snapshot).await {
         Ok(None) => {}
         Ok(Some(reset)) => {
             info!("the state was reset in the platform: the next run imports everything again");
-            *state_lock(state) = reset;
+            *lock(state) = reset;
         }
         // Not fatal: the state stays in memory and the next save (next page, next ping)
         // carries it. Worst case after a crash: a page is sent again, with the same ids.
         Err(e) => warn!(error = %e, "persisting the state failed; will retry"),
     }
-}
-
-fn state_lock(state: &std::sync::Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // A poisoned lock only means another thread panicked mid-update of plain data; the state
-    // is still usable.
-    state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Where bundles go. The run only asks "how many messages will this page make" and "deliver
-/// it"; object-safe so that one run can feed several sinks (queue and directory) at once.
-pub trait Sink: Send {
-    /// Opens what a run needs (e.g. a fresh AMQP connection); called before the first page.
-    fn open_dyn(
-        &mut self,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
-    /// AMQP messages this page will produce (0 when the sink does not use the queue).
-    fn expectations_dyn(&self, bundle: &Bundle) -> u64;
-    /// Delivers a page; `Ok(messages)` only once the destination confirmed it.
-    fn deliver_dyn<'a>(
-        &'a mut self,
-        bundle: &'a Bundle,
-        work_id: Option<&'a str>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + 'a>>;
-    /// Releases what `open_dyn` took; called at the end of every run, failed or not.
-    fn close_dyn(&mut self)
-    -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }

@@ -2,16 +2,17 @@
 //! against the ESM simulator, a simulated platform and the real RabbitMQ).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::run::{CaseSource, RunConfig, RunReport, Sink, Tracker, run_once};
+use super::run::{CaseSource, RunConfig, RunReport, Tracker, TrackerError, run_once};
 use super::schedule::{Shutdown, shutdown_pair};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
+use crate::delivery::{DeliveryError, DeliveryReport, Sink};
 use crate::esm::model::EventId;
+use crate::esm::{EsmError, EventsFetch};
 use crate::stix::{Bundle, StixObject};
 
 #[derive(Default)]
@@ -59,34 +60,36 @@ impl FakeEsm {
 }
 
 impl CaseSource for FakeEsm {
-    async fn login(&self) -> Result<(), String> {
+    async fn login(&self) -> Result<(), EsmError> {
         *self.logins.lock().unwrap() += 1;
         Ok(())
     }
     async fn logout(&self) {
         *self.logouts.lock().unwrap() += 1;
     }
-    async fn find_all_ids(&self) -> Result<Vec<String>, String> {
+    async fn find_all_ids(&self) -> Result<Vec<String>, EsmError> {
         Ok(self.cases.lock().unwrap().keys().cloned().collect())
     }
-    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, String>)> {
+    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)> {
         let cases = self.cases.lock().unwrap();
         let failing = self.failing_cases.lock().unwrap();
         ids.iter()
             .map(|id| {
                 let r = if failing.contains(id) {
-                    Err("503".to_owned())
+                    Err(EsmError::Status {
+                        operation: "getResourcesByIds",
+                        status: 503,
+                    })
                 } else {
-                    cases.get(id).cloned().ok_or_else(|| "unknown".to_owned())
+                    cases.get(id).cloned().ok_or(EsmError::NotReturned {
+                        operation: "getResourcesByIds",
+                    })
                 };
                 (id.clone(), r)
             })
             .collect()
     }
-    async fn get_events(
-        &self,
-        ids: &[EventId],
-    ) -> (HashMap<EventId, Value>, HashMap<EventId, String>) {
+    async fn get_events(&self, ids: &[EventId]) -> EventsFetch {
         let call = {
             let mut n = self.event_calls.lock().unwrap();
             *n += 1;
@@ -98,16 +101,20 @@ impl CaseSource for FakeEsm {
         }
         let events = self.events.lock().unwrap();
         let failing = self.failing_events.lock().unwrap();
-        let mut ok = HashMap::new();
-        let mut failed = HashMap::new();
+        let mut fetched = EventsFetch::default();
         for id in ids {
             if failing.contains(id) {
-                failed.insert(*id, "HTML error page".to_owned());
+                let page = EsmError::ErrorPage {
+                    operation: "getSecurityEvents",
+                    status: 500,
+                    exception: None,
+                };
+                fetched.failed.insert(*id, Arc::new(page));
             } else if let Some(e) = events.get(id) {
-                ok.insert(*id, e.clone());
+                fetched.events.insert(*id, e.clone());
             }
         }
-        (ok, failed)
+        fetched
     }
 }
 
@@ -136,29 +143,34 @@ impl FakeSink {
 }
 
 impl Sink for FakeSink {
-    fn open_dyn(&mut self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+    async fn open(&mut self) -> Result<(), DeliveryError> {
         self.opened += 1;
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
-    fn expectations_dyn(&self, bundle: &Bundle) -> u64 {
+    fn expectations(&self, bundle: &Bundle) -> u64 {
         bundle.objects.len() as u64
     }
-    fn deliver_dyn<'a>(
-        &'a mut self,
-        bundle: &'a Bundle,
-        _work_id: Option<&'a str>,
-    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
-        Box::pin(async move {
-            if self.fail {
-                return Err("broker refused the connection".into());
-            }
-            self.bundles.push(bundle.clone());
-            Ok(bundle.objects.len() as u64)
+    async fn deliver(
+        &mut self,
+        bundle: &Bundle,
+        _work_id: Option<&str>,
+    ) -> Result<DeliveryReport, DeliveryError> {
+        if self.fail {
+            return Err(DeliveryError::Connect {
+                host: "broker".into(),
+                port: 5672,
+                reason: "broker refused the connection".into(),
+            });
+        }
+        self.bundles.push(bundle.clone());
+        Ok(DeliveryReport {
+            messages: bundle.objects.len() as u64,
+            ..DeliveryReport::default()
         })
     }
-    fn close_dyn(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    async fn close(&mut self) -> Result<(), DeliveryError> {
         self.closed += 1;
-        Box::pin(async {})
+        Ok(())
     }
 }
 
@@ -172,13 +184,13 @@ struct FakeTracker {
 }
 
 impl Tracker for FakeTracker {
-    async fn work_add(&self, _name: &str) -> Result<Option<String>, String> {
+    async fn work_add(&self, _name: &str) -> Result<Option<String>, TrackerError> {
         let mut w = self.works.lock().unwrap();
         let id = format!("work-{}", w.len() + 1);
         w.push((id.clone(), 0, None));
         Ok(Some(id))
     }
-    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), String> {
+    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError> {
         let mut w = self.works.lock().unwrap();
         w.iter_mut().find(|x| x.0 == work_id).unwrap().1 += n;
         Ok(())
@@ -187,7 +199,7 @@ impl Tracker for FakeTracker {
         let mut w = self.works.lock().unwrap();
         w.iter_mut().find(|x| x.0 == work_id).unwrap().2 = Some((message.to_owned(), in_error));
     }
-    async fn save_state(&self, state: &State) -> Result<Option<State>, String> {
+    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError> {
         self.saved.lock().unwrap().push(state.clone());
         Ok(None)
     }
@@ -224,10 +236,9 @@ impl Harness {
     }
 
     async fn run_until(&mut self, shutdown: Option<&Shutdown>) -> RunReport {
-        let mut sinks: [&mut dyn Sink; 1] = [&mut self.sink];
         run_once(
             &self.esm,
-            &mut sinks,
+            std::slice::from_mut(&mut self.sink),
             &self.tracker,
             &self.converter,
             &self.state,

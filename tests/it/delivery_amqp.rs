@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, Delivery, DeliveryError};
+use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, DeliveryError, Sink};
 use arcsight_incidents::stix::{
     Bundle, CaseIncident, Identity, Incident, Relationship, StixObject, Tlp, ValueObservable,
 };
@@ -117,7 +117,7 @@ async fn a_bundle_round_trips_through_the_broker_in_dependency_order() {
     ];
     let b = bundle();
     // A window smaller than the message count: confirms overlap and are settled in turn.
-    let d = AmqpDelivery::connect(&mq(&t.exchange, &t.routing), "applicant-88ec", opts(2))
+    let mut d = AmqpDelivery::connect(&mq(&t.exchange, &t.routing), "applicant-88ec", opts(2))
         .await
         .unwrap();
     assert_eq!(d.expectations(&b), expected.len() as u64);
@@ -190,7 +190,7 @@ async fn a_bundle_round_trips_through_the_broker_in_dependency_order() {
 async fn a_missing_exchange_fails_the_delivery() {
     let t = Topology::new().await;
     let missing = format!("{}.missing", t.exchange);
-    let d = AmqpDelivery::connect(&mq(&missing, &t.routing), "a", opts(8))
+    let mut d = AmqpDelivery::connect(&mq(&missing, &t.routing), "a", opts(8))
         .await
         .unwrap();
     let err = d.deliver(&bundle(), Some("w")).await.unwrap_err();
@@ -207,7 +207,7 @@ async fn a_missing_exchange_fails_the_delivery() {
 #[tokio::test]
 async fn an_unroutable_key_fails_the_delivery() {
     let t = Topology::new().await;
-    let d = AmqpDelivery::connect(&mq(&t.exchange, "no-queue-bound-to-this"), "a", opts(8))
+    let mut d = AmqpDelivery::connect(&mq(&t.exchange, "no-queue-bound-to-this"), "a", opts(8))
         .await
         .unwrap();
     let err = d.deliver(&bundle(), Some("w")).await.unwrap_err();
@@ -268,7 +268,7 @@ async fn refused_credentials_fail_without_leaking_the_password() {
 async fn a_message_the_broker_refuses_fails_the_delivery() {
     // The queue takes two messages and the broker nacks the rest (reject-publish).
     let t = Topology::refusing_after(2).await;
-    let d = AmqpDelivery::connect(&mq(&t.exchange, &t.routing), "a", opts(8))
+    let mut d = AmqpDelivery::connect(&mq(&t.exchange, &t.routing), "a", opts(8))
         .await
         .unwrap();
     let err = d.deliver(&bundle(), Some("w")).await.unwrap_err();

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arcsight_incidents::delivery::{
-    Delivery, DeliveryError, DirectoryDelivery, DirectoryIdentity, file_prefix,
+    DeliveryError, DirectoryDelivery, DirectoryIdentity, Sink, file_prefix,
 };
 use arcsight_incidents::stix::{Bundle, Identity, StixObject, Tlp};
 use chrono::{DateTime, TimeZone, Utc};
@@ -169,7 +169,7 @@ fn names_are_lowercased_underscored_and_cannot_escape_the_directory() {
 #[tokio::test]
 async fn delivery_works_with_no_platform_through_the_trait() {
     let dir = tempdir("any");
-    let d = DirectoryDelivery::new(dir.join("sub"), 7, identity(None));
+    let mut d = DirectoryDelivery::new(dir.join("sub"), 7, identity(None));
     let b = bundle();
     assert_eq!(
         d.expectations(&b),
