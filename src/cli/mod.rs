@@ -101,7 +101,7 @@ pub fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Demo(args) => {
-            crate::telemetry::init(false, crate::settings::LogLevel::Warn);
+            crate::telemetry::init(false, crate::telemetry::LogLevel::Warn);
             let summary = runtime().and_then(|rt| rt.block_on(demo::run(&args)));
             match summary {
                 Ok(summary) => {
@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::SimulateEsm(args) => {
-            crate::telemetry::init(false, crate::settings::LogLevel::Info);
+            crate::telemetry::init(false, crate::telemetry::LogLevel::Info);
             match runtime().and_then(|rt| {
                 rt.block_on(crate::simulator::cli::run(args))
                     .map_err(|e| e.to_string())
@@ -158,7 +158,7 @@ fn run_check(config: &std::path::Path) -> ExitCode {
         }
     };
     // Only warnings and errors on stderr: the checks' lines are the output.
-    crate::telemetry::init(false, crate::settings::LogLevel::Error);
+    crate::telemetry::init(false, crate::telemetry::LogLevel::Error);
     let checks = match runtime() {
         Ok(rt) => rt.block_on(check::run(&settings)),
         Err(e) => {

@@ -16,8 +16,10 @@ use secrecy::SecretString;
 use url::Url;
 use uuid::Uuid;
 
-use crate::esm::EsmConfig;
+use crate::esm::{ApiDialect, EsmConfig};
+use crate::opencti::{DEFAULT_TIMEOUT, MqOverrides, OpenCtiConfig, header_names};
 use crate::stix::Tlp;
+use crate::telemetry::LogLevel;
 pub use defs::{DEFS, Def, Kind};
 
 /// One invalid or missing setting.
@@ -50,44 +52,11 @@ impl SettingsError {
     }
 }
 
-/// `CONNECTOR_LOG_LEVEL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    /// The `tracing` filter directive for this level.
-    pub fn as_filter(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
 /// `CONNECTOR_QUEUE_PROTOCOL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueProtocol {
     Amqp,
     Api,
-}
-
-/// `ARCSIGHT_INCIDENTS_API_DIALECT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ApiDialect {
-    /// Detected from the login answer.
-    #[default]
-    Auto,
-    /// Keys with service prefixes (`cas.`, `sev.`, `log.`): ESM <= 7.8.
-    Prefixed,
-    /// Keys without prefixes: ESM 7.9+.
-    Plain,
 }
 
 /// The platform.
@@ -117,12 +86,18 @@ impl fmt::Debug for OpenCtiSettings {
     }
 }
 
-/// `name: [hidden]` for each header: what a Debug rendering may show of custom headers.
-pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
-    headers
-        .iter()
-        .map(|(name, _)| format!("{name}: [hidden]"))
-        .collect()
+impl OpenCtiSettings {
+    /// The platform client's configuration; `None` when no platform is configured (offline
+    /// mode).
+    pub fn client_config(&self) -> Option<OpenCtiConfig> {
+        Some(OpenCtiConfig {
+            url: self.url.clone()?,
+            token: self.token.clone()?,
+            ssl_verify: self.ssl_verify,
+            custom_headers: self.custom_headers.clone(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
 }
 
 /// The connector's own behaviour.
@@ -162,17 +137,6 @@ pub struct EsmSettings {
     pub page_size: usize,
 }
 
-/// `MQ_*`: each overrides the matching field of what `registerConnector` returns.
-#[derive(Debug, Clone, Default)]
-pub struct MqOverrides {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub vhost: Option<String>,
-    pub use_ssl: Option<bool>,
-    pub user: Option<String>,
-    pub pass: Option<SecretString>,
-}
-
 /// Every setting, valid by construction: the only way to get one is [`Settings::load`] (or
 /// [`Settings::from_sources`]), which checks everything.
 #[derive(Debug, Clone)]
@@ -180,6 +144,7 @@ pub struct Settings {
     pub opencti: OpenCtiSettings,
     pub connector: ConnectorSettings,
     pub esm: EsmSettings,
+    /// `MQ_*`.
     pub mq: MqOverrides,
 }
 
