@@ -6,7 +6,26 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::LogLevel;
+/// How much to log (`CONNECTOR_LOG_LEVEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
 
 /// The filter for `level`: ours at `level`, everything else at `warn` (or quieter).
 pub fn filter(level: LogLevel) -> EnvFilter {

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use crate::delivery::{AmqpDelivery, AmqpOptions, Sink};
 use crate::esm::EsmClient;
-use crate::opencti::{MqConnection, OpenCtiClient, OpenCtiConfig};
+use crate::opencti::{MqConnection, OpenCtiClient};
 use crate::settings::Settings;
 
 /// The outcome of one check.
@@ -85,7 +85,7 @@ async fn check_esm(settings: &Settings) -> Vec<Check> {
 }
 
 async fn check_platform(settings: &Settings) -> Check {
-    let Some(cfg) = OpenCtiConfig::from_settings(&settings.opencti) else {
+    let Some(cfg) = settings.opencti.client_config() else {
         return Check::new(
             "platform",
             Outcome::Skipped("no OPENCTI_URL (offline mode)".into()),

@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{DirectoryDelivery, DirectoryIdentity};
-use crate::esm::{EsmClient, EsmConfig};
-use crate::settings::ApiDialect;
+use crate::esm::{ApiDialect, EsmClient, EsmConfig};
 use crate::stix::Tlp;
 use crate::sync::adapters::LocalTracker;
 use crate::sync::run::{RunConfig, RunReport, run_once};

@@ -150,7 +150,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Run => run_daemon(load_settings(&cli.config)?),
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
-            crate::telemetry::init(false, crate::settings::LogLevel::Warn);
+            crate::telemetry::init(false, crate::telemetry::LogLevel::Warn);
             let summary = runtime()
                 .and_then(|rt| rt.block_on(demo::run(&args)))
                 .map_err(|e| CliError::failed("demo", e))?;
@@ -159,7 +159,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         }
         #[cfg(feature = "demo")]
         Command::SimulateEsm(args) => {
-            crate::telemetry::init(false, crate::settings::LogLevel::Info);
+            crate::telemetry::init(false, crate::telemetry::LogLevel::Info);
             runtime()
                 .and_then(|rt| {
                     rt.block_on(esm_simulator::cli::run(args))
@@ -191,7 +191,7 @@ fn run_check(config: &std::path::Path) -> Result<ExitCode, CliError> {
         Err(e) => return Err(e),
     };
     // Only warnings and errors on stderr: the checks' lines are the output.
-    crate::telemetry::init(false, crate::settings::LogLevel::Error);
+    crate::telemetry::init(false, crate::telemetry::LogLevel::Error);
     let checks = runtime()
         .map_err(|e| CliError::failed("check", e))?
         .block_on(check::run(&settings));

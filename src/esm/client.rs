@@ -17,11 +17,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use url::Url;
 
-use super::decode::{self, Dialect, Service};
+use super::decode::{self, ApiDialect, Dialect, Service};
 use super::error::EsmError;
 use super::model::{EventId, as_i64, as_list, as_string};
 use super::retry::{Jitter, RetryPolicy, parse_retry_after};
-use crate::settings::ApiDialect;
 use crate::util::lock;
 
 const LOGIN_PATH: &str = "/www/core-service/rest/LoginService/login";

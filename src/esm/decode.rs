@@ -16,6 +16,19 @@ pub enum Dialect {
     Plain,
 }
 
+/// Which dialect to speak (`ARCSIGHT_INCIDENTS_API_DIALECT`): a fixed one, or the one the login
+/// answer is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiDialect {
+    /// Detected from the login answer.
+    #[default]
+    Auto,
+    /// Keys with service prefixes (`cas.`, `sev.`, `log.`): ESM <= 7.8.
+    Prefixed,
+    /// Keys without prefixes: ESM 7.9+.
+    Plain,
+}
+
 /// The ESM service an operation belongs to; it decides the key prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {

@@ -6,6 +6,6 @@ pub mod model;
 pub mod retry;
 
 pub use client::{EsmClient, EsmConfig, EsmStats, EventsFetch, OpStats};
-pub use decode::Dialect;
+pub use decode::{ApiDialect, Dialect};
 pub use error::{EsmError, TransportKind};
 pub use retry::{Jitter, RetryPolicy};

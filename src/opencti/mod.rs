@@ -36,26 +36,19 @@ impl std::fmt::Debug for OpenCtiConfig {
             .field("url", &self.url.as_str())
             .field("token", &self.token)
             .field("ssl_verify", &self.ssl_verify)
-            .field(
-                "custom_headers",
-                &crate::settings::header_names(&self.custom_headers),
-            )
+            .field("custom_headers", &header_names(&self.custom_headers))
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
-impl OpenCtiConfig {
-    /// The platform these settings name; `None` when none is configured (offline mode).
-    pub fn from_settings(s: &crate::settings::OpenCtiSettings) -> Option<Self> {
-        Some(OpenCtiConfig {
-            url: s.url.clone()?,
-            token: s.token.clone()?,
-            ssl_verify: s.ssl_verify,
-            custom_headers: s.custom_headers.clone(),
-            timeout: DEFAULT_TIMEOUT,
-        })
-    }
+/// `name: [hidden]` for each header: what a Debug rendering may show of custom headers (they
+/// may carry credentials, such as an access proxy's client secret).
+pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
+    headers
+        .iter()
+        .map(|(name, _)| format!("{name}: [hidden]"))
+        .collect()
 }
 
 /// What `registerConnector` declares. Type is always `EXTERNAL_IMPORT`, `auto`,
@@ -90,9 +83,21 @@ pub struct MqConnection {
     pub push_routing: String,
 }
 
+/// What the operator says of the broker (`MQ_*`), field by field; each overrides the matching
+/// field of what `registerConnector` returns.
+#[derive(Debug, Clone, Default)]
+pub struct MqOverrides {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub vhost: Option<String>,
+    pub use_ssl: Option<bool>,
+    pub user: Option<String>,
+    pub pass: Option<SecretString>,
+}
+
 impl MqConnection {
     /// `MQ_*` settings win over what the platform announced (deployments behind NAT).
-    pub fn apply_overrides(&mut self, o: &crate::settings::MqOverrides) {
+    pub fn apply_overrides(&mut self, o: &MqOverrides) {
         if let Some(h) = &o.host {
             self.host.clone_from(h);
         }

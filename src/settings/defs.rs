@@ -2,6 +2,14 @@
 //!
 //! One table drives loading, validation, `config.yml.sample`, the docker-compose file and the
 //! `__metadata__` JSON schema, so that documentation can never drift from what the code reads.
+//!
+//! Each setting is a constant [`Key`] whose type parameter (one of [`kinds`]) says which
+//! reader applies: the settings loader names settings by these constants, so a misspelt name
+//! or a boolean read as a number does not compile. [`DEFS`] lists them all.
+
+use std::marker::PhantomData;
+
+use kinds::*;
 
 /// The type of a setting's value, and what a valid value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +52,76 @@ pub struct Def {
     pub description: &'static str,
 }
 
+/// Types that stand for a [`Kind`] in [`Key`]'s parameter; they have no values.
+pub mod kinds {
+    macro_rules! kinds {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("[`Kind::", stringify!($name), "`](super::Kind::", stringify!($name), ").")]
+            #[derive(Debug)]
+            pub enum $name {}
+        )*};
+    }
+    kinds!(
+        Text, Secret, Url, Bool, Int, Uuid, Duration, Enum, Path, List
+    );
+}
+
+/// A setting, typed by the kind of its value (one of [`kinds`]).
+#[derive(Debug)]
+pub struct Key<K> {
+    def: Def,
+    kind: PhantomData<K>,
+}
+
+impl<K> Key<K> {
+    /// Its definition.
+    pub const fn def(&self) -> &Def {
+        &self.def
+    }
+
+    /// Older or alternative environment names, read when the main one is unset.
+    const fn aliases(mut self, env_aliases: &'static [&'static str]) -> Self {
+        self.def.env_aliases = env_aliases;
+        self
+    }
+}
+
+impl Key<Int> {
+    /// The smallest and largest valid values.
+    pub const fn range(&self) -> (i64, i64) {
+        match self.def.kind {
+            Kind::Int { min, max } => (min, max),
+            // Only `int()` makes a `Key<Int>`, and it sets `Kind::Int`.
+            _ => unreachable!(),
+        }
+    }
+}
+
+impl Key<Enum> {
+    /// The valid values, in lower case.
+    pub const fn values(&self) -> &'static [&'static str] {
+        match self.def.kind {
+            Kind::Enum(values) => values,
+            // Only `choice()` makes a `Key<Enum>`, and it sets `Kind::Enum`.
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// The kinds whose definition needs nothing more than the kind itself.
+trait Simple {
+    const KIND: Kind;
+}
+
+macro_rules! simple {
+    ($($name:ident),*) => {$(
+        impl Simple for $name {
+            const KIND: Kind = Kind::$name;
+        }
+    )*};
+}
+simple!(Text, Secret, Url, Bool, Uuid, Duration, Path, List);
+
 const fn def(
     env: &'static str,
     yml: &'static str,
@@ -63,359 +141,410 @@ const fn def(
     }
 }
 
+const fn key<K: Simple>(
+    env: &'static str,
+    yml: &'static str,
+    default: Option<&'static str>,
+    required: bool,
+    description: &'static str,
+) -> Key<K> {
+    Key {
+        def: def(env, yml, K::KIND, default, required, description),
+        kind: PhantomData,
+    }
+}
+
+const fn int(
+    env: &'static str,
+    yml: &'static str,
+    (min, max): (i64, i64),
+    default: Option<&'static str>,
+    required: bool,
+    description: &'static str,
+) -> Key<Int> {
+    Key {
+        def: def(
+            env,
+            yml,
+            Kind::Int { min, max },
+            default,
+            required,
+            description,
+        ),
+        kind: PhantomData,
+    }
+}
+
+const fn choice(
+    env: &'static str,
+    yml: &'static str,
+    values: &'static [&'static str],
+    default: Option<&'static str>,
+    required: bool,
+    description: &'static str,
+) -> Key<Enum> {
+    Key {
+        def: def(env, yml, Kind::Enum(values), default, required, description),
+        kind: PhantomData,
+    }
+}
+
 pub const TLP_LEVELS: &[&str] = &["clear", "white", "green", "amber", "amber+strict", "red"];
 pub const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "warning", "error"];
 pub const QUEUE_PROTOCOLS: &[&str] = &["amqp", "api"];
 pub const API_DIALECTS: &[&str] = &["auto", "prefixed", "plain"];
 
-const PORT: Kind = Kind::Int { min: 1, max: 65535 };
-const POSITIVE: Kind = Kind::Int {
-    min: 1,
-    max: i32::MAX as i64,
-};
+const PORT: (i64, i64) = (1, 65535);
+const POSITIVE: (i64, i64) = (1, i32::MAX as i64);
 
-/// Every setting, grouped by config.yml section.
+// --- opencti
+pub const OPENCTI_URL: Key<Url> = key(
+    "OPENCTI_URL",
+    "opencti.url",
+    None,
+    true,
+    "URL of the OpenCTI platform. May be left unset only with CONNECTOR_SEND_TO_QUEUE=false (offline preview into a directory).",
+);
+pub const OPENCTI_TOKEN: Key<Secret> = key(
+    "OPENCTI_TOKEN",
+    "opencti.token",
+    None,
+    true,
+    "API token of the connector's OpenCTI user (required whenever OPENCTI_URL is set).",
+);
+pub const OPENCTI_SSL_VERIFY: Key<Bool> = key(
+    "OPENCTI_SSL_VERIFY",
+    "opencti.ssl_verify",
+    Some("true"),
+    false,
+    "Verify the platform's TLS certificate.",
+);
+pub const OPENCTI_JSON_LOGGING: Key<Bool> = key(
+    "OPENCTI_JSON_LOGGING",
+    "opencti.json_logging",
+    Some("true"),
+    false,
+    "Write logs as JSON lines (false: human-readable text).",
+);
+pub const OPENCTI_CUSTOM_HEADERS: Key<Text> = key(
+    "OPENCTI_CUSTOM_HEADERS",
+    "opencti.custom_headers",
+    None,
+    false,
+    "Extra HTTP headers for the platform, as `name1:value1;name2:value2`.",
+);
+
+// --- connector
+pub const CONNECTOR_ID: Key<Uuid> = key(
+    "CONNECTOR_ID",
+    "connector.id",
+    None,
+    true,
+    "A unique UUIDv4 identifying this connector instance.",
+);
+pub const CONNECTOR_NAME: Key<Text> = key(
+    "CONNECTOR_NAME",
+    "connector.name",
+    Some("ArcSight Incidents"),
+    false,
+    "Name of the connector in the platform.",
+);
+pub const CONNECTOR_SCOPE: Key<List> = key(
+    "CONNECTOR_SCOPE",
+    "connector.scope",
+    None,
+    false,
+    "Comma-separated scope of the connector.",
+);
+pub const CONNECTOR_LOG_LEVEL: Key<Enum> = choice(
+    "CONNECTOR_LOG_LEVEL",
+    "connector.log_level",
+    LOG_LEVELS,
+    Some("error"),
+    false,
+    "Log level: debug, info, warn, warning or error.",
+);
+pub const CONNECTOR_DURATION_PERIOD: Key<Duration> = key(
+    "CONNECTOR_DURATION_PERIOD",
+    "connector.duration_period",
+    Some("PT15M"),
+    false,
+    "Time between the end of a run and the start of the next, ISO-8601 (`PT15M`, `PT1H30M`, `P1D`); `0` runs once.",
+);
+pub const CONNECTOR_QUEUE_THRESHOLD: Key<Int> = int(
+    "CONNECTOR_QUEUE_THRESHOLD",
+    "connector.queue_threshold",
+    POSITIVE,
+    Some("500"),
+    false,
+    "Skip a run while the connector's queue in the platform holds more than this many MB.",
+);
+pub const CONNECTOR_RUN_AND_TERMINATE: Key<Bool> = key(
+    "CONNECTOR_RUN_AND_TERMINATE",
+    "connector.run_and_terminate",
+    Some("false"),
+    false,
+    "Run once, then exit.",
+);
+pub const CONNECTOR_QUEUE_PROTOCOL: Key<Enum> = choice(
+    "CONNECTOR_QUEUE_PROTOCOL",
+    "connector.queue_protocol",
+    QUEUE_PROTOCOLS,
+    Some("amqp"),
+    false,
+    "How bundles reach the platform: `amqp` (RabbitMQ) or `api` (GraphQL stixBundlePush).",
+);
+pub const CONNECTOR_SEND_TO_QUEUE: Key<Bool> = key(
+    "CONNECTOR_SEND_TO_QUEUE",
+    "connector.send_to_queue",
+    Some("true"),
+    false,
+    "Send bundles to the platform.",
+);
+pub const CONNECTOR_SEND_TO_DIRECTORY: Key<Bool> = key(
+    "CONNECTOR_SEND_TO_DIRECTORY",
+    "connector.send_to_directory",
+    Some("false"),
+    false,
+    "Also write each bundle to a directory.",
+);
+pub const CONNECTOR_SEND_TO_DIRECTORY_PATH: Key<Path> = key(
+    "CONNECTOR_SEND_TO_DIRECTORY_PATH",
+    "connector.send_to_directory_path",
+    None,
+    false,
+    "Directory for bundle files (required when CONNECTOR_SEND_TO_DIRECTORY is true).",
+);
+pub const CONNECTOR_SEND_TO_DIRECTORY_RETENTION: Key<Int> = int(
+    "CONNECTOR_SEND_TO_DIRECTORY_RETENTION",
+    "connector.send_to_directory_retention",
+    (0, 36500),
+    Some("7"),
+    false,
+    "Days to keep bundle files; 0 keeps them forever.",
+);
+pub const CONNECTOR_EXPOSE_METRICS: Key<Bool> = key(
+    "CONNECTOR_EXPOSE_METRICS",
+    "connector.expose_metrics",
+    Some("false"),
+    false,
+    "Serve Prometheus metrics, /healthz and /readyz.",
+);
+pub const CONNECTOR_METRICS_PORT: Key<Int> = int(
+    "CONNECTOR_METRICS_PORT",
+    "connector.metrics_port",
+    PORT,
+    Some("9095"),
+    false,
+    "Port of the metrics server.",
+);
+
+// --- arcsight_incidents
+pub const ARCSIGHT_INCIDENTS_API_BASE_URL: Key<Url> = key(
+    "ARCSIGHT_INCIDENTS_API_BASE_URL",
+    "arcsight_incidents.api_base_url",
+    None,
+    true,
+    "Base URL of the ArcSight ESM Manager, e.g. `https://esm.example.com:8443`.",
+)
+.aliases(&["ARCSIGHT_INCIDENTS_URL"]);
+pub const ARCSIGHT_INCIDENTS_USERNAME: Key<Text> = key(
+    "ARCSIGHT_INCIDENTS_USERNAME",
+    "arcsight_incidents.username",
+    None,
+    true,
+    "ESM user the connector logs in as.",
+);
+pub const ARCSIGHT_INCIDENTS_PASSWORD: Key<Secret> = key(
+    "ARCSIGHT_INCIDENTS_PASSWORD",
+    "arcsight_incidents.password",
+    None,
+    true,
+    "Password of that ESM user.",
+);
+pub const ARCSIGHT_INCIDENTS_MAX_CASES: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_MAX_CASES",
+    "arcsight_incidents.max_cases",
+    POSITIVE,
+    Some("200"),
+    false,
+    "At most this many changed cases are sent per run; the rest follow in later runs.",
+);
+pub const ARCSIGHT_INCIDENTS_TLP_LEVEL: Key<Enum> = choice(
+    "ARCSIGHT_INCIDENTS_TLP_LEVEL",
+    "arcsight_incidents.tlp_level",
+    TLP_LEVELS,
+    Some("amber"),
+    false,
+    "TLP marking of imported objects: clear, white, green, amber, amber+strict, red.",
+);
+pub const ARCSIGHT_INCIDENTS_SSL_VERIFY: Key<Bool> = key(
+    "ARCSIGHT_INCIDENTS_SSL_VERIFY",
+    "arcsight_incidents.ssl_verify",
+    Some("true"),
+    false,
+    "Verify ESM's TLS certificate.",
+);
+pub const ARCSIGHT_INCIDENTS_CA_FILE: Key<Path> = key(
+    "ARCSIGHT_INCIDENTS_CA_FILE",
+    "arcsight_incidents.ca_file",
+    None,
+    false,
+    "PEM bundle of extra CA certificates to trust for ESM.",
+);
+pub const ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES: Key<Bool> = key(
+    "ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES",
+    "arcsight_incidents.import_observables",
+    Some("true"),
+    false,
+    "Import events' IP addresses, host names and user names as observables.",
+);
+pub const ARCSIGHT_INCIDENTS_API_DIALECT: Key<Enum> = choice(
+    "ARCSIGHT_INCIDENTS_API_DIALECT",
+    "arcsight_incidents.api_dialect",
+    API_DIALECTS,
+    Some("auto"),
+    false,
+    "ESM JSON dialect: `prefixed` (ESM <= 7.8), `plain` (7.9+), or `auto` (detected at login).",
+);
+pub const ARCSIGHT_INCIDENTS_MAX_ATTEMPTS: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_MAX_ATTEMPTS",
+    "arcsight_incidents.max_attempts",
+    (1, 100),
+    Some("4"),
+    false,
+    "Attempts per ESM request on transient failures.",
+);
+pub const ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT",
+    "arcsight_incidents.retry_min_wait",
+    (0, 3600),
+    Some("1"),
+    false,
+    "Seconds before the first retry (doubles each time, with jitter).",
+);
+pub const ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT",
+    "arcsight_incidents.retry_max_wait",
+    (0, 3600),
+    Some("30"),
+    false,
+    "Longest wait between retries, in seconds (also caps Retry-After).",
+);
+pub const ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT",
+    "arcsight_incidents.request_timeout",
+    (1, 3600),
+    Some("30"),
+    false,
+    "Timeout of one ESM request, in seconds.",
+);
+pub const ARCSIGHT_INCIDENTS_CONCURRENCY: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_CONCURRENCY",
+    "arcsight_incidents.concurrency",
+    (1, 64),
+    Some("4"),
+    false,
+    "ESM requests in flight at once.",
+);
+pub const ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE",
+    "arcsight_incidents.case_batch_size",
+    (1, 10000),
+    Some("100"),
+    false,
+    "Cases fetched per getResourcesByIds call.",
+);
+pub const ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE",
+    "arcsight_incidents.event_batch_size",
+    (1, 10000),
+    Some("200"),
+    false,
+    "Events fetched per getSecurityEvents call.",
+);
+pub const ARCSIGHT_INCIDENTS_PAGE_SIZE: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_PAGE_SIZE",
+    "arcsight_incidents.page_size",
+    (1, 10000),
+    Some("100"),
+    false,
+    "Cases per delivered bundle; the state advances after each page.",
+);
+
+// --- mq (override what registerConnector returns)
+pub const MQ_HOST: Key<Text> = key(
+    "MQ_HOST",
+    "mq.host",
+    None,
+    false,
+    "RabbitMQ host (overrides the platform's answer).",
+);
+pub const MQ_PORT: Key<Int> = int("MQ_PORT", "mq.port", PORT, None, false, "RabbitMQ port.");
+pub const MQ_VHOST: Key<Text> = key(
+    "MQ_VHOST",
+    "mq.vhost",
+    None,
+    false,
+    "RabbitMQ virtual host.",
+);
+pub const MQ_USE_SSL: Key<Bool> = key(
+    "MQ_USE_SSL",
+    "mq.use_ssl",
+    None,
+    false,
+    "Connect to RabbitMQ over TLS.",
+);
+pub const MQ_USER: Key<Text> = key("MQ_USER", "mq.user", None, false, "RabbitMQ user.");
+pub const MQ_PASS: Key<Secret> = key("MQ_PASS", "mq.pass", None, false, "RabbitMQ password.");
+
+/// Every setting, grouped by config.yml section: what metadata, config.yml.sample, the
+/// docker-compose file and the README are generated from, in this order.
 pub const DEFS: &[Def] = &[
     // --- opencti
-    def(
-        "OPENCTI_URL",
-        "opencti.url",
-        Kind::Url,
-        None,
-        true,
-        "URL of the OpenCTI platform. May be left unset only with CONNECTOR_SEND_TO_QUEUE=false (offline preview into a directory).",
-    ),
-    def(
-        "OPENCTI_TOKEN",
-        "opencti.token",
-        Kind::Secret,
-        None,
-        true,
-        "API token of the connector's OpenCTI user (required whenever OPENCTI_URL is set).",
-    ),
-    def(
-        "OPENCTI_SSL_VERIFY",
-        "opencti.ssl_verify",
-        Kind::Bool,
-        Some("true"),
-        false,
-        "Verify the platform's TLS certificate.",
-    ),
-    def(
-        "OPENCTI_JSON_LOGGING",
-        "opencti.json_logging",
-        Kind::Bool,
-        Some("true"),
-        false,
-        "Write logs as JSON lines (false: human-readable text).",
-    ),
-    def(
-        "OPENCTI_CUSTOM_HEADERS",
-        "opencti.custom_headers",
-        Kind::Text,
-        None,
-        false,
-        "Extra HTTP headers for the platform, as `name1:value1;name2:value2`.",
-    ),
+    OPENCTI_URL.def,
+    OPENCTI_TOKEN.def,
+    OPENCTI_SSL_VERIFY.def,
+    OPENCTI_JSON_LOGGING.def,
+    OPENCTI_CUSTOM_HEADERS.def,
     // --- connector
-    def(
-        "CONNECTOR_ID",
-        "connector.id",
-        Kind::Uuid,
-        None,
-        true,
-        "A unique UUIDv4 identifying this connector instance.",
-    ),
-    def(
-        "CONNECTOR_NAME",
-        "connector.name",
-        Kind::Text,
-        Some("ArcSight Incidents"),
-        false,
-        "Name of the connector in the platform.",
-    ),
-    def(
-        "CONNECTOR_SCOPE",
-        "connector.scope",
-        Kind::List,
-        None,
-        false,
-        "Comma-separated scope of the connector.",
-    ),
-    def(
-        "CONNECTOR_LOG_LEVEL",
-        "connector.log_level",
-        Kind::Enum(LOG_LEVELS),
-        Some("error"),
-        false,
-        "Log level: debug, info, warn, warning or error.",
-    ),
-    def(
-        "CONNECTOR_DURATION_PERIOD",
-        "connector.duration_period",
-        Kind::Duration,
-        Some("PT15M"),
-        false,
-        "Time between the end of a run and the start of the next, ISO-8601 (`PT15M`, `PT1H30M`, `P1D`); `0` runs once.",
-    ),
-    def(
-        "CONNECTOR_QUEUE_THRESHOLD",
-        "connector.queue_threshold",
-        Kind::Int {
-            min: 1,
-            max: i32::MAX as i64,
-        },
-        Some("500"),
-        false,
-        "Skip a run while the connector's queue in the platform holds more than this many MB.",
-    ),
-    def(
-        "CONNECTOR_RUN_AND_TERMINATE",
-        "connector.run_and_terminate",
-        Kind::Bool,
-        Some("false"),
-        false,
-        "Run once, then exit.",
-    ),
-    def(
-        "CONNECTOR_QUEUE_PROTOCOL",
-        "connector.queue_protocol",
-        Kind::Enum(QUEUE_PROTOCOLS),
-        Some("amqp"),
-        false,
-        "How bundles reach the platform: `amqp` (RabbitMQ) or `api` (GraphQL stixBundlePush).",
-    ),
-    def(
-        "CONNECTOR_SEND_TO_QUEUE",
-        "connector.send_to_queue",
-        Kind::Bool,
-        Some("true"),
-        false,
-        "Send bundles to the platform.",
-    ),
-    def(
-        "CONNECTOR_SEND_TO_DIRECTORY",
-        "connector.send_to_directory",
-        Kind::Bool,
-        Some("false"),
-        false,
-        "Also write each bundle to a directory.",
-    ),
-    def(
-        "CONNECTOR_SEND_TO_DIRECTORY_PATH",
-        "connector.send_to_directory_path",
-        Kind::Path,
-        None,
-        false,
-        "Directory for bundle files (required when CONNECTOR_SEND_TO_DIRECTORY is true).",
-    ),
-    def(
-        "CONNECTOR_SEND_TO_DIRECTORY_RETENTION",
-        "connector.send_to_directory_retention",
-        Kind::Int { min: 0, max: 36500 },
-        Some("7"),
-        false,
-        "Days to keep bundle files; 0 keeps them forever.",
-    ),
-    def(
-        "CONNECTOR_EXPOSE_METRICS",
-        "connector.expose_metrics",
-        Kind::Bool,
-        Some("false"),
-        false,
-        "Serve Prometheus metrics, /healthz and /readyz.",
-    ),
-    def(
-        "CONNECTOR_METRICS_PORT",
-        "connector.metrics_port",
-        PORT,
-        Some("9095"),
-        false,
-        "Port of the metrics server.",
-    ),
+    CONNECTOR_ID.def,
+    CONNECTOR_NAME.def,
+    CONNECTOR_SCOPE.def,
+    CONNECTOR_LOG_LEVEL.def,
+    CONNECTOR_DURATION_PERIOD.def,
+    CONNECTOR_QUEUE_THRESHOLD.def,
+    CONNECTOR_RUN_AND_TERMINATE.def,
+    CONNECTOR_QUEUE_PROTOCOL.def,
+    CONNECTOR_SEND_TO_QUEUE.def,
+    CONNECTOR_SEND_TO_DIRECTORY.def,
+    CONNECTOR_SEND_TO_DIRECTORY_PATH.def,
+    CONNECTOR_SEND_TO_DIRECTORY_RETENTION.def,
+    CONNECTOR_EXPOSE_METRICS.def,
+    CONNECTOR_METRICS_PORT.def,
     // --- arcsight_incidents
-    Def {
-        env: "ARCSIGHT_INCIDENTS_API_BASE_URL",
-        env_aliases: &["ARCSIGHT_INCIDENTS_URL"],
-        yml: "arcsight_incidents.api_base_url",
-        kind: Kind::Url,
-        default: None,
-        required: true,
-        description: "Base URL of the ArcSight ESM Manager, e.g. `https://esm.example.com:8443`.",
-    },
-    def(
-        "ARCSIGHT_INCIDENTS_USERNAME",
-        "arcsight_incidents.username",
-        Kind::Text,
-        None,
-        true,
-        "ESM user the connector logs in as.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_PASSWORD",
-        "arcsight_incidents.password",
-        Kind::Secret,
-        None,
-        true,
-        "Password of that ESM user.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_MAX_CASES",
-        "arcsight_incidents.max_cases",
-        POSITIVE,
-        Some("200"),
-        false,
-        "At most this many changed cases are sent per run; the rest follow in later runs.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_TLP_LEVEL",
-        "arcsight_incidents.tlp_level",
-        Kind::Enum(TLP_LEVELS),
-        Some("amber"),
-        false,
-        "TLP marking of imported objects: clear, white, green, amber, amber+strict, red.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_SSL_VERIFY",
-        "arcsight_incidents.ssl_verify",
-        Kind::Bool,
-        Some("true"),
-        false,
-        "Verify ESM's TLS certificate.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_CA_FILE",
-        "arcsight_incidents.ca_file",
-        Kind::Path,
-        None,
-        false,
-        "PEM bundle of extra CA certificates to trust for ESM.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES",
-        "arcsight_incidents.import_observables",
-        Kind::Bool,
-        Some("true"),
-        false,
-        "Import events' IP addresses, host names and user names as observables.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_API_DIALECT",
-        "arcsight_incidents.api_dialect",
-        Kind::Enum(API_DIALECTS),
-        Some("auto"),
-        false,
-        "ESM JSON dialect: `prefixed` (ESM <= 7.8), `plain` (7.9+), or `auto` (detected at login).",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_MAX_ATTEMPTS",
-        "arcsight_incidents.max_attempts",
-        Kind::Int { min: 1, max: 100 },
-        Some("4"),
-        false,
-        "Attempts per ESM request on transient failures.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT",
-        "arcsight_incidents.retry_min_wait",
-        Kind::Int { min: 0, max: 3600 },
-        Some("1"),
-        false,
-        "Seconds before the first retry (doubles each time, with jitter).",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT",
-        "arcsight_incidents.retry_max_wait",
-        Kind::Int { min: 0, max: 3600 },
-        Some("30"),
-        false,
-        "Longest wait between retries, in seconds (also caps Retry-After).",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT",
-        "arcsight_incidents.request_timeout",
-        Kind::Int { min: 1, max: 3600 },
-        Some("30"),
-        false,
-        "Timeout of one ESM request, in seconds.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_CONCURRENCY",
-        "arcsight_incidents.concurrency",
-        Kind::Int { min: 1, max: 64 },
-        Some("4"),
-        false,
-        "ESM requests in flight at once.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE",
-        "arcsight_incidents.case_batch_size",
-        Kind::Int { min: 1, max: 10000 },
-        Some("100"),
-        false,
-        "Cases fetched per getResourcesByIds call.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE",
-        "arcsight_incidents.event_batch_size",
-        Kind::Int { min: 1, max: 10000 },
-        Some("200"),
-        false,
-        "Events fetched per getSecurityEvents call.",
-    ),
-    def(
-        "ARCSIGHT_INCIDENTS_PAGE_SIZE",
-        "arcsight_incidents.page_size",
-        Kind::Int { min: 1, max: 10000 },
-        Some("100"),
-        false,
-        "Cases per delivered bundle; the state advances after each page.",
-    ),
+    ARCSIGHT_INCIDENTS_API_BASE_URL.def,
+    ARCSIGHT_INCIDENTS_USERNAME.def,
+    ARCSIGHT_INCIDENTS_PASSWORD.def,
+    ARCSIGHT_INCIDENTS_MAX_CASES.def,
+    ARCSIGHT_INCIDENTS_TLP_LEVEL.def,
+    ARCSIGHT_INCIDENTS_SSL_VERIFY.def,
+    ARCSIGHT_INCIDENTS_CA_FILE.def,
+    ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES.def,
+    ARCSIGHT_INCIDENTS_API_DIALECT.def,
+    ARCSIGHT_INCIDENTS_MAX_ATTEMPTS.def,
+    ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT.def,
+    ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT.def,
+    ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT.def,
+    ARCSIGHT_INCIDENTS_CONCURRENCY.def,
+    ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE.def,
+    ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE.def,
+    ARCSIGHT_INCIDENTS_PAGE_SIZE.def,
     // --- mq (override what registerConnector returns)
-    def(
-        "MQ_HOST",
-        "mq.host",
-        Kind::Text,
-        None,
-        false,
-        "RabbitMQ host (overrides the platform's answer).",
-    ),
-    def("MQ_PORT", "mq.port", PORT, None, false, "RabbitMQ port."),
-    def(
-        "MQ_VHOST",
-        "mq.vhost",
-        Kind::Text,
-        None,
-        false,
-        "RabbitMQ virtual host.",
-    ),
-    def(
-        "MQ_USE_SSL",
-        "mq.use_ssl",
-        Kind::Bool,
-        None,
-        false,
-        "Connect to RabbitMQ over TLS.",
-    ),
-    def(
-        "MQ_USER",
-        "mq.user",
-        Kind::Text,
-        None,
-        false,
-        "RabbitMQ user.",
-    ),
-    def(
-        "MQ_PASS",
-        "mq.pass",
-        Kind::Secret,
-        None,
-        false,
-        "RabbitMQ password.",
-    ),
+    MQ_HOST.def,
+    MQ_PORT.def,
+    MQ_VHOST.def,
+    MQ_USE_SSL.def,
+    MQ_USER.def,
+    MQ_PASS.def,
 ];
-
-/// The definition of `env`, if it is one of ours.
-pub fn find(env: &str) -> Option<&'static Def> {
-    DEFS.iter().find(|d| d.env == env)
-}

@@ -16,9 +16,12 @@ use secrecy::SecretString;
 use url::Url;
 use uuid::Uuid;
 
-use crate::esm::EsmConfig;
+use crate::esm::{ApiDialect, EsmConfig};
+use crate::opencti::{DEFAULT_TIMEOUT, MqOverrides, OpenCtiConfig, header_names};
 use crate::stix::Tlp;
-pub use defs::{DEFS, Def, Kind};
+use crate::telemetry::LogLevel;
+use defs::*;
+pub use defs::{DEFS, Def, Key, Kind};
 
 /// One invalid or missing setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,44 +53,11 @@ impl SettingsError {
     }
 }
 
-/// `CONNECTOR_LOG_LEVEL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    /// The `tracing` filter directive for this level.
-    pub fn as_filter(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
 /// `CONNECTOR_QUEUE_PROTOCOL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueProtocol {
     Amqp,
     Api,
-}
-
-/// `ARCSIGHT_INCIDENTS_API_DIALECT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ApiDialect {
-    /// Detected from the login answer.
-    #[default]
-    Auto,
-    /// Keys with service prefixes (`cas.`, `sev.`, `log.`): ESM <= 7.8.
-    Prefixed,
-    /// Keys without prefixes: ESM 7.9+.
-    Plain,
 }
 
 /// The platform.
@@ -117,12 +87,18 @@ impl fmt::Debug for OpenCtiSettings {
     }
 }
 
-/// `name: [hidden]` for each header: what a Debug rendering may show of custom headers.
-pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
-    headers
-        .iter()
-        .map(|(name, _)| format!("{name}: [hidden]"))
-        .collect()
+impl OpenCtiSettings {
+    /// The platform client's configuration; `None` when no platform is configured (offline
+    /// mode).
+    pub fn client_config(&self) -> Option<OpenCtiConfig> {
+        Some(OpenCtiConfig {
+            url: self.url.clone()?,
+            token: self.token.clone()?,
+            ssl_verify: self.ssl_verify,
+            custom_headers: self.custom_headers.clone(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
 }
 
 /// The connector's own behaviour.
@@ -162,17 +138,6 @@ pub struct EsmSettings {
     pub page_size: usize,
 }
 
-/// `MQ_*`: each overrides the matching field of what `registerConnector` returns.
-#[derive(Debug, Clone, Default)]
-pub struct MqOverrides {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub vhost: Option<String>,
-    pub use_ssl: Option<bool>,
-    pub user: Option<String>,
-    pub pass: Option<SecretString>,
-}
-
 /// Every setting, valid by construction: the only way to get one is [`Settings::load`] (or
 /// [`Settings::from_sources`]), which checks everything.
 #[derive(Debug, Clone)]
@@ -180,6 +145,7 @@ pub struct Settings {
     pub opencti: OpenCtiSettings,
     pub connector: ConnectorSettings,
     pub esm: EsmSettings,
+    /// `MQ_*`.
     pub mq: MqOverrides,
 }
 
@@ -294,125 +260,163 @@ fn redact_config_error(e: &config::ConfigError) -> String {
     }
 }
 
-/// Collects typed values and problems while building [`Settings`].
+/// Collects typed values and problems while building [`Settings`]. Each method reads one kind
+/// of setting, so a key of another kind does not compile.
 struct Reader<'a> {
     sources: &'a Sources,
     problems: Vec<Problem>,
+    /// Every setting looked up, in order: lets a test check that each one read is in [`DEFS`]
+    /// (config.yml is read by that list) and that each one listed is read.
+    read: Vec<&'static str>,
 }
 
-impl Reader<'_> {
-    fn def(name: &str) -> &'static Def {
-        defs::find(name).unwrap_or_else(|| unreachable!("setting {name} is not in DEFS"))
+impl<'a> Reader<'a> {
+    fn new(sources: &'a Sources) -> Self {
+        Reader {
+            sources,
+            problems: Vec::new(),
+            read: Vec::new(),
+        }
     }
 
-    /// The raw value, or the default; records a problem when a required one is missing.
-    fn text(&mut self, name: &'static str) -> Option<String> {
-        let def = Self::def(name);
-        let raw = self
-            .sources
-            .raw(def)
-            .or_else(|| def.default.map(str::to_owned));
+    fn raw<K>(&mut self, key: &Key<K>) -> Option<String> {
+        self.read.push(key.def().env);
+        self.sources.raw(key.def())
+    }
+
+    /// The trimmed value, or the default; records a problem when a required one is missing.
+    fn text<K>(&mut self, key: &Key<K>) -> Option<String> {
+        let def = key.def();
+        let raw = self.raw(key).or_else(|| def.default.map(str::to_owned));
         if raw.is_none() && def.required {
-            self.problems.push(Problem {
-                name,
-                message: "is required but not set".into(),
-            });
+            self.fail::<K, ()>(key, "is required but not set".into());
         }
         raw.map(|s| s.trim().to_owned())
     }
 
-    /// Reads `name` with `read`; when `optional`, its absence is not a problem.
-    fn maybe_required<T>(
+    /// Reads `key` with `read`; when `optional`, its absence is not a problem.
+    fn maybe_required<K, T>(
         &mut self,
         optional: bool,
-        name: &'static str,
-        read: impl FnOnce(&mut Self, &'static str) -> Option<T>,
+        key: &Key<K>,
+        read: impl FnOnce(&mut Self, &Key<K>) -> Option<T>,
     ) -> Option<T> {
         let before = self.problems.len();
-        let value = read(self, name);
-        if optional && value.is_none() && self.sources.raw(Self::def(name)).is_none() {
+        let value = read(self, key);
+        if optional && value.is_none() && self.raw(key).is_none() {
             self.problems.truncate(before);
         }
         value
     }
 
-    fn fail<T>(&mut self, name: &'static str, message: String) -> Option<T> {
-        self.problems.push(Problem { name, message });
+    fn fail<K, T>(&mut self, key: &Key<K>, message: String) -> Option<T> {
+        self.problems.push(Problem {
+            name: key.def().env,
+            message,
+        });
         None
     }
 
-    fn string(&mut self, name: &'static str) -> Option<String> {
-        self.text(name)
+    fn string(&mut self, key: &Key<kinds::Text>) -> Option<String> {
+        self.text(key)
     }
 
-    fn secret(&mut self, name: &'static str) -> Option<SecretString> {
+    fn secret(&mut self, key: &Key<kinds::Secret>) -> Option<SecretString> {
         // Secrets are not trimmed: a password may legitimately end with a space.
-        let def = Self::def(name);
-        match self.sources.raw(def) {
+        match self.raw(key) {
             Some(v) => Some(SecretString::from(v)),
-            None if def.required => self.fail(name, "is required but not set".into()),
+            None if key.def().required => self.fail(key, "is required but not set".into()),
             None => None,
         }
     }
 
-    fn url(&mut self, name: &'static str) -> Option<Url> {
-        let raw = self.text(name)?;
+    fn url(&mut self, key: &Key<kinds::Url>) -> Option<Url> {
+        let raw = self.text(key)?;
         match Url::parse(&raw) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
                 if !u.username().is_empty() || u.password().is_some() {
                     return self.fail(
-                        name,
+                        key,
                         "must not carry credentials; use the username and password settings".into(),
                     );
                 }
                 Some(u)
             }
             Ok(u) => self.fail(
-                name,
+                key,
                 format!(
                     "must be an http:// or https:// URL with a host (got scheme {:?})",
                     u.scheme()
                 ),
             ),
             // Never echo the URL: it may carry a password.
-            Err(e) => self.fail(name, format!("is not a valid URL ({e})")),
+            Err(e) => self.fail(key, format!("is not a valid URL ({e})")),
         }
     }
 
-    fn bool(&mut self, name: &'static str) -> Option<bool> {
-        let raw = self.text(name)?;
+    fn bool(&mut self, key: &Key<kinds::Bool>) -> Option<bool> {
+        let raw = self.text(key)?;
         match parse_bool(&raw) {
             Some(b) => Some(b),
             None => self.fail(
-                name,
+                key,
                 format!("{raw:?} is not a boolean (true, false, yes, no)"),
             ),
         }
     }
 
-    fn int(&mut self, name: &'static str) -> Option<i64> {
-        let raw = self.text(name)?;
-        let Kind::Int { min, max } = Self::def(name).kind else {
-            unreachable!("{name} is not an integer setting")
-        };
+    fn int(&mut self, key: &Key<kinds::Int>) -> Option<i64> {
+        let raw = self.text(key)?;
+        let (min, max) = key.range();
         match raw.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => Some(n),
-            Ok(n) if n < min => self.fail(name, format!("{n} is less than {min}")),
-            Ok(n) => self.fail(name, format!("{n} is more than {max}")),
-            Err(_) => self.fail(name, format!("{raw:?} is not a whole number")),
+            Ok(n) if n < min => self.fail(key, format!("{n} is less than {min}")),
+            Ok(n) => self.fail(key, format!("{n} is more than {max}")),
+            Err(_) => self.fail(key, format!("{raw:?} is not a whole number")),
         }
     }
 
-    fn choice(&mut self, name: &'static str) -> Option<&'static str> {
-        let raw = self.text(name)?;
-        let Kind::Enum(values) = Self::def(name).kind else {
-            unreachable!("{name} is not an enum setting")
-        };
+    fn choice(&mut self, key: &Key<kinds::Enum>) -> Option<&'static str> {
+        let raw = self.text(key)?;
+        let values = key.values();
         let lowered = raw.to_ascii_lowercase();
         match values.iter().find(|v| **v == lowered) {
             Some(v) => Some(v),
-            None => self.fail(name, format!("{raw:?} is not one of {}", values.join(", "))),
+            None => self.fail(key, format!("{raw:?} is not one of {}", values.join(", "))),
         }
+    }
+
+    fn uuid(&mut self, key: &Key<kinds::Uuid>) -> Option<Uuid> {
+        let raw = self.text(key)?;
+        match Uuid::parse_str(&raw) {
+            Ok(u) => Some(u),
+            Err(_) => self.fail(key, format!("{raw:?} is not a UUID")),
+        }
+    }
+
+    /// `Some(None)` for `0` (run once).
+    fn period(&mut self, key: &Key<kinds::Duration>) -> Option<Option<Duration>> {
+        let raw = self.text(key)?;
+        match parse_period(&raw) {
+            Ok(p) => Some(p),
+            Err(e) => self.fail(key, e),
+        }
+    }
+
+    fn path(&mut self, key: &Key<kinds::Path>) -> Option<PathBuf> {
+        self.text(key).map(PathBuf::from)
+    }
+
+    /// The non-empty items; empty when unset.
+    fn list(&mut self, key: &Key<kinds::List>) -> Vec<String> {
+        self.text(key)
+            .map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -489,199 +493,205 @@ impl Settings {
 
     /// Builds and validates settings from explicit sources.
     pub fn from_sources(sources: &Sources) -> Result<Settings, SettingsError> {
-        let mut r = Reader {
-            sources,
-            problems: Vec::new(),
-        };
-
-        // Without a queue, the platform is optional (an operator previewing an import into a
-        // directory); with one, it is required as always.
-        let send_to_queue = r.bool("CONNECTOR_SEND_TO_QUEUE");
-        let platform_optional = send_to_queue == Some(false);
-        let opencti_url = r.maybe_required(platform_optional, "OPENCTI_URL", Reader::url);
-        let token = r.maybe_required(
-            platform_optional && opencti_url.is_none(),
-            "OPENCTI_TOKEN",
-            Reader::secret,
-        );
-        let opencti_ssl = r.bool("OPENCTI_SSL_VERIFY");
-        let json_logging = r.bool("OPENCTI_JSON_LOGGING");
-        let custom_headers = match r.text("OPENCTI_CUSTOM_HEADERS") {
-            Some(h) => match parse_custom_headers(&h) {
-                Ok(v) => Some(v),
-                Err(e) => r.fail("OPENCTI_CUSTOM_HEADERS", e),
-            },
-            None => Some(Vec::new()),
-        };
-
-        let id = r
-            .text("CONNECTOR_ID")
-            .and_then(|raw| match Uuid::parse_str(&raw) {
-                Ok(u) => Some(u),
-                Err(_) => r.fail("CONNECTOR_ID", format!("{raw:?} is not a UUID")),
-            });
-        let name = r.string("CONNECTOR_NAME");
-        let scope = r
-            .text("CONNECTOR_SCOPE")
-            .map(|s| {
-                s.split(',')
-                    .map(|p| p.trim().to_owned())
-                    .filter(|p| !p.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let log_level = r.choice("CONNECTOR_LOG_LEVEL").map(|l| match l {
-            "debug" => LogLevel::Debug,
-            "info" => LogLevel::Info,
-            "warn" | "warning" => LogLevel::Warn,
-            _ => LogLevel::Error,
-        });
-        let period = r
-            .text("CONNECTOR_DURATION_PERIOD")
-            .and_then(|raw| match parse_period(&raw) {
-                Ok(p) => Some(p),
-                Err(e) => r.fail("CONNECTOR_DURATION_PERIOD", e),
-            });
-        let queue_threshold = r.int("CONNECTOR_QUEUE_THRESHOLD");
-        let run_and_terminate = r.bool("CONNECTOR_RUN_AND_TERMINATE");
-        let queue_protocol = r.choice("CONNECTOR_QUEUE_PROTOCOL").map(|p| match p {
-            "api" => QueueProtocol::Api,
-            _ => QueueProtocol::Amqp,
-        });
-        let send_to_directory = r.bool("CONNECTOR_SEND_TO_DIRECTORY");
-        if send_to_queue == Some(false) && send_to_directory == Some(false) {
-            r.fail::<()>(
-                "CONNECTOR_SEND_TO_QUEUE",
-                "is false and CONNECTOR_SEND_TO_DIRECTORY is not true: bundles would go nowhere"
-                    .into(),
-            );
-        }
-        let directory_path = r
-            .text("CONNECTOR_SEND_TO_DIRECTORY_PATH")
-            .map(PathBuf::from);
-        let directory = match (send_to_directory, directory_path) {
-            (Some(true), Some(p)) => Some(Some(p)),
-            (Some(true), None) => r.fail(
-                "CONNECTOR_SEND_TO_DIRECTORY_PATH",
-                "is required when CONNECTOR_SEND_TO_DIRECTORY is true".into(),
-            ),
-            _ => Some(None),
-        };
-        let retention = r.int("CONNECTOR_SEND_TO_DIRECTORY_RETENTION");
-        let expose_metrics = r.bool("CONNECTOR_EXPOSE_METRICS");
-        let metrics_port = r.int("CONNECTOR_METRICS_PORT");
-
-        let base_url = r.url("ARCSIGHT_INCIDENTS_API_BASE_URL");
-        let username = r.string("ARCSIGHT_INCIDENTS_USERNAME");
-        let password = r.secret("ARCSIGHT_INCIDENTS_PASSWORD");
-        let max_cases = r.int("ARCSIGHT_INCIDENTS_MAX_CASES");
-        let tlp = r
-            .choice("ARCSIGHT_INCIDENTS_TLP_LEVEL")
-            .and_then(|t| t.parse::<Tlp>().ok());
-        let esm_ssl = r.bool("ARCSIGHT_INCIDENTS_SSL_VERIFY");
-        let ca_file = r.text("ARCSIGHT_INCIDENTS_CA_FILE").map(PathBuf::from);
-        if let Some(p) = &ca_file
-            && !p.is_file()
-        {
-            r.fail::<()>(
-                "ARCSIGHT_INCIDENTS_CA_FILE",
-                format!("{} is not a readable file", p.display()),
-            );
-        }
-        let import_observables = r.bool("ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES");
-        let dialect = r.choice("ARCSIGHT_INCIDENTS_API_DIALECT").map(|d| match d {
-            "prefixed" => ApiDialect::Prefixed,
-            "plain" => ApiDialect::Plain,
-            _ => ApiDialect::Auto,
-        });
-        let max_attempts = r.int("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS");
-        let min_wait = r.int("ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT");
-        let max_wait = r.int("ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT");
-        let timeout = r.int("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT");
-        let concurrency = r.int("ARCSIGHT_INCIDENTS_CONCURRENCY");
-        let case_batch = r.int("ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE");
-        let event_batch = r.int("ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE");
-        let page_size = r.int("ARCSIGHT_INCIDENTS_PAGE_SIZE");
-
-        let mq = MqOverrides {
-            host: r.text("MQ_HOST"),
-            port: r.int("MQ_PORT").map(|p| p as u16),
-            vhost: r.text("MQ_VHOST"),
-            use_ssl: r.bool("MQ_USE_SSL"),
-            user: r.text("MQ_USER"),
-            pass: r.secret("MQ_PASS"),
-        };
-
+        let mut r = Reader::new(sources);
+        let settings = read_sections(&mut r);
         if !r.problems.is_empty() {
-            // A value is echoed to say what is wrong with it ("purple" is not a TLP level), but
-            // a secret pasted into the wrong setting must not be: hide every secret's value.
-            let secrets: Vec<String> = DEFS
-                .iter()
-                .filter(|d| d.kind == Kind::Secret)
-                .filter_map(|d| sources.raw(d))
-                .filter(|v| v.trim().len() >= 4)
-                .collect();
-            for p in &mut r.problems {
-                for secret in &secrets {
-                    for candidate in [secret.as_str(), secret.trim()] {
-                        if p.message.contains(candidate) {
-                            p.message = p.message.replace(candidate, "[a secret's value]");
-                        }
-                    }
+            return Err(SettingsError::Invalid(hide_secrets(sources, r.problems)));
+        }
+        // Each section is whole when nothing was reported: a `None` here would be a missing
+        // problem report, which the tests guard against.
+        settings.ok_or(SettingsError::Invalid(vec![]))
+    }
+}
+
+/// Every section, in config.yml's order, which is the order problems are reported in; `None`
+/// when a section is incomplete (a problem was then recorded).
+fn read_sections(r: &mut Reader<'_>) -> Option<Settings> {
+    // Whether bundles go to the platform decides whether the platform must be configured, so
+    // it is read first, once, for both sections.
+    let send_to_queue = r.bool(&CONNECTOR_SEND_TO_QUEUE);
+    let opencti = read_opencti(r, send_to_queue);
+    let connector = read_connector(r, send_to_queue);
+    let esm = read_esm(r);
+    let mq = read_mq(r);
+    Some(Settings {
+        opencti: opencti?,
+        connector: connector?,
+        esm: esm?,
+        mq,
+    })
+}
+
+/// A value is echoed to say what is wrong with it ("purple" is not a TLP level), but a secret
+/// pasted into the wrong setting must not be: hide every secret's value.
+fn hide_secrets(sources: &Sources, mut problems: Vec<Problem>) -> Vec<Problem> {
+    let secrets: Vec<String> = DEFS
+        .iter()
+        .filter(|d| d.kind == Kind::Secret)
+        .filter_map(|d| sources.raw(d))
+        .filter(|v| v.trim().len() >= 4)
+        .collect();
+    for p in &mut problems {
+        for secret in &secrets {
+            for candidate in [secret.as_str(), secret.trim()] {
+                if p.message.contains(candidate) {
+                    p.message = p.message.replace(candidate, "[a secret's value]");
                 }
             }
-            return Err(SettingsError::Invalid(r.problems));
         }
-        // Every value below was checked above: a `None` here would be a missing problem
-        // report, which the tests guard against.
-        let missing = || SettingsError::Invalid(vec![]);
-        let secs = |n: i64| Duration::from_secs(n as u64);
-        Ok(Settings {
-            opencti: OpenCtiSettings {
-                url: opencti_url,
-                token,
-                ssl_verify: opencti_ssl.ok_or_else(missing)?,
-                json_logging: json_logging.ok_or_else(missing)?,
-                custom_headers: custom_headers.ok_or_else(missing)?,
-            },
-            connector: ConnectorSettings {
-                id: id.ok_or_else(missing)?,
-                name: name.ok_or_else(missing)?,
-                scope,
-                log_level: log_level.ok_or_else(missing)?,
-                duration_period: period.ok_or_else(missing)?,
-                queue_threshold_mb: queue_threshold.ok_or_else(missing)? as u64,
-                run_and_terminate: run_and_terminate.ok_or_else(missing)?,
-                queue_protocol: queue_protocol.ok_or_else(missing)?,
-                send_to_queue: send_to_queue.ok_or_else(missing)?,
-                send_to_directory: directory.ok_or_else(missing)?,
-                send_to_directory_retention_days: retention.ok_or_else(missing)? as u32,
-                expose_metrics: expose_metrics.ok_or_else(missing)?,
-                metrics_port: metrics_port.ok_or_else(missing)? as u16,
-            },
-            esm: EsmSettings {
-                client: EsmConfig {
-                    base_url: base_url.ok_or_else(missing)?,
-                    username: username.ok_or_else(missing)?,
-                    password: password.ok_or_else(missing)?,
-                    ssl_verify: esm_ssl.ok_or_else(missing)?,
-                    ca_file,
-                    dialect: dialect.ok_or_else(missing)?,
-                    max_attempts: max_attempts.ok_or_else(missing)? as u32,
-                    retry_min_wait: secs(min_wait.ok_or_else(missing)?),
-                    retry_max_wait: secs(max_wait.ok_or_else(missing)?),
-                    request_timeout: secs(timeout.ok_or_else(missing)?),
-                    concurrency: concurrency.ok_or_else(missing)? as usize,
-                    case_batch_size: case_batch.ok_or_else(missing)? as usize,
-                    event_batch_size: event_batch.ok_or_else(missing)? as usize,
-                },
-                max_cases: max_cases.ok_or_else(missing)? as usize,
-                tlp: tlp.ok_or_else(missing)?,
-                import_observables: import_observables.ok_or_else(missing)?,
-                page_size: page_size.ok_or_else(missing)? as usize,
-            },
-            mq,
-        })
+    }
+    problems
+}
+
+/// `opencti.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid.
+fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenCtiSettings> {
+    // Without a queue, the platform is optional (an operator previewing an import into a
+    // directory); with one, it is required as always.
+    let platform_optional = send_to_queue == Some(false);
+    let url = r.maybe_required(platform_optional, &OPENCTI_URL, Reader::url);
+    let token = r.maybe_required(
+        platform_optional && url.is_none(),
+        &OPENCTI_TOKEN,
+        Reader::secret,
+    );
+    let ssl_verify = r.bool(&OPENCTI_SSL_VERIFY);
+    let json_logging = r.bool(&OPENCTI_JSON_LOGGING);
+    let custom_headers = match r.string(&OPENCTI_CUSTOM_HEADERS) {
+        Some(h) => match parse_custom_headers(&h) {
+            Ok(v) => Some(v),
+            Err(e) => r.fail(&OPENCTI_CUSTOM_HEADERS, e),
+        },
+        None => Some(Vec::new()),
+    };
+    Some(OpenCtiSettings {
+        url,
+        token,
+        ssl_verify: ssl_verify?,
+        json_logging: json_logging?,
+        custom_headers: custom_headers?,
+    })
+}
+
+/// `connector.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid.
+fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<ConnectorSettings> {
+    let id = r.uuid(&CONNECTOR_ID);
+    let name = r.string(&CONNECTOR_NAME);
+    let scope = r.list(&CONNECTOR_SCOPE);
+    let log_level = r.choice(&CONNECTOR_LOG_LEVEL).map(|l| match l {
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" | "warning" => LogLevel::Warn,
+        _ => LogLevel::Error,
+    });
+    let period = r.period(&CONNECTOR_DURATION_PERIOD);
+    let queue_threshold = r.int(&CONNECTOR_QUEUE_THRESHOLD);
+    let run_and_terminate = r.bool(&CONNECTOR_RUN_AND_TERMINATE);
+    let queue_protocol = r.choice(&CONNECTOR_QUEUE_PROTOCOL).map(|p| match p {
+        "api" => QueueProtocol::Api,
+        _ => QueueProtocol::Amqp,
+    });
+    let send_to_directory = r.bool(&CONNECTOR_SEND_TO_DIRECTORY);
+    if send_to_queue == Some(false) && send_to_directory == Some(false) {
+        r.fail::<_, ()>(
+            &CONNECTOR_SEND_TO_QUEUE,
+            "is false and CONNECTOR_SEND_TO_DIRECTORY is not true: bundles would go nowhere".into(),
+        );
+    }
+    let directory_path = r.path(&CONNECTOR_SEND_TO_DIRECTORY_PATH);
+    let directory = match (send_to_directory, directory_path) {
+        (Some(true), Some(p)) => Some(Some(p)),
+        (Some(true), None) => r.fail(
+            &CONNECTOR_SEND_TO_DIRECTORY_PATH,
+            "is required when CONNECTOR_SEND_TO_DIRECTORY is true".into(),
+        ),
+        _ => Some(None),
+    };
+    let retention = r.int(&CONNECTOR_SEND_TO_DIRECTORY_RETENTION);
+    let expose_metrics = r.bool(&CONNECTOR_EXPOSE_METRICS);
+    let metrics_port = r.int(&CONNECTOR_METRICS_PORT);
+    Some(ConnectorSettings {
+        id: id?,
+        name: name?,
+        scope,
+        log_level: log_level?,
+        duration_period: period?,
+        queue_threshold_mb: queue_threshold? as u64,
+        run_and_terminate: run_and_terminate?,
+        queue_protocol: queue_protocol?,
+        send_to_queue: send_to_queue?,
+        send_to_directory: directory?,
+        send_to_directory_retention_days: retention? as u32,
+        expose_metrics: expose_metrics?,
+        metrics_port: metrics_port? as u16,
+    })
+}
+
+/// `arcsight_incidents.*`: the ESM client's configuration and what to import.
+fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
+    let base_url = r.url(&ARCSIGHT_INCIDENTS_API_BASE_URL);
+    let username = r.string(&ARCSIGHT_INCIDENTS_USERNAME);
+    let password = r.secret(&ARCSIGHT_INCIDENTS_PASSWORD);
+    let max_cases = r.int(&ARCSIGHT_INCIDENTS_MAX_CASES);
+    let tlp = r
+        .choice(&ARCSIGHT_INCIDENTS_TLP_LEVEL)
+        .and_then(|t| t.parse::<Tlp>().ok());
+    let ssl_verify = r.bool(&ARCSIGHT_INCIDENTS_SSL_VERIFY);
+    let ca_file = r.path(&ARCSIGHT_INCIDENTS_CA_FILE);
+    if let Some(p) = &ca_file
+        && !p.is_file()
+    {
+        r.fail::<_, ()>(
+            &ARCSIGHT_INCIDENTS_CA_FILE,
+            format!("{} is not a readable file", p.display()),
+        );
+    }
+    let import_observables = r.bool(&ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES);
+    let dialect = r.choice(&ARCSIGHT_INCIDENTS_API_DIALECT).map(|d| match d {
+        "prefixed" => ApiDialect::Prefixed,
+        "plain" => ApiDialect::Plain,
+        _ => ApiDialect::Auto,
+    });
+    let max_attempts = r.int(&ARCSIGHT_INCIDENTS_MAX_ATTEMPTS);
+    let min_wait = r.int(&ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT);
+    let max_wait = r.int(&ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT);
+    let timeout = r.int(&ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT);
+    let concurrency = r.int(&ARCSIGHT_INCIDENTS_CONCURRENCY);
+    let case_batch = r.int(&ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE);
+    let event_batch = r.int(&ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE);
+    let page_size = r.int(&ARCSIGHT_INCIDENTS_PAGE_SIZE);
+    let secs = |n: i64| Duration::from_secs(n as u64);
+    Some(EsmSettings {
+        client: EsmConfig {
+            base_url: base_url?,
+            username: username?,
+            password: password?,
+            ssl_verify: ssl_verify?,
+            ca_file,
+            dialect: dialect?,
+            max_attempts: max_attempts? as u32,
+            retry_min_wait: secs(min_wait?),
+            retry_max_wait: secs(max_wait?),
+            request_timeout: secs(timeout?),
+            concurrency: concurrency? as usize,
+            case_batch_size: case_batch? as usize,
+            event_batch_size: event_batch? as usize,
+        },
+        max_cases: max_cases? as usize,
+        tlp: tlp?,
+        import_observables: import_observables?,
+        page_size: page_size? as usize,
+    })
+}
+
+/// `mq.*`: every one optional.
+fn read_mq(r: &mut Reader<'_>) -> MqOverrides {
+    MqOverrides {
+        host: r.string(&MQ_HOST),
+        port: r.int(&MQ_PORT).map(|p| p as u16),
+        vhost: r.string(&MQ_VHOST),
+        use_ssl: r.bool(&MQ_USE_SSL),
+        user: r.string(&MQ_USER),
+        pass: r.secret(&MQ_PASS),
     }
 }
 
@@ -727,10 +737,23 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_read_is_listed_and_every_listed_one_is_read() {
+        let sources = Sources::default();
+        let mut r = Reader::new(&sources);
+        read_sections(&mut r);
+        let read: std::collections::BTreeSet<&str> = r.read.iter().copied().collect();
+        let listed: std::collections::BTreeSet<&str> = DEFS.iter().map(|d| d.env).collect();
+        assert_eq!(listed.len(), DEFS.len(), "a setting is listed twice");
+        assert_eq!(read, listed);
+    }
+
+    #[test]
     fn alias_yml_keys() {
-        let def = defs::find("ARCSIGHT_INCIDENTS_API_BASE_URL").unwrap();
         assert_eq!(
-            yml_key_for_alias(def, "ARCSIGHT_INCIDENTS_URL"),
+            yml_key_for_alias(
+                ARCSIGHT_INCIDENTS_API_BASE_URL.def(),
+                "ARCSIGHT_INCIDENTS_URL"
+            ),
             "arcsight_incidents.url"
         );
     }

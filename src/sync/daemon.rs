@@ -25,7 +25,7 @@ use crate::delivery::{
 use crate::esm::EsmClient;
 use crate::metrics::{Metrics, RunState};
 use crate::opencti::{
-    ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiConfig, OpenCtiError, Registration,
+    ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
 use crate::util::lock;
@@ -92,9 +92,7 @@ pub async fn run_daemon(
     });
 
     // 1. Start-up: the platform (state, broker, applicant) or the offline state file.
-    let (backend, state, applicant_id, primary) = match OpenCtiConfig::from_settings(
-        &settings.opencti,
-    ) {
+    let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
         Some(cfg) => {
             let client = OpenCtiClient::new(cfg)?;
             let Some(registration) = connect(&client, &settings, &mut shutdown).await else {

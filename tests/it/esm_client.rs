@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arcsight_incidents::esm::decode::Dialect;
-use arcsight_incidents::esm::{EsmClient, EsmConfig, EsmError, Jitter, TransportKind};
-use arcsight_incidents::settings::ApiDialect;
+use arcsight_incidents::esm::{ApiDialect, EsmClient, EsmConfig, EsmError, Jitter, TransportKind};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use url::Url;

@@ -5,10 +5,9 @@ use std::time::Duration;
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 use arcsight_incidents::opencti::{
-    ConnectorInfo, ConnectorRegistration, DOCUMENTS, OpenCtiClient, OpenCtiConfig, OpenCtiError,
-    TransportKind,
+    ConnectorInfo, ConnectorRegistration, DOCUMENTS, MqOverrides, OpenCtiClient, OpenCtiConfig,
+    OpenCtiError, TransportKind,
 };
-use arcsight_incidents::settings::MqOverrides;
 use chrono::TimeZone;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

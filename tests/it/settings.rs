@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use arcsight_incidents::settings::{ApiDialect, QueueProtocol, Settings, SettingsError, Sources};
+use arcsight_incidents::esm::ApiDialect;
+use arcsight_incidents::settings::{QueueProtocol, Settings, SettingsError, Sources};
 use arcsight_incidents::stix::Tlp;
 use secrecy::ExposeSecret;
 
@@ -191,7 +192,7 @@ fn secrets_never_show_in_debug_or_errors() {
     );
     let s = load(env.clone(), None).unwrap();
     assert_eq!(s.esm.client.password.expose_secret(), PASSWORD);
-    let config = arcsight_incidents::opencti::OpenCtiConfig::from_settings(&s.opencti).unwrap();
+    let config = s.opencti.client_config().unwrap();
     let debug = format!("{s:?} {config:?}");
     assert!(
         debug.contains("CF-Access-Client-Secret"),
