@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 /// pycti's `state` enum.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
-pub enum RunState {
+pub(crate) enum RunState {
     idle,
     running,
     stopped,
@@ -36,31 +36,31 @@ struct StateLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EsmRequestLabels {
-    pub endpoint: String,
-    pub outcome: String,
+pub(crate) struct EsmRequestLabels {
+    pub(crate) endpoint: String,
+    pub(crate) outcome: String,
 }
 
 /// Every metric the connector exposes.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
-    pub bundles_sent: Counter,
-    pub records_sent: Counter,
-    pub runs: Counter,
-    pub ping_api: Counter,
-    pub ping_api_errors: Counter,
-    pub errors: Counter,
-    pub client_errors: Counter,
+    pub(crate) bundles_sent: Counter,
+    pub(crate) records_sent: Counter,
+    pub(crate) runs: Counter,
+    pub(crate) ping_api: Counter,
+    pub(crate) ping_api_errors: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) client_errors: Counter,
     state: Family<StateLabel, Gauge>,
-    pub esm_requests: Family<EsmRequestLabels, Gauge>,
-    pub cases_delivered: Counter,
-    pub cases_failed: Counter,
-    pub runs_skipped: Counter,
-    pub run_duration: Histogram,
+    pub(crate) esm_requests: Family<EsmRequestLabels, Gauge>,
+    pub(crate) cases_delivered: Counter,
+    pub(crate) cases_failed: Counter,
+    pub(crate) runs_skipped: Counter,
+    pub(crate) run_duration: Histogram,
     last_success_unix: Arc<AtomicI64>,
     last_success_gauge: Gauge,
-    pub peak_rss_bytes: Gauge,
+    pub(crate) peak_rss_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -161,7 +161,7 @@ impl Metrics {
 
     /// Brings `client_errors` (ESM calls that failed for good) up to the client's cumulative
     /// count; the counter never goes down.
-    pub fn set_client_errors_total(&self, total: u64) {
+    pub(crate) fn set_client_errors_total(&self, total: u64) {
         let seen = self.client_errors.get();
         if total > seen {
             self.client_errors.inc_by(total - seen);
@@ -169,7 +169,7 @@ impl Metrics {
     }
 
     /// Mirrors the ESM client's cumulative request count for one endpoint and outcome.
-    pub fn set_esm_requests(&self, endpoint: &str, outcome: &str, total: u64) {
+    pub(crate) fn set_esm_requests(&self, endpoint: &str, outcome: &str, total: u64) {
         self.esm_requests
             .get_or_create(&EsmRequestLabels {
                 endpoint: endpoint.to_owned(),
@@ -178,7 +178,7 @@ impl Metrics {
             .set(i64::try_from(total).unwrap_or(i64::MAX));
     }
 
-    pub fn set_state(&self, s: RunState) {
+    pub(crate) fn set_state(&self, s: RunState) {
         for each in [RunState::idle, RunState::running, RunState::stopped] {
             self.state
                 .get_or_create(&StateLabel { state: each })
@@ -187,19 +187,19 @@ impl Metrics {
     }
 
     /// Records a successful run ending at `unix` seconds.
-    pub fn record_success(&self, unix: i64) {
+    pub(crate) fn record_success(&self, unix: i64) {
         self.last_success_unix.store(unix, Ordering::Relaxed);
         self.last_success_gauge.set(unix);
     }
 
     /// Ready when the last run succeeded within `window` of `now_unix`.
-    pub fn is_ready(&self, now_unix: i64, window: Duration) -> bool {
+    pub(crate) fn is_ready(&self, now_unix: i64, window: Duration) -> bool {
         let last = self.last_success_unix.load(Ordering::Relaxed);
         last > 0 && now_unix.saturating_sub(last) <= window.as_secs() as i64
     }
 
     /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -214,7 +214,7 @@ struct ServerState {
 }
 
 /// The router for `/metrics`, `/healthz`, `/readyz`. `ready_window` is twice the run period.
-pub fn router(metrics: Metrics, ready_window: Duration) -> Router {
+pub(crate) fn router(metrics: Metrics, ready_window: Duration) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
@@ -249,7 +249,7 @@ async fn ready_handler(State(s): State<ServerState>) -> impl IntoResponse {
 }
 
 /// The process's peak resident set size (`VmHWM`), on Linux; `None` elsewhere.
-pub fn peak_rss_bytes() -> Option<u64> {
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -257,7 +257,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Serves the router on `addr` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
     ready_window: Duration,

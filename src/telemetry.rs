@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 /// How much to log (`CONNECTOR_LOG_LEVEL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Debug,
     Info,
     Warn,
@@ -17,7 +17,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// The `tracing` filter directive for this level.
-    pub fn as_filter(self) -> &'static str {
+    pub(crate) fn as_filter(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
@@ -28,7 +28,7 @@ impl LogLevel {
 }
 
 /// The filter for `level`: ours at `level`, everything else at `warn` (or quieter).
-pub fn filter(level: LogLevel) -> EnvFilter {
+pub(crate) fn filter(level: LogLevel) -> EnvFilter {
     if let Ok(explicit) = std::env::var("RUST_LOG")
         && !explicit.trim().is_empty()
     {
@@ -43,7 +43,7 @@ pub fn filter(level: LogLevel) -> EnvFilter {
 
 /// Installs the global subscriber; a second call is a no-op (tests and subcommands may both
 /// try).
-pub fn init(json: bool, level: LogLevel) {
+pub(crate) fn init(json: bool, level: LogLevel) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))
         .with_writer(std::io::stderr)
@@ -62,7 +62,7 @@ pub fn init(json: bool, level: LogLevel) {
 /// A reqwest error as text safe for a log line or an error message: the URL (which may carry a
 /// query string or credentials) removed, then every cause in the chain, since the useful part
 /// ("connection refused", "invalid peer certificate") sits in the innermost layers.
-pub fn reqwest_error_text(e: reqwest::Error) -> String {
+pub(crate) fn reqwest_error_text(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);

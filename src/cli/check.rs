@@ -13,7 +13,7 @@ use crate::settings::Settings;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok(String),
     Failed(String),
     /// Not checkable with these settings (and not a failure).
@@ -22,9 +22,9 @@ pub enum Outcome {
 
 /// One named check and its outcome.
 #[derive(Debug, Clone)]
-pub struct Check {
-    pub name: &'static str,
-    pub outcome: Outcome,
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) outcome: Outcome,
 }
 
 impl Check {
@@ -34,7 +34,7 @@ impl Check {
 }
 
 /// Runs every check against the settings' ESM, platform and broker.
-pub async fn run(settings: &Settings) -> Vec<Check> {
+pub(crate) async fn run(settings: &Settings) -> Vec<Check> {
     let mut checks = vec![Check::new("settings", Outcome::Ok("valid".into()))];
     checks.extend(check_esm(settings).await);
     checks.push(check_platform(settings).await);
@@ -157,7 +157,7 @@ fn host_of(url: &url::Url) -> String {
 }
 
 /// Prints one line per check; `true` when none failed.
-pub fn print(checks: &[Check], mut w: impl Write) -> std::io::Result<bool> {
+pub(crate) fn print(checks: &[Check], mut w: impl Write) -> std::io::Result<bool> {
     let mut all_ok = true;
     for c in checks {
         let (word, reason) = match &c.outcome {

@@ -24,13 +24,13 @@ struct Line {
 
 /// What a conversion did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
-    pub converted: usize,
-    pub failed: usize,
+pub(crate) struct Summary {
+    pub(crate) converted: usize,
+    pub(crate) failed: usize,
 }
 
 /// Converts every line of `input` to `output`; problems go to `errors` as `line N: why`.
-pub fn convert_lines(
+pub(crate) fn convert_lines(
     input: impl BufRead,
     mut output: impl Write,
     mut errors: impl Write,

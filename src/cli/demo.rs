@@ -24,35 +24,35 @@ use esm_simulator::{SimConfig, Simulator};
 
 /// Options of `demo`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Cases in the simulated ESM.
     #[arg(long, default_value_t = 25)]
-    pub cases: usize,
+    pub(crate) cases: usize,
     /// Events of most cases.
     #[arg(long, default_value_t = 4)]
-    pub events_per_case: usize,
+    pub(crate) events_per_case: usize,
     /// Seed of the simulated data set.
     #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Where to write the bundles (default: a new directory under the system's temp dir).
     #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 }
 
 /// What the demo did, from the files it wrote (not from the run's own counters).
 #[derive(Debug, Default)]
-pub struct DemoSummary {
-    pub report: RunReport,
-    pub out: PathBuf,
-    pub files: Vec<PathBuf>,
+pub(crate) struct DemoSummary {
+    pub(crate) report: RunReport,
+    pub(crate) out: PathBuf,
+    pub(crate) files: Vec<PathBuf>,
     /// Objects written, by STIX type.
-    pub by_type: BTreeMap<String, usize>,
+    pub(crate) by_type: BTreeMap<String, usize>,
     /// One case rendered for people.
-    pub sample: Option<String>,
+    pub(crate) sample: Option<String>,
 }
 
 /// Runs the demo and returns what it wrote.
-pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
+pub(crate) async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
     let sim = Simulator::start(SimConfig {
         cases: args.cases,
         events_per_case: args.events_per_case,
@@ -125,7 +125,7 @@ pub async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
 }
 
 /// Reads back every file in `out` and counts what it holds.
-pub fn summarise(out: &Path) -> Result<DemoSummary, String> {
+pub(crate) fn summarise(out: &Path) -> Result<DemoSummary, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(out)
         .map_err(|e| format!("{}: {e}", out.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -192,7 +192,7 @@ fn render_case(case: &Value, objects: &HashMap<String, Value>) -> String {
 }
 
 /// Prints the summary for a person.
-pub fn print(summary: &DemoSummary, mut w: impl Write) -> std::io::Result<()> {
+pub(crate) fn print(summary: &DemoSummary, mut w: impl Write) -> std::io::Result<()> {
     let n = |t: &str| summary.by_type.get(t).copied().unwrap_or(0);
     let observables: usize = summary
         .by_type

@@ -16,7 +16,7 @@ use crate::stix::Tlp;
 
 #[derive(Debug, Parser)]
 #[command(name = "arcsight-incidents", version, about = "Imports ArcSight ESM cases into OpenCTI", long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// config.yml to read (environment variables win over it, key by key).
     #[arg(
         long,
@@ -24,13 +24,13 @@ pub struct Cli {
         env = "CONNECTOR_CONFIG_FILE",
         default_value = "config.yml"
     )]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the connector (the default when no subcommand is given).
     Run,
     #[cfg(feature = "demo")]

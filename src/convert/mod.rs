@@ -14,7 +14,7 @@ use crate::stix::{
 };
 
 /// `source_name` of every external reference we write.
-pub const SOURCE_NAME: &str = "ArcSight ESM";
+pub(crate) const SOURCE_NAME: &str = "ArcSight ESM";
 const EVENT_DESCRIPTION: &str = "Security event imported from ArcSight ESM.";
 const CASE_DESCRIPTION: &str = "Case imported from ArcSight ESM.";
 
@@ -50,10 +50,6 @@ impl Converter {
             author_id: Identity::arcsight_author().id,
             marking_id: options.tlp.marking_id(),
         }
-    }
-
-    pub fn options(&self) -> ConvertOptions {
-        self.options
     }
 
     /// The author identity and the TLP marking every bundle carries.
@@ -113,7 +109,7 @@ impl Converter {
     }
 
     /// Event -> incident.
-    pub fn incident(&self, event: &SecurityEvent) -> Incident {
+    pub(crate) fn incident(&self, event: &SecurityEvent) -> Incident {
         let name = match (&event.name, &event.event_id) {
             (Some(name), _) => name.clone(),
             (None, Some(id)) => format!("ArcSight event {id}"),
@@ -150,7 +146,7 @@ impl Converter {
     }
 
     /// Case -> case-incident containing `object_refs`.
-    pub fn case_incident(&self, case: &Case, object_refs: Vec<String>) -> CaseIncident {
+    pub(crate) fn case_incident(&self, case: &Case, object_refs: Vec<String>) -> CaseIncident {
         let name = case
             .name
             .clone()
@@ -190,7 +186,7 @@ impl Converter {
 
     /// The observables of an event: for its source then its destination, the IP address, the
     /// host name and the user name, in that order.
-    pub fn observables(&self, event: &SecurityEvent) -> Vec<StixObject> {
+    pub(crate) fn observables(&self, event: &SecurityEvent) -> Vec<StixObject> {
         let mut out = Vec::new();
         for endpoint in [&event.source, &event.destination].into_iter().flatten() {
             self.endpoint_observables(endpoint, &mut out);

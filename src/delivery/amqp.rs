@@ -106,7 +106,11 @@ impl std::fmt::Debug for AmqpDelivery {
 
 impl AmqpDelivery {
     /// A sink for the broker in `mq`; connects nothing until [`Sink::open`].
-    pub fn new(mq: MqConnection, applicant_id: impl Into<String>, opts: AmqpOptions) -> Self {
+    pub(crate) fn new(
+        mq: MqConnection,
+        applicant_id: impl Into<String>,
+        opts: AmqpOptions,
+    ) -> Self {
         AmqpDelivery {
             mq,
             applicant_id: applicant_id.into(),

@@ -5,13 +5,13 @@ use crate::opencti::OpenCtiClient;
 use crate::stix::Bundle;
 
 #[derive(Debug, Clone)]
-pub struct ApiDelivery {
+pub(crate) struct ApiDelivery {
     client: OpenCtiClient,
     connector_id: String,
 }
 
 impl ApiDelivery {
-    pub fn new(client: OpenCtiClient, connector_id: impl Into<String>) -> Self {
+    pub(crate) fn new(client: OpenCtiClient, connector_id: impl Into<String>) -> Self {
         ApiDelivery {
             client,
             connector_id: connector_id.into(),

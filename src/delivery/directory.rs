@@ -75,10 +75,6 @@ impl DirectoryDelivery {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The file body: the `DIRECTORY_BUNDLE` envelope around the whole bundle.
     pub fn envelope(&self, bundle: &Bundle) -> Vec<u8> {
         let id = &self.identity;

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use amqp::{AmqpDelivery, AmqpOptions, message_body};
-pub use api::ApiDelivery;
+pub(crate) use api::ApiDelivery;
 pub use directory::{DirectoryDelivery, DirectoryIdentity, file_prefix};
 pub use error::DeliveryError;
 pub use split::{SplitBundle, split_bundle, split_count};
@@ -73,7 +73,7 @@ pub trait Sink: Send {
 // At most two live in a process, for its whole life: their size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum AnySink {
+pub(crate) enum AnySink {
     Amqp(AmqpDelivery),
     Api(ApiDelivery),
     Directory(DirectoryDelivery),

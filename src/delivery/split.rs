@@ -10,12 +10,12 @@ use crate::stix::{Bundle, StixObject};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SplitBundle {
     /// `x_opencti_seq`: the object's `nb_deps`.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// The id of the one object inside.
-    pub object_id: String,
+    pub(crate) object_id: String,
     /// `{"type":"bundle","id":<the whole bundle's id>,"spec_version":"2.1",
     /// "x_opencti_seq":<seq>,"objects":[<object>]}`.
-    pub json: String,
+    pub(crate) json: String,
 }
 
 #[derive(Serialize)]
@@ -58,7 +58,7 @@ fn survivors(objects: &[StixObject]) -> Vec<bool> {
 
 /// pycti's "cleanup inconsistent bundle": the surviving objects (see [`survivors`]), with
 /// their references to objects absent from the bundle dropped.
-pub fn cleanup(bundle: &Bundle) -> Vec<StixObject> {
+pub(crate) fn cleanup(bundle: &Bundle) -> Vec<StixObject> {
     let alive = survivors(&bundle.objects);
     let present: HashSet<&str> = bundle
         .objects

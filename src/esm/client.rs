@@ -48,7 +48,7 @@ pub struct EsmConfig {
 
 impl EsmConfig {
     /// The retry policy these settings describe.
-    pub fn retry_policy(&self) -> RetryPolicy {
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_attempts: self.max_attempts.max(1),
             min_wait: self.retry_min_wait,

@@ -31,8 +31,7 @@ pub enum ApiDialect {
 
 /// The ESM service an operation belongs to; it decides the key prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
-    Login,
+pub(crate) enum Service {
     Case,
     SecurityEvent,
 }
@@ -40,7 +39,6 @@ pub enum Service {
 impl Service {
     fn prefix(self) -> &'static str {
         match self {
-            Service::Login => "log",
             Service::Case => "cas",
             Service::SecurityEvent => "sev",
         }
@@ -49,7 +47,7 @@ impl Service {
 
 impl Dialect {
     /// A key in this dialect: `cas.authToken` or `authToken`.
-    pub fn key(self, service: Service, name: &str) -> String {
+    pub(crate) fn key(self, service: Service, name: &str) -> String {
         match self {
             Dialect::Prefixed => format!("{}.{name}", service.prefix()),
             Dialect::Plain => name.to_owned(),
@@ -57,7 +55,7 @@ impl Dialect {
     }
 
     /// `{"<op>": {<fields>}}` with this dialect's keys.
-    pub fn request(self, service: Service, op: &str, fields: Vec<(&str, Value)>) -> Value {
+    pub(crate) fn request(self, service: Service, op: &str, fields: Vec<(&str, Value)>) -> Value {
         let inner: Map<String, Value> = fields
             .into_iter()
             .map(|(k, v)| (self.key(service, k), v))
@@ -68,7 +66,7 @@ impl Dialect {
     }
 
     /// The dialect a login answer is written in: prefixed keys mean ESM <= 7.8.
-    pub fn detect(login_answer: &Value) -> Option<Dialect> {
+    pub(crate) fn detect(login_answer: &Value) -> Option<Dialect> {
         let obj = login_answer.as_object()?;
         obj.keys().find_map(|k| {
             if k == "loginResponse" {
@@ -280,7 +278,7 @@ pub fn java_exception(html: &str) -> Option<String> {
 
 /// A page or text that says the operation itself does not exist on this ESM (older releases
 /// lack `getResourcesByIds`).
-pub fn names_missing_operation(text: &str) -> bool {
+pub(crate) fn names_missing_operation(text: &str) -> bool {
     let t = text.to_ascii_lowercase();
     [
         "nosuchmethod",
@@ -303,7 +301,7 @@ pub fn says_token_invalid(text: &str) -> bool {
 }
 
 /// Exceptions that retrying cannot fix: the request itself is wrong.
-pub fn is_permanent_exception(exception: &str) -> bool {
+pub(crate) fn is_permanent_exception(exception: &str) -> bool {
     const MARKERS: &[&str] = &[
         "invalidresourceid",
         "authenticationexception",
@@ -318,7 +316,7 @@ pub fn is_permanent_exception(exception: &str) -> bool {
 }
 
 /// `text` with every non-empty secret replaced, for text ESM echoes back to us.
-pub fn redact(text: &str, secrets: &[&str]) -> String {
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
     secrets
         .iter()
         .filter(|s| !s.is_empty())

@@ -13,15 +13,15 @@ use serde::de::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// An ESM event id: a Java `long`.
-pub type EventId = i64;
+pub(crate) type EventId = i64;
 
 /// `Long.MIN_VALUE`, ESM's "no value" for long fields.
-pub const NULL_LONG: i64 = i64::MIN;
+pub(crate) const NULL_LONG: i64 = i64::MIN;
 /// `Integer.MIN_VALUE`, ESM's "no value" for int fields.
-pub const NULL_INT: i64 = i32::MIN as i64;
+pub(crate) const NULL_INT: i64 = i32::MIN as i64;
 
 /// `true` when `v` is one of ESM's null sentinels (or JSON null).
-pub fn is_null_sentinel(v: &Value) -> bool {
+pub(crate) fn is_null_sentinel(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Number(n) => {
@@ -47,12 +47,12 @@ pub fn is_null_sentinel(v: &Value) -> bool {
 }
 
 /// A field's value unless it is missing, null, or a null sentinel.
-pub fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub(crate) fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !is_null_sentinel(v))
 }
 
 /// A list-typed field: a list, a bare scalar (one element), or nothing (missing, null, "").
-pub fn as_list(v: Option<&Value>) -> Vec<&Value> {
+pub(crate) fn as_list(v: Option<&Value>) -> Vec<&Value> {
     match v {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
@@ -63,7 +63,7 @@ pub fn as_list(v: Option<&Value>) -> Vec<&Value> {
 }
 
 /// An integer from a JSON integer or a decimal string (never through `f64`).
-pub fn as_i64(v: &Value) -> Option<i64> {
+pub(crate) fn as_i64(v: &Value) -> Option<i64> {
     if is_null_sentinel(v) {
         return None;
     }
@@ -75,7 +75,7 @@ pub fn as_i64(v: &Value) -> Option<i64> {
 }
 
 /// A string field: a JSON string as is, a number or boolean rendered as Python's `str()` would.
-pub fn as_string(v: &Value) -> Option<String> {
+pub(crate) fn as_string(v: &Value) -> Option<String> {
     if is_null_sentinel(v) {
         return None;
     }
@@ -97,7 +97,7 @@ fn non_empty_string(obj: &Map<String, Value>, key: &str) -> Option<String> {
 /// The reference's timestamp rule: an integer or digit string is epoch seconds, or epoch
 /// milliseconds when > 1e12; an ISO-8601 string is parsed (`Z` or an offset; naive = UTC);
 /// anything else is no timestamp.
-pub fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
     if is_null_sentinel(v) {
         return None;
     }
@@ -150,7 +150,7 @@ fn first_present_time(obj: &Map<String, Value>, keys: &[&str]) -> Option<DateTim
 
 /// STIX severity vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum Severity {
+pub(crate) enum Severity {
     #[default]
     Low,
     Medium,
@@ -159,7 +159,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",
             Severity::Medium => "medium",
@@ -169,7 +169,7 @@ impl Severity {
     }
 
     /// The case priority OpenCTI pairs with a severity: critical P1 ... low P4.
-    pub fn priority(self) -> &'static str {
+    pub(crate) fn priority(self) -> &'static str {
         match self {
             Severity::Critical => "P1",
             Severity::High => "P2",
@@ -179,7 +179,7 @@ impl Severity {
     }
 
     /// The reference's numeric bands: >=9 critical, >=7 high, >=4 medium, else low.
-    pub fn from_number(n: f64) -> Severity {
+    pub(crate) fn from_number(n: f64) -> Severity {
         if n >= 9.0 {
             Severity::Critical
         } else if n >= 7.0 {
@@ -194,7 +194,7 @@ impl Severity {
     /// A severity from an ESM field: a number, a digit string, one of the STIX words, or one of
     /// ESM's `consequenceSeverity` enum words (NONE/INSIGNIFICANT low, MARGINAL medium,
     /// CRITICAL/CATASTROPHIC critical). Anything else is `None`.
-    pub fn from_value(v: &Value) -> Option<Severity> {
+    pub(crate) fn from_value(v: &Value) -> Option<Severity> {
         match v {
             Value::Number(n) => n.as_f64().map(Severity::from_number),
             Value::String(s) => {
@@ -219,22 +219,22 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Case {
     /// `resourceid`, else `id`, else `uri`: the case's id in ESM and its external id.
-    pub external_id: Option<String>,
-    pub name: Option<String>,
+    pub(crate) external_id: Option<String>,
+    pub(crate) name: Option<String>,
     /// `createdTimestamp`, else `createTime`.
-    pub created: Option<DateTime<Utc>>,
+    pub(crate) created: Option<DateTime<Utc>>,
     /// `modifiedTimestamp`, else `modifiedTime`.
-    pub modified: Option<DateTime<Utc>>,
+    pub(crate) modified: Option<DateTime<Utc>>,
     /// `modifiedTimestamp` in epoch milliseconds as ESM sent it: the sync watermark's clock.
-    pub modified_ms: Option<i64>,
+    pub(crate) modified_ms: Option<i64>,
     /// `consequenceSeverity`, else `severity`.
-    pub severity: Option<Severity>,
+    pub(crate) severity: Option<Severity>,
     /// `message`, else `description`.
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     /// `eventIDs`, else `eventIds`, `events`, `baseEventIds`.
     pub event_ids: Vec<EventId>,
-    pub stage: Option<String>,
-    pub ticket_type: Option<String>,
+    pub(crate) stage: Option<String>,
+    pub(crate) ticket_type: Option<String>,
 }
 
 impl Case {
@@ -287,12 +287,12 @@ impl<'de> Deserialize<'de> for Case {
 
 /// One end of an event (`source`, `destination`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// From `addressAsBytes` (4 or 16 bytes) when present, else `address` as an unsigned 32-bit
     /// IPv4 address.
-    pub ip: Option<IpAddr>,
-    pub host_name: Option<String>,
-    pub user_name: Option<String>,
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) host_name: Option<String>,
+    pub(crate) user_name: Option<String>,
 }
 
 impl Endpoint {
@@ -339,19 +339,19 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SecurityEvent {
     /// `eventId`, else `id` (stripped); if empty, the first of `baseEventIds`.
-    pub event_id: Option<String>,
+    pub(crate) event_id: Option<String>,
     /// `eventId` as a number, to match events to the cases that list them.
-    pub event_id_num: Option<EventId>,
-    pub name: Option<String>,
-    pub message: Option<String>,
+    pub(crate) event_id_num: Option<EventId>,
+    pub(crate) name: Option<String>,
+    pub(crate) message: Option<String>,
     /// First present of `endTime`, `startTime`, `managerReceiptTime`.
-    pub time: Option<DateTime<Utc>>,
-    pub start_time: Option<DateTime<Utc>>,
-    pub end_time: Option<DateTime<Utc>>,
+    pub(crate) time: Option<DateTime<Utc>>,
+    pub(crate) start_time: Option<DateTime<Utc>>,
+    pub(crate) end_time: Option<DateTime<Utc>>,
     /// From `priority`, else `agentSeverity`; low when neither says otherwise.
-    pub severity: Severity,
-    pub source: Option<Endpoint>,
-    pub destination: Option<Endpoint>,
+    pub(crate) severity: Severity,
+    pub(crate) source: Option<Endpoint>,
+    pub(crate) destination: Option<Endpoint>,
 }
 
 impl SecurityEvent {

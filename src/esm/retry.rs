@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included (at least 1).
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// The nominal wait after the first failed attempt.
-    pub min_wait: Duration,
+    pub(crate) min_wait: Duration,
     /// No wait is longer, whatever the attempt or the server's `Retry-After`.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
 }
 
 impl RetryPolicy {
@@ -26,7 +26,12 @@ impl RetryPolicy {
     /// clients that failed together, yet never waits less than half the nominal wait).
     /// With `Retry-After`: exactly what the server asked, capped at `max_wait`; no jitter,
     /// since the server already said when it wants us back.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+    pub(crate) fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Duration {
         if let Some(ra) = retry_after {
             return ra.min(self.max_wait);
         }
@@ -45,14 +50,14 @@ impl RetryPolicy {
     }
 
     /// May attempt `attempt` (1-based) be followed by another?
-    pub fn allows_retry_after(&self, attempt: u32) -> bool {
+    pub(crate) fn allows_retry_after(&self, attempt: u32) -> bool {
         attempt < self.max_attempts.max(1)
     }
 }
 
 /// `Retry-After` as seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`), relative
 /// to `now`. A date in the past means "now"; anything unreadable is ignored.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -77,13 +82,13 @@ impl Jitter {
     }
 
     /// Seeded from the OS random source (via a v4 UUID).
-    pub fn from_entropy() -> Jitter {
+    pub(crate) fn from_entropy() -> Jitter {
         let r = uuid::Uuid::new_v4().as_u128();
         Jitter::seeded((r as u64) ^ ((r >> 64) as u64))
     }
 
     /// The next value in `[0, 1)`.
-    pub fn next_unit(&mut self) -> f64 {
+    pub(crate) fn next_unit(&mut self) -> f64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;

@@ -1,9 +1,9 @@
 //! Every GraphQL document the client sends, verbatim from the platform protocol (see
 //! `tests/opencti.rs`, which validates each one against the platform schema).
 
-pub const HEALTH_CHECK: &str = "query healthCheck { about { version } }";
+pub(crate) const HEALTH_CHECK: &str = "query healthCheck { about { version } }";
 
-pub const REGISTER_CONNECTOR: &str = r#"mutation RegisterConnector($input: RegisterConnectorInput) {
+pub(crate) const REGISTER_CONNECTOR: &str = r#"mutation RegisterConnector($input: RegisterConnectorInput) {
   registerConnector(input: $input) {
     id
     connector_state
@@ -16,7 +16,7 @@ pub const REGISTER_CONNECTOR: &str = r#"mutation RegisterConnector($input: Regis
   }
 }"#;
 
-pub const PING_CONNECTOR: &str = r#"mutation PingConnector($id: ID!, $state: String, $connectorInfo: ConnectorInfoInput) {
+pub(crate) const PING_CONNECTOR: &str = r#"mutation PingConnector($id: ID!, $state: String, $connectorInfo: ConnectorInfoInput) {
   pingConnector(id: $id, state: $state, connectorInfo: $connectorInfo) {
     id
     connector_state
@@ -24,27 +24,27 @@ pub const PING_CONNECTOR: &str = r#"mutation PingConnector($id: ID!, $state: Str
   }
 }"#;
 
-pub const WORK_ADD: &str = r#"mutation workAdd($connectorId: String!, $friendlyName: String) {
+pub(crate) const WORK_ADD: &str = r#"mutation workAdd($connectorId: String!, $friendlyName: String) {
   workAdd(connectorId: $connectorId, friendlyName: $friendlyName) { id }
 }"#;
 
-pub const WORK_TO_PROCESSED: &str = r#"mutation workToProcessed($id: ID!, $message: String, $inError: Boolean) {
+pub(crate) const WORK_TO_PROCESSED: &str = r#"mutation workToProcessed($id: ID!, $message: String, $inError: Boolean) {
   workEdit(id: $id) { toProcessed(message: $message, inError: $inError) }
 }"#;
 
-pub const ADD_EXPECTATIONS: &str = r#"mutation addExpectations($id: ID!, $expectations: Int) {
+pub(crate) const ADD_EXPECTATIONS: &str = r#"mutation addExpectations($id: ID!, $expectations: Int) {
   workEdit(id: $id) { addExpectations(expectations: $expectations) }
 }"#;
 
-pub const WORK_TO_RECEIVED: &str = r#"mutation workToReceived($id: ID!, $message: String) {
+pub(crate) const WORK_TO_RECEIVED: &str = r#"mutation workToReceived($id: ID!, $message: String) {
   workEdit(id: $id) { toReceived(message: $message) }
 }"#;
 
-pub const STIX_BUNDLE_PUSH: &str = r#"mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) {
+pub(crate) const STIX_BUNDLE_PUSH: &str = r#"mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) {
   stixBundlePush(connectorId: $connectorId, bundle: $bundle, work_id: $work_id)
 }"#;
 
-pub const GET_CONNECTOR_QUEUE: &str = r#"query GetConnector($id: String!) {
+pub(crate) const GET_CONNECTOR_QUEUE: &str = r#"query GetConnector($id: String!) {
   connector(id: $id) { id connector_queue_details { messages_number messages_size } }
 }"#;
 

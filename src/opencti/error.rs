@@ -63,7 +63,7 @@ impl fmt::Display for TransportKind {
 /// One entry of a GraphQL `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphQlError {
-    pub message: String,
+    pub(crate) message: String,
     /// `extensions.code` (OpenCTI also puts it in `name`), e.g. `AUTH_REQUIRED`.
     pub code: Option<String>,
 }
@@ -112,17 +112,6 @@ impl OpenCtiError {
                             .is_some_and(|c| TRANSIENT_CODES.contains(&c))
                     })
             }
-        }
-    }
-
-    /// The operation that failed (the GraphQL operation name), when known.
-    pub fn operation(&self) -> Option<&'static str> {
-        match self {
-            OpenCtiError::Config { .. } => None,
-            OpenCtiError::Transport { operation, .. }
-            | OpenCtiError::Status { operation, .. }
-            | OpenCtiError::GraphQl { operation, .. }
-            | OpenCtiError::Decode { operation, .. } => Some(operation),
         }
     }
 }

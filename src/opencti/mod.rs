@@ -18,7 +18,7 @@ pub use error::{GraphQlError, OpenCtiError, TransportKind};
 
 /// The platform request timeout when the settings give none: long enough for a big
 /// `stixBundlePush`, short enough that a dead platform does not hang a run forever.
-pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+pub(crate) const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How to reach the platform.
 #[derive(Clone)]
@@ -44,7 +44,7 @@ impl std::fmt::Debug for OpenCtiConfig {
 
 /// `name: [hidden]` for each header: what a Debug rendering may show of custom headers (they
 /// may carry credentials, such as an access proxy's client secret).
-pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
+pub(crate) fn header_names(headers: &[(String, String)]) -> Vec<String> {
     headers
         .iter()
         .map(|(name, _)| format!("{name}: [hidden]"))

@@ -13,7 +13,7 @@ use kinds::*;
 
 /// The type of a setting's value, and what a valid value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Free text.
     Text,
     /// Free text that must never be shown.
@@ -38,18 +38,18 @@ pub enum Kind {
 
 /// One setting.
 #[derive(Debug, Clone, Copy)]
-pub struct Def {
+pub(crate) struct Def {
     /// The environment variable.
-    pub env: &'static str,
+    pub(crate) env: &'static str,
     /// Older or alternative environment names, read when `env` is unset.
-    pub env_aliases: &'static [&'static str],
+    pub(crate) env_aliases: &'static [&'static str],
     /// `section.key` in config.yml.
-    pub yml: &'static str,
-    pub kind: Kind,
+    pub(crate) yml: &'static str,
+    pub(crate) kind: Kind,
     /// The default, as text; `None` when the setting is optional or required.
-    pub default: Option<&'static str>,
-    pub required: bool,
-    pub description: &'static str,
+    pub(crate) default: Option<&'static str>,
+    pub(crate) required: bool,
+    pub(crate) description: &'static str,
 }
 
 /// Types that stand for a [`Kind`] in [`Key`]'s parameter; they have no values.
@@ -58,7 +58,7 @@ pub mod kinds {
         ($($name:ident),*) => {$(
             #[doc = concat!("[`Kind::", stringify!($name), "`](super::Kind::", stringify!($name), ").")]
             #[derive(Debug)]
-            pub enum $name {}
+            pub(crate) enum $name {}
         )*};
     }
     kinds!(
@@ -68,14 +68,14 @@ pub mod kinds {
 
 /// A setting, typed by the kind of its value (one of [`kinds`]).
 #[derive(Debug)]
-pub struct Key<K> {
+pub(crate) struct Key<K> {
     def: Def,
     kind: PhantomData<K>,
 }
 
 impl<K> Key<K> {
     /// Its definition.
-    pub const fn def(&self) -> &Def {
+    pub(crate) const fn def(&self) -> &Def {
         &self.def
     }
 
@@ -88,7 +88,7 @@ impl<K> Key<K> {
 
 impl Key<Int> {
     /// The smallest and largest valid values.
-    pub const fn range(&self) -> (i64, i64) {
+    pub(crate) const fn range(&self) -> (i64, i64) {
         match self.def.kind {
             Kind::Int { min, max } => (min, max),
             // Only `int()` makes a `Key<Int>`, and it sets `Kind::Int`.
@@ -99,7 +99,7 @@ impl Key<Int> {
 
 impl Key<Enum> {
     /// The valid values, in lower case.
-    pub const fn values(&self) -> &'static [&'static str] {
+    pub(crate) const fn values(&self) -> &'static [&'static str] {
         match self.def.kind {
             Kind::Enum(values) => values,
             // Only `choice()` makes a `Key<Enum>`, and it sets `Kind::Enum`.
@@ -189,44 +189,44 @@ const fn choice(
     }
 }
 
-pub const TLP_LEVELS: &[&str] = &["clear", "white", "green", "amber", "amber+strict", "red"];
-pub const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "warning", "error"];
-pub const QUEUE_PROTOCOLS: &[&str] = &["amqp", "api"];
-pub const API_DIALECTS: &[&str] = &["auto", "prefixed", "plain"];
+pub(crate) const TLP_LEVELS: &[&str] = &["clear", "white", "green", "amber", "amber+strict", "red"];
+pub(crate) const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "warning", "error"];
+pub(crate) const QUEUE_PROTOCOLS: &[&str] = &["amqp", "api"];
+pub(crate) const API_DIALECTS: &[&str] = &["auto", "prefixed", "plain"];
 
 const PORT: (i64, i64) = (1, 65535);
 const POSITIVE: (i64, i64) = (1, i32::MAX as i64);
 
 // --- opencti
-pub const OPENCTI_URL: Key<Url> = key(
+pub(crate) const OPENCTI_URL: Key<Url> = key(
     "OPENCTI_URL",
     "opencti.url",
     None,
     true,
     "URL of the OpenCTI platform. May be left unset only with CONNECTOR_SEND_TO_QUEUE=false (offline preview into a directory).",
 );
-pub const OPENCTI_TOKEN: Key<Secret> = key(
+pub(crate) const OPENCTI_TOKEN: Key<Secret> = key(
     "OPENCTI_TOKEN",
     "opencti.token",
     None,
     true,
     "API token of the connector's OpenCTI user (required whenever OPENCTI_URL is set).",
 );
-pub const OPENCTI_SSL_VERIFY: Key<Bool> = key(
+pub(crate) const OPENCTI_SSL_VERIFY: Key<Bool> = key(
     "OPENCTI_SSL_VERIFY",
     "opencti.ssl_verify",
     Some("true"),
     false,
     "Verify the platform's TLS certificate.",
 );
-pub const OPENCTI_JSON_LOGGING: Key<Bool> = key(
+pub(crate) const OPENCTI_JSON_LOGGING: Key<Bool> = key(
     "OPENCTI_JSON_LOGGING",
     "opencti.json_logging",
     Some("true"),
     false,
     "Write logs as JSON lines (false: human-readable text).",
 );
-pub const OPENCTI_CUSTOM_HEADERS: Key<Text> = key(
+pub(crate) const OPENCTI_CUSTOM_HEADERS: Key<Text> = key(
     "OPENCTI_CUSTOM_HEADERS",
     "opencti.custom_headers",
     None,
@@ -235,28 +235,28 @@ pub const OPENCTI_CUSTOM_HEADERS: Key<Text> = key(
 );
 
 // --- connector
-pub const CONNECTOR_ID: Key<Uuid> = key(
+pub(crate) const CONNECTOR_ID: Key<Uuid> = key(
     "CONNECTOR_ID",
     "connector.id",
     None,
     true,
     "A unique UUIDv4 identifying this connector instance.",
 );
-pub const CONNECTOR_NAME: Key<Text> = key(
+pub(crate) const CONNECTOR_NAME: Key<Text> = key(
     "CONNECTOR_NAME",
     "connector.name",
     Some("ArcSight Incidents"),
     false,
     "Name of the connector in the platform.",
 );
-pub const CONNECTOR_SCOPE: Key<List> = key(
+pub(crate) const CONNECTOR_SCOPE: Key<List> = key(
     "CONNECTOR_SCOPE",
     "connector.scope",
     None,
     false,
     "Comma-separated scope of the connector.",
 );
-pub const CONNECTOR_LOG_LEVEL: Key<Enum> = choice(
+pub(crate) const CONNECTOR_LOG_LEVEL: Key<Enum> = choice(
     "CONNECTOR_LOG_LEVEL",
     "connector.log_level",
     LOG_LEVELS,
@@ -264,14 +264,14 @@ pub const CONNECTOR_LOG_LEVEL: Key<Enum> = choice(
     false,
     "Log level: debug, info, warn, warning or error.",
 );
-pub const CONNECTOR_DURATION_PERIOD: Key<Duration> = key(
+pub(crate) const CONNECTOR_DURATION_PERIOD: Key<Duration> = key(
     "CONNECTOR_DURATION_PERIOD",
     "connector.duration_period",
     Some("PT15M"),
     false,
     "Time between the end of a run and the start of the next, ISO-8601 (`PT15M`, `PT1H30M`, `P1D`); `0` runs once.",
 );
-pub const CONNECTOR_QUEUE_THRESHOLD: Key<Int> = int(
+pub(crate) const CONNECTOR_QUEUE_THRESHOLD: Key<Int> = int(
     "CONNECTOR_QUEUE_THRESHOLD",
     "connector.queue_threshold",
     POSITIVE,
@@ -279,14 +279,14 @@ pub const CONNECTOR_QUEUE_THRESHOLD: Key<Int> = int(
     false,
     "Skip a run while the connector's queue in the platform holds more than this many MB.",
 );
-pub const CONNECTOR_RUN_AND_TERMINATE: Key<Bool> = key(
+pub(crate) const CONNECTOR_RUN_AND_TERMINATE: Key<Bool> = key(
     "CONNECTOR_RUN_AND_TERMINATE",
     "connector.run_and_terminate",
     Some("false"),
     false,
     "Run once, then exit.",
 );
-pub const CONNECTOR_QUEUE_PROTOCOL: Key<Enum> = choice(
+pub(crate) const CONNECTOR_QUEUE_PROTOCOL: Key<Enum> = choice(
     "CONNECTOR_QUEUE_PROTOCOL",
     "connector.queue_protocol",
     QUEUE_PROTOCOLS,
@@ -294,28 +294,28 @@ pub const CONNECTOR_QUEUE_PROTOCOL: Key<Enum> = choice(
     false,
     "How bundles reach the platform: `amqp` (RabbitMQ) or `api` (GraphQL stixBundlePush).",
 );
-pub const CONNECTOR_SEND_TO_QUEUE: Key<Bool> = key(
+pub(crate) const CONNECTOR_SEND_TO_QUEUE: Key<Bool> = key(
     "CONNECTOR_SEND_TO_QUEUE",
     "connector.send_to_queue",
     Some("true"),
     false,
     "Send bundles to the platform.",
 );
-pub const CONNECTOR_SEND_TO_DIRECTORY: Key<Bool> = key(
+pub(crate) const CONNECTOR_SEND_TO_DIRECTORY: Key<Bool> = key(
     "CONNECTOR_SEND_TO_DIRECTORY",
     "connector.send_to_directory",
     Some("false"),
     false,
     "Also write each bundle to a directory.",
 );
-pub const CONNECTOR_SEND_TO_DIRECTORY_PATH: Key<Path> = key(
+pub(crate) const CONNECTOR_SEND_TO_DIRECTORY_PATH: Key<Path> = key(
     "CONNECTOR_SEND_TO_DIRECTORY_PATH",
     "connector.send_to_directory_path",
     None,
     false,
     "Directory for bundle files (required when CONNECTOR_SEND_TO_DIRECTORY is true).",
 );
-pub const CONNECTOR_SEND_TO_DIRECTORY_RETENTION: Key<Int> = int(
+pub(crate) const CONNECTOR_SEND_TO_DIRECTORY_RETENTION: Key<Int> = int(
     "CONNECTOR_SEND_TO_DIRECTORY_RETENTION",
     "connector.send_to_directory_retention",
     (0, 36500),
@@ -323,14 +323,14 @@ pub const CONNECTOR_SEND_TO_DIRECTORY_RETENTION: Key<Int> = int(
     false,
     "Days to keep bundle files; 0 keeps them forever.",
 );
-pub const CONNECTOR_EXPOSE_METRICS: Key<Bool> = key(
+pub(crate) const CONNECTOR_EXPOSE_METRICS: Key<Bool> = key(
     "CONNECTOR_EXPOSE_METRICS",
     "connector.expose_metrics",
     Some("false"),
     false,
     "Serve Prometheus metrics, /healthz and /readyz.",
 );
-pub const CONNECTOR_METRICS_PORT: Key<Int> = int(
+pub(crate) const CONNECTOR_METRICS_PORT: Key<Int> = int(
     "CONNECTOR_METRICS_PORT",
     "connector.metrics_port",
     PORT,
@@ -340,7 +340,7 @@ pub const CONNECTOR_METRICS_PORT: Key<Int> = int(
 );
 
 // --- arcsight_incidents
-pub const ARCSIGHT_INCIDENTS_API_BASE_URL: Key<Url> = key(
+pub(crate) const ARCSIGHT_INCIDENTS_API_BASE_URL: Key<Url> = key(
     "ARCSIGHT_INCIDENTS_API_BASE_URL",
     "arcsight_incidents.api_base_url",
     None,
@@ -348,21 +348,21 @@ pub const ARCSIGHT_INCIDENTS_API_BASE_URL: Key<Url> = key(
     "Base URL of the ArcSight ESM Manager, e.g. `https://esm.example.com:8443`.",
 )
 .aliases(&["ARCSIGHT_INCIDENTS_URL"]);
-pub const ARCSIGHT_INCIDENTS_USERNAME: Key<Text> = key(
+pub(crate) const ARCSIGHT_INCIDENTS_USERNAME: Key<Text> = key(
     "ARCSIGHT_INCIDENTS_USERNAME",
     "arcsight_incidents.username",
     None,
     true,
     "ESM user the connector logs in as.",
 );
-pub const ARCSIGHT_INCIDENTS_PASSWORD: Key<Secret> = key(
+pub(crate) const ARCSIGHT_INCIDENTS_PASSWORD: Key<Secret> = key(
     "ARCSIGHT_INCIDENTS_PASSWORD",
     "arcsight_incidents.password",
     None,
     true,
     "Password of that ESM user.",
 );
-pub const ARCSIGHT_INCIDENTS_MAX_CASES: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_MAX_CASES: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_MAX_CASES",
     "arcsight_incidents.max_cases",
     POSITIVE,
@@ -370,7 +370,7 @@ pub const ARCSIGHT_INCIDENTS_MAX_CASES: Key<Int> = int(
     false,
     "At most this many changed cases are sent per run; the rest follow in later runs.",
 );
-pub const ARCSIGHT_INCIDENTS_TLP_LEVEL: Key<Enum> = choice(
+pub(crate) const ARCSIGHT_INCIDENTS_TLP_LEVEL: Key<Enum> = choice(
     "ARCSIGHT_INCIDENTS_TLP_LEVEL",
     "arcsight_incidents.tlp_level",
     TLP_LEVELS,
@@ -378,28 +378,28 @@ pub const ARCSIGHT_INCIDENTS_TLP_LEVEL: Key<Enum> = choice(
     false,
     "TLP marking of imported objects: clear, white, green, amber, amber+strict, red.",
 );
-pub const ARCSIGHT_INCIDENTS_SSL_VERIFY: Key<Bool> = key(
+pub(crate) const ARCSIGHT_INCIDENTS_SSL_VERIFY: Key<Bool> = key(
     "ARCSIGHT_INCIDENTS_SSL_VERIFY",
     "arcsight_incidents.ssl_verify",
     Some("true"),
     false,
     "Verify ESM's TLS certificate.",
 );
-pub const ARCSIGHT_INCIDENTS_CA_FILE: Key<Path> = key(
+pub(crate) const ARCSIGHT_INCIDENTS_CA_FILE: Key<Path> = key(
     "ARCSIGHT_INCIDENTS_CA_FILE",
     "arcsight_incidents.ca_file",
     None,
     false,
     "PEM bundle of extra CA certificates to trust for ESM.",
 );
-pub const ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES: Key<Bool> = key(
+pub(crate) const ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES: Key<Bool> = key(
     "ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES",
     "arcsight_incidents.import_observables",
     Some("true"),
     false,
     "Import events' IP addresses, host names and user names as observables.",
 );
-pub const ARCSIGHT_INCIDENTS_API_DIALECT: Key<Enum> = choice(
+pub(crate) const ARCSIGHT_INCIDENTS_API_DIALECT: Key<Enum> = choice(
     "ARCSIGHT_INCIDENTS_API_DIALECT",
     "arcsight_incidents.api_dialect",
     API_DIALECTS,
@@ -407,7 +407,7 @@ pub const ARCSIGHT_INCIDENTS_API_DIALECT: Key<Enum> = choice(
     false,
     "ESM JSON dialect: `prefixed` (ESM <= 7.8), `plain` (7.9+), or `auto` (detected at login).",
 );
-pub const ARCSIGHT_INCIDENTS_MAX_ATTEMPTS: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_MAX_ATTEMPTS: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_MAX_ATTEMPTS",
     "arcsight_incidents.max_attempts",
     (1, 100),
@@ -415,7 +415,7 @@ pub const ARCSIGHT_INCIDENTS_MAX_ATTEMPTS: Key<Int> = int(
     false,
     "Attempts per ESM request on transient failures.",
 );
-pub const ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT",
     "arcsight_incidents.retry_min_wait",
     (0, 3600),
@@ -423,7 +423,7 @@ pub const ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT: Key<Int> = int(
     false,
     "Seconds before the first retry (doubles each time, with jitter).",
 );
-pub const ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT",
     "arcsight_incidents.retry_max_wait",
     (0, 3600),
@@ -431,7 +431,7 @@ pub const ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT: Key<Int> = int(
     false,
     "Longest wait between retries, in seconds (also caps Retry-After).",
 );
-pub const ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT",
     "arcsight_incidents.request_timeout",
     (1, 3600),
@@ -439,7 +439,7 @@ pub const ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT: Key<Int> = int(
     false,
     "Timeout of one ESM request, in seconds.",
 );
-pub const ARCSIGHT_INCIDENTS_CONCURRENCY: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_CONCURRENCY: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_CONCURRENCY",
     "arcsight_incidents.concurrency",
     (1, 64),
@@ -447,7 +447,7 @@ pub const ARCSIGHT_INCIDENTS_CONCURRENCY: Key<Int> = int(
     false,
     "ESM requests in flight at once.",
 );
-pub const ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE",
     "arcsight_incidents.case_batch_size",
     (1, 10000),
@@ -455,7 +455,7 @@ pub const ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE: Key<Int> = int(
     false,
     "Cases fetched per getResourcesByIds call.",
 );
-pub const ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE",
     "arcsight_incidents.event_batch_size",
     (1, 10000),
@@ -463,7 +463,7 @@ pub const ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE: Key<Int> = int(
     false,
     "Events fetched per getSecurityEvents call.",
 );
-pub const ARCSIGHT_INCIDENTS_PAGE_SIZE: Key<Int> = int(
+pub(crate) const ARCSIGHT_INCIDENTS_PAGE_SIZE: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_PAGE_SIZE",
     "arcsight_incidents.page_size",
     (1, 10000),
@@ -473,34 +473,35 @@ pub const ARCSIGHT_INCIDENTS_PAGE_SIZE: Key<Int> = int(
 );
 
 // --- mq (override what registerConnector returns)
-pub const MQ_HOST: Key<Text> = key(
+pub(crate) const MQ_HOST: Key<Text> = key(
     "MQ_HOST",
     "mq.host",
     None,
     false,
     "RabbitMQ host (overrides the platform's answer).",
 );
-pub const MQ_PORT: Key<Int> = int("MQ_PORT", "mq.port", PORT, None, false, "RabbitMQ port.");
-pub const MQ_VHOST: Key<Text> = key(
+pub(crate) const MQ_PORT: Key<Int> = int("MQ_PORT", "mq.port", PORT, None, false, "RabbitMQ port.");
+pub(crate) const MQ_VHOST: Key<Text> = key(
     "MQ_VHOST",
     "mq.vhost",
     None,
     false,
     "RabbitMQ virtual host.",
 );
-pub const MQ_USE_SSL: Key<Bool> = key(
+pub(crate) const MQ_USE_SSL: Key<Bool> = key(
     "MQ_USE_SSL",
     "mq.use_ssl",
     None,
     false,
     "Connect to RabbitMQ over TLS.",
 );
-pub const MQ_USER: Key<Text> = key("MQ_USER", "mq.user", None, false, "RabbitMQ user.");
-pub const MQ_PASS: Key<Secret> = key("MQ_PASS", "mq.pass", None, false, "RabbitMQ password.");
+pub(crate) const MQ_USER: Key<Text> = key("MQ_USER", "mq.user", None, false, "RabbitMQ user.");
+pub(crate) const MQ_PASS: Key<Secret> =
+    key("MQ_PASS", "mq.pass", None, false, "RabbitMQ password.");
 
 /// Every setting, grouped by config.yml section: what metadata, config.yml.sample, the
 /// docker-compose file and the README are generated from, in this order.
-pub const DEFS: &[Def] = &[
+pub(crate) const DEFS: &[Def] = &[
     // --- opencti
     OPENCTI_URL.def,
     OPENCTI_TOKEN.def,

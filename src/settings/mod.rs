@@ -21,14 +21,14 @@ use crate::opencti::{DEFAULT_TIMEOUT, MqOverrides, OpenCtiConfig, header_names};
 use crate::stix::Tlp;
 use crate::telemetry::LogLevel;
 use defs::*;
-pub use defs::{DEFS, Def, Key, Kind};
+pub(crate) use defs::{DEFS, Def, Key, Kind};
 
 /// One invalid or missing setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// The environment variable's name.
-    pub name: &'static str,
-    pub message: String,
+    pub(crate) name: &'static str,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for Problem {
@@ -68,10 +68,10 @@ pub struct OpenCtiSettings {
     pub url: Option<Url>,
     /// Set whenever `url` is.
     pub token: Option<SecretString>,
-    pub ssl_verify: bool,
+    pub(crate) ssl_verify: bool,
     pub json_logging: bool,
     /// `OPENCTI_CUSTOM_HEADERS`, parsed.
-    pub custom_headers: Vec<(String, String)>,
+    pub(crate) custom_headers: Vec<(String, String)>,
 }
 
 /// Custom headers may carry credentials (an access proxy's client secret): show their names only.
@@ -104,20 +104,20 @@ impl OpenCtiSettings {
 /// The connector's own behaviour.
 #[derive(Debug, Clone)]
 pub struct ConnectorSettings {
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     pub name: String,
-    pub scope: Vec<String>,
-    pub log_level: LogLevel,
+    pub(crate) scope: Vec<String>,
+    pub(crate) log_level: LogLevel,
     /// `None`: run once and exit (`CONNECTOR_DURATION_PERIOD=0` or run_and_terminate).
     pub duration_period: Option<Duration>,
     pub queue_threshold_mb: u64,
     pub run_and_terminate: bool,
     pub queue_protocol: QueueProtocol,
-    pub send_to_queue: bool,
+    pub(crate) send_to_queue: bool,
     /// `Some` when `CONNECTOR_SEND_TO_DIRECTORY` is true.
-    pub send_to_directory: Option<PathBuf>,
-    pub send_to_directory_retention_days: u32,
-    pub expose_metrics: bool,
+    pub(crate) send_to_directory: Option<PathBuf>,
+    pub(crate) send_to_directory_retention_days: u32,
+    pub(crate) expose_metrics: bool,
     pub metrics_port: u16,
 }
 
@@ -146,7 +146,7 @@ pub struct Settings {
     pub connector: ConnectorSettings,
     pub esm: EsmSettings,
     /// `MQ_*`.
-    pub mq: MqOverrides,
+    pub(crate) mq: MqOverrides,
 }
 
 /// Where raw values come from: environment first, then config.yml, then defaults.
@@ -158,7 +158,7 @@ pub struct Sources {
 
 impl Sources {
     /// The process environment and, when it exists, the config file.
-    pub fn from_process(config_file: Option<&Path>) -> Result<Sources, SettingsError> {
+    pub(crate) fn from_process(config_file: Option<&Path>) -> Result<Sources, SettingsError> {
         // `vars()` panics on a non-UTF-8 variable anywhere in the environment, even one that is
         // not ours: skip foreign names, and read a non-UTF-8 value lossily so that its
         // validation names the variable instead of the process dying.
@@ -186,7 +186,7 @@ impl Sources {
     }
 
     /// The raw text of a setting, if set anywhere (empty counts as unset).
-    pub fn raw(&self, def: &Def) -> Option<String> {
+    pub(crate) fn raw(&self, def: &Def) -> Option<String> {
         let from_env = std::iter::once(def.env)
             .chain(def.env_aliases.iter().copied())
             .find_map(|name| self.env.get(name).filter(|v| !v.trim().is_empty()));
@@ -421,7 +421,7 @@ impl<'a> Reader<'a> {
 }
 
 /// `true/false/yes/no` in any case (also `1/0`, `on/off`, which pycti's YAML loader accepts).
-pub fn parse_bool(s: &str) -> Option<bool> {
+pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" | "on" => Some(true),
         "false" | "no" | "0" | "off" => Some(false),
@@ -431,7 +431,7 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 
 /// An ISO-8601 duration in days, hours, minutes and seconds (or weeks); `0` means "run once"
 /// and is returned as `None`. Months and years are refused: their length varies.
-pub fn parse_period(s: &str) -> Result<Option<Duration>, String> {
+pub(crate) fn parse_period(s: &str) -> Result<Option<Duration>, String> {
     let t = s.trim();
     if t == "0" {
         return Ok(None);
@@ -460,7 +460,7 @@ pub fn parse_period(s: &str) -> Result<Option<Duration>, String> {
 
 /// `h1:v1;h2:v2` -> pairs. Header values are secrets-adjacent (they may carry API keys), so
 /// errors name the position, never the text.
-pub fn parse_custom_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_custom_headers(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for (i, part) in s.split(';').enumerate() {
         if part.trim().is_empty() {
@@ -487,7 +487,7 @@ pub fn parse_custom_headers(s: &str) -> Result<Vec<(String, String)>, String> {
 
 impl Settings {
     /// Loads from the process environment and the config file (if given and present).
-    pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
+    pub(crate) fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
         Settings::from_sources(&Sources::from_process(config_file)?)
     }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::pystr::normalise_name;
 
 /// pycti's (and the STIX 2.1 SCO) namespace for UUIDv5 ids.
-pub const NAMESPACE: Uuid = Uuid::from_u128(0x00abedb4_aa42_466c_9c01_fed23315a9b7);
+pub(crate) const NAMESPACE: Uuid = Uuid::from_u128(0x00abedb4_aa42_466c_9c01_fed23315a9b7);
 
 /// `<prefix>--<uuidv5(NAMESPACE, JCS(data))>`.
 pub fn deterministic_id(prefix: &str, data: &Value) -> String {

@@ -20,20 +20,20 @@ pub use ids::{
 };
 
 /// The only spec version we emit.
-pub const SPEC_VERSION: &str = "2.1";
+pub(crate) const SPEC_VERSION: &str = "2.1";
 
 /// `created` of our author identity: fixed so that every run emits byte-identical objects
 /// (the reference stamps "now" each run, a known defect).
 pub const AUTHOR_CREATED: &str = "2020-01-01T00:00:00.000Z";
 
 /// `created` of the TLP marking definitions, as the STIX 2.1 standard TLP objects carry.
-pub const TLP_CREATED: &str = "2017-01-20T00:00:00.000Z";
+pub(crate) const TLP_CREATED: &str = "2017-01-20T00:00:00.000Z";
 
 /// The timestamp used where the source has none (the reference's fallback).
-pub const EPOCH: &str = "1970-01-01T00:00:00.000Z";
+pub(crate) const EPOCH: &str = "1970-01-01T00:00:00.000Z";
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, milliseconds truncated, as the reference writes timestamps.
-pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+pub(crate) fn format_timestamp(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
@@ -50,7 +50,7 @@ pub enum Tlp {
 }
 
 impl Tlp {
-    pub const ALL: [Tlp; 6] = [
+    pub(crate) const ALL: [Tlp; 6] = [
         Tlp::Clear,
         Tlp::White,
         Tlp::Green,
@@ -60,7 +60,7 @@ impl Tlp {
     ];
 
     /// The setting's spelling: `clear`, `white`, `green`, `amber`, `amber+strict`, `red`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Tlp::Clear => "clear",
             Tlp::White => "white",
@@ -72,7 +72,7 @@ impl Tlp {
     }
 
     /// The marking's name, e.g. `TLP:AMBER+STRICT`.
-    pub fn marking_name(self) -> &'static str {
+    pub(crate) fn marking_name(self) -> &'static str {
         match self {
             Tlp::Clear => "TLP:CLEAR",
             Tlp::White => "TLP:WHITE",
@@ -84,7 +84,7 @@ impl Tlp {
     }
 
     /// Parses a marking name (`TLP:GREEN`, any case).
-    pub fn from_marking_name(name: &str) -> Option<Tlp> {
+    pub(crate) fn from_marking_name(name: &str) -> Option<Tlp> {
         let rest = name
             .get(..4)?
             .eq_ignore_ascii_case("tlp:")
@@ -165,23 +165,23 @@ impl FromStr for Tlp {
 /// `{"source_name": ..., "external_id": ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalReference {
-    pub source_name: String,
+    pub(crate) source_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
+    pub(crate) external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
-    pub spec_version: String,
+    pub(crate) spec_version: String,
     pub id: String,
-    pub created: String,
-    pub modified: String,
-    pub name: String,
+    pub(crate) created: String,
+    pub(crate) modified: String,
+    pub(crate) name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub identity_class: String,
+    pub(crate) description: Option<String>,
+    pub(crate) identity_class: String,
 }
 
 impl Identity {
@@ -201,24 +201,24 @@ impl Identity {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum MarkingContent {
+pub(crate) enum MarkingContent {
     Tlp { tlp: String },
     Statement { statement: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarkingDefinition {
-    pub spec_version: String,
+    pub(crate) spec_version: String,
     pub id: String,
-    pub created: String,
-    pub definition_type: String,
+    pub(crate) created: String,
+    pub(crate) definition_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub definition: MarkingContent,
+    pub(crate) name: Option<String>,
+    pub(crate) definition: MarkingContent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x_opencti_definition: Option<String>,
+    pub(crate) x_opencti_definition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x_opencti_definition_type: Option<String>,
+    pub(crate) x_opencti_definition_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,16 +285,16 @@ pub struct ValueObservable {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAccount {
-    pub spec_version: String,
-    pub id: String,
+    pub(crate) spec_version: String,
+    pub(crate) id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_login: Option<String>,
+    pub(crate) account_login: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub(crate) user_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub object_marking_refs: Vec<String>,
+    pub(crate) object_marking_refs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x_opencti_created_by_ref: Option<String>,
+    pub(crate) x_opencti_created_by_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +367,7 @@ impl StixObject {
     }
 
     /// Every id this object references through a `*_ref` or `*_refs` property.
-    pub fn refs(&self) -> Vec<&str> {
+    pub(crate) fn refs(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         match self {
             StixObject::Identity(_) | StixObject::MarkingDefinition(_) => {}
@@ -401,7 +401,7 @@ impl StixObject {
     /// Drops every reference for which `keep` is false (pycti's "cleanup inconsistent bundle").
     /// Returns `false` when the object itself must be dropped: a relationship that lost its
     /// source or its target.
-    pub fn retain_refs(&mut self, keep: &dyn Fn(&str) -> bool) -> bool {
+    pub(crate) fn retain_refs(&mut self, keep: &dyn Fn(&str) -> bool) -> bool {
         fn opt(r: &mut Option<String>, keep: &dyn Fn(&str) -> bool) {
             if r.as_deref().is_some_and(|id| !keep(id)) {
                 *r = None;
@@ -448,7 +448,7 @@ impl StixObject {
 pub struct Bundle {
     pub id: String,
     #[serde(default = "spec_version_default")]
-    pub spec_version: String,
+    pub(crate) spec_version: String,
     pub objects: Vec<StixObject>,
 }
 
@@ -471,7 +471,7 @@ impl Bundle {
     }
 
     /// Appends `objects`, skipping any whose id the bundle already holds.
-    pub fn extend_dedup(&mut self, objects: impl IntoIterator<Item = StixObject>) {
+    pub(crate) fn extend_dedup(&mut self, objects: impl IntoIterator<Item = StixObject>) {
         let mut seen: HashSet<String> = self.objects.iter().map(|o| o.id().to_owned()).collect();
         for o in objects {
             if seen.insert(o.id().to_owned()) {

@@ -37,17 +37,17 @@ impl CaseSource for EsmClient {
 }
 
 /// Works and state in the platform.
-pub struct PlatformTracker {
-    pub client: OpenCtiClient,
-    pub connector_id: String,
+pub(crate) struct PlatformTracker {
+    pub(crate) client: OpenCtiClient,
+    pub(crate) connector_id: String,
     /// What a ping reports besides the state.
-    pub info: Mutex<ConnectorInfo>,
+    pub(crate) info: Mutex<ConnectorInfo>,
 }
 
 impl PlatformTracker {
     /// Pings with `state`; returns the platform's state when it differs from what we sent (an
     /// operator reset it), so the caller adopts it.
-    pub async fn ping(&self, state: &State) -> Result<Option<State>, OpenCtiError> {
+    pub(crate) async fn ping(&self, state: &State) -> Result<Option<State>, OpenCtiError> {
         let text = state.to_platform();
         let info = lock(&self.info).clone();
         let answer = self
@@ -93,24 +93,25 @@ impl Tracker for PlatformTracker {
 
 /// No platform (offline mode, the demo): no works; the state is kept in a JSON file (written to
 /// a temporary name then renamed, so a crash never leaves half a state) or only in memory.
-pub struct LocalTracker {
+pub(crate) struct LocalTracker {
     path: Option<std::path::PathBuf>,
 }
 
 impl LocalTracker {
     /// State saved in `path`.
-    pub fn file(path: std::path::PathBuf) -> LocalTracker {
+    pub(crate) fn file(path: std::path::PathBuf) -> LocalTracker {
         LocalTracker { path: Some(path) }
     }
 
     /// State kept only in memory (the demo).
-    pub fn in_memory() -> LocalTracker {
+    #[cfg(feature = "demo")]
+    pub(crate) fn in_memory() -> LocalTracker {
         LocalTracker { path: None }
     }
 
     /// The saved state; a missing or unreadable file means "import everything" (ids are
     /// deterministic, so nothing is duplicated downstream).
-    pub fn load(&self) -> State {
+    pub(crate) fn load(&self) -> State {
         let Some(path) = &self.path else {
             return State::default();
         };

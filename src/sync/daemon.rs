@@ -31,7 +31,7 @@ use crate::settings::{QueueProtocol, Settings};
 use crate::util::lock;
 
 /// pycti pings every 40 s.
-pub const PING_INTERVAL: Duration = Duration::from_secs(40);
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(40);
 
 /// Longest wait between two attempts to reach the platform at start-up.
 const MAX_STARTUP_WAIT: Duration = Duration::from_secs(60);
@@ -237,7 +237,7 @@ pub async fn run_daemon(
 }
 
 /// The offline state file, hidden among the bundles (retention only touches bundle files).
-pub fn state_file(dir: &Path) -> PathBuf {
+pub(crate) fn state_file(dir: &Path) -> PathBuf {
     dir.join(".arcsight-incidents-state.json")
 }
 
@@ -362,7 +362,7 @@ async fn ping_loop(
 }
 
 /// One info line per run, with its figures, and the matching metrics.
-pub fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
+pub(crate) fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
     metrics
         .cases_delivered
         .inc_by(report.cases_delivered as u64);

@@ -9,8 +9,5 @@ pub mod run;
 pub mod schedule;
 pub mod state;
 
-pub use run::{CaseSource, RunConfig, RunReport, Tracker, TrackerError, run_once};
-pub use state::State;
-
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,7 @@ use crate::util::lock;
 
 /// Where the ESM data comes from: the real client, or anything shaped like it.
 #[allow(async_fn_in_trait)]
-pub trait CaseSource {
+pub(crate) trait CaseSource {
     async fn login(&self) -> Result<(), EsmError>;
     async fn logout(&self);
     async fn find_all_ids(&self) -> Result<Vec<String>, EsmError>;
@@ -39,7 +39,7 @@ pub trait CaseSource {
 
 /// The platform's work tracking and state persistence.
 #[allow(async_fn_in_trait)]
-pub trait Tracker {
+pub(crate) trait Tracker {
     async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError>;
     async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError>;
     async fn work_done(&self, work_id: &str, message: &str, in_error: bool);
@@ -50,7 +50,7 @@ pub trait Tracker {
 
 /// Why a tracker did not take a work or a state.
 #[derive(Debug, thiserror::Error)]
-pub enum TrackerError {
+pub(crate) enum TrackerError {
     #[error(transparent)]
     Platform(#[from] OpenCtiError),
     /// The offline state file could not be written.
@@ -83,40 +83,40 @@ enum RunError {
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
-pub struct RunConfig {
-    pub max_cases: usize,
-    pub page_size: usize,
+pub(crate) struct RunConfig {
+    pub(crate) max_cases: usize,
+    pub(crate) page_size: usize,
     /// Case ids per `get_cases` call while listing (the ESM client batches and parallelises
     /// within a call): bounds the raw answers held at once.
-    pub fetch_chunk: usize,
-    pub friendly_name: String,
+    pub(crate) fetch_chunk: usize,
+    pub(crate) friendly_name: String,
 }
 
 /// What a run did, logged as one line and shown in the work.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunReport {
-    pub cases_seen: usize,
-    pub cases_changed: usize,
-    pub cases_selected: usize,
-    pub cases_delivered: usize,
-    pub cases_failed: usize,
-    pub incidents: usize,
-    pub objects: usize,
-    pub messages: u64,
-    pub pages: usize,
-    pub seconds: f64,
+pub(crate) struct RunReport {
+    pub(crate) cases_seen: usize,
+    pub(crate) cases_changed: usize,
+    pub(crate) cases_selected: usize,
+    pub(crate) cases_delivered: usize,
+    pub(crate) cases_failed: usize,
+    pub(crate) incidents: usize,
+    pub(crate) objects: usize,
+    pub(crate) messages: u64,
+    pub(crate) pages: usize,
+    pub(crate) seconds: f64,
     /// Why the run stopped early, if it did (secret-free).
-    pub error: Option<String>,
-    pub work_id: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) work_id: Option<String>,
 }
 
 impl RunReport {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.error.is_none() && self.cases_failed == 0
     }
 
     /// The message put on the work.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut s = format!(
             "{} cases seen, {} changed, {} delivered, {} failed, {} objects in {} messages",
             self.cases_seen,
@@ -140,7 +140,7 @@ impl RunReport {
 /// is closed in error and ESM is logged out of; cleanup steps are bounded in time so the process
 /// stops promptly even if ESM or the platform hangs.
 #[allow(clippy::too_many_arguments)]
-pub async fn run_once(
+pub(crate) async fn run_once(
     source: &impl CaseSource,
     sinks: &mut [impl Sink],
     tracker: &impl Tracker,

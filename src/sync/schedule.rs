@@ -31,12 +31,12 @@ pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
 }
 
 impl Shutdown {
-    pub fn is_triggered(&self) -> bool {
+    pub(crate) fn is_triggered(&self) -> bool {
         *self.rx.borrow()
     }
 
     /// Resolves once shutdown is triggered (at once if it already was).
-    pub async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         // An error means every trigger was dropped: nobody can ask us to stop any more, so
         // this future must never resolve.
         if self.rx.wait_for(|stop| *stop).await.is_err() {
@@ -46,7 +46,7 @@ impl Shutdown {
 }
 
 /// Triggers `trigger` on SIGTERM or SIGINT (Ctrl-C).
-pub fn on_signals(trigger: ShutdownTrigger) {
+pub(crate) fn on_signals(trigger: ShutdownTrigger) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -73,7 +73,10 @@ pub fn on_signals(trigger: ShutdownTrigger) {
 }
 
 /// Runs `f` unless shutdown comes first; `None` when it was abandoned.
-pub async fn unless_shutdown<T>(shutdown: &mut Shutdown, f: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn unless_shutdown<T>(
+    shutdown: &mut Shutdown,
+    f: impl Future<Output = T>,
+) -> Option<T> {
     tokio::select! {
         biased;
         _ = shutdown.wait() => None,
@@ -82,7 +85,7 @@ pub async fn unless_shutdown<T>(shutdown: &mut Shutdown, f: impl Future<Output =
 }
 
 /// Sleeps `d` unless shutdown comes first; `false` when shutdown interrupted the sleep.
-pub async fn sleep_unless_shutdown(shutdown: &mut Shutdown, d: Duration) -> bool {
+pub(crate) async fn sleep_unless_shutdown(shutdown: &mut Shutdown, d: Duration) -> bool {
     unless_shutdown(shutdown, tokio::time::sleep(d))
         .await
         .is_some()
@@ -91,7 +94,7 @@ pub async fn sleep_unless_shutdown(shutdown: &mut Shutdown, d: Duration) -> bool
 /// Runs `run` at once, then again `period` after each run *ends* (as pycti schedules: a slow
 /// run is never overlapped by the next one), until shutdown; only once when `period` is `None`.
 /// Returns the last run's outcome.
-pub async fn repeat(
+pub(crate) async fn repeat(
     period: Option<Duration>,
     shutdown: &mut Shutdown,
     mut run: impl AsyncFnMut() -> bool,
@@ -110,7 +113,7 @@ pub async fn repeat(
 /// Calls `tick` every `interval` (the first time one interval from now) until shutdown.
 /// (`FnMut` returning a future rather than an async closure: the pinger is spawned, and
 /// async closures' futures cannot yet be proven `Send`.)
-pub async fn every<F: Future<Output = ()>>(
+pub(crate) async fn every<F: Future<Output = ()>>(
     interval: Duration,
     mut shutdown: Shutdown,
     mut tick: impl FnMut() -> F,

@@ -17,27 +17,24 @@ use std::collections::{BTreeSet, HashSet};
 use serde::{Deserialize, Serialize};
 
 /// State format version we write.
-pub const STATE_VERSION: u32 = 1;
-
-/// `(modifiedTimestamp ms, case id)`: the order cases are sent in.
-pub type CaseKey = (i64, String);
+pub(crate) const STATE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watermark {
-    pub modified_ms: i64,
+pub(crate) struct Watermark {
+    pub(crate) modified_ms: i64,
     /// Case ids already handled whose modification time is exactly `modified_ms`.
     #[serde(default)]
-    pub ids: BTreeSet<String>,
+    pub(crate) ids: BTreeSet<String>,
 }
 
 impl Watermark {
     /// Has `(modified_ms, id)` already been handled?
-    pub fn covers(&self, modified_ms: i64, id: &str) -> bool {
+    pub(crate) fn covers(&self, modified_ms: i64, id: &str) -> bool {
         modified_ms < self.modified_ms || (modified_ms == self.modified_ms && self.ids.contains(id))
     }
 
     /// Moves past `(modified_ms, id)`; never moves backwards.
-    pub fn advance(&mut self, modified_ms: i64, id: &str) {
+    pub(crate) fn advance(&mut self, modified_ms: i64, id: &str) {
         if modified_ms > self.modified_ms {
             self.modified_ms = modified_ms;
             self.ids.clear();
@@ -50,23 +47,23 @@ impl Watermark {
 
 /// What we persist through `pingConnector`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     #[serde(default)]
-    pub version: u32,
+    pub(crate) version: u32,
     /// ISO-8601 time of the last successful run (the Python connector's only field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<String>,
+    pub(crate) last_run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub watermark: Option<Watermark>,
+    pub(crate) watermark: Option<Watermark>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub retry: BTreeSet<String>,
+    pub(crate) retry: BTreeSet<String>,
 }
 
 impl State {
     /// Reads the platform's `connector_state`. Empty, `null`, unreadable or foreign states (the
     /// Python connector's `{"last_run": ...}`) mean "no watermark": everything is imported once,
     /// and since the ids are the same nothing is duplicated.
-    pub fn from_platform(text: Option<&str>) -> State {
+    pub(crate) fn from_platform(text: Option<&str>) -> State {
         let Some(text) = text
             .map(str::trim)
             .filter(|t| !t.is_empty() && *t != "null")
@@ -83,7 +80,7 @@ impl State {
     }
 
     /// The JSON text sent with `pingConnector`.
-    pub fn to_platform(&self) -> String {
+    pub(crate) fn to_platform(&self) -> String {
         let mut s = self.clone();
         s.version = STATE_VERSION;
         serde_json::to_string(&s).unwrap_or_else(|_| "null".into())
@@ -98,7 +95,7 @@ impl State {
     }
 
     /// Records a case as delivered in its version `modified_ms`.
-    pub fn mark_delivered(&mut self, modified_ms: i64, id: &str) {
+    pub(crate) fn mark_delivered(&mut self, modified_ms: i64, id: &str) {
         self.retry.remove(id);
         self.watermark
             .get_or_insert_with(|| Watermark {
@@ -110,7 +107,7 @@ impl State {
 
     /// Records a case as failed: retried next run whatever its timestamp. When its version is
     /// known the watermark may move past it, since `retry` now guarantees it is not skipped.
-    pub fn mark_failed(&mut self, modified_ms: Option<i64>, id: &str) {
+    pub(crate) fn mark_failed(&mut self, modified_ms: Option<i64>, id: &str) {
         self.retry.insert(id.to_owned());
         if let Some(m) = modified_ms {
             self.watermark
@@ -123,7 +120,7 @@ impl State {
     }
 
     /// Forgets retry entries for cases that no longer exist in ESM.
-    pub fn forget_missing(&mut self, existing: &HashSet<&str>) {
+    pub(crate) fn forget_missing(&mut self, existing: &HashSet<&str>) {
         self.retry.retain(|id| existing.contains(id.as_str()));
     }
 }
@@ -131,14 +128,14 @@ impl State {
 /// A case as seen in the listing: its id and modification time (ms; `None` when ESM gave none,
 /// in which case it is treated as older than anything).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub id: String,
-    pub modified_ms: Option<i64>,
+pub(crate) struct Seen {
+    pub(crate) id: String,
+    pub(crate) modified_ms: Option<i64>,
 }
 
 /// The cases to send this run: new, modified, or to retry; oldest modification first (ties by
 /// id); at most `max_cases`.
-pub fn select(state: &State, seen: &[Seen], max_cases: usize) -> Vec<Seen> {
+pub(crate) fn select(state: &State, seen: &[Seen], max_cases: usize) -> Vec<Seen> {
     let mut changed: Vec<&Seen> = seen
         .iter()
         .filter(|c| !state.covers(c.modified_ms.unwrap_or(i64::MIN), &c.id))
@@ -150,7 +147,7 @@ pub fn select(state: &State, seen: &[Seen], max_cases: usize) -> Vec<Seen> {
 }
 
 /// How many cases [`select`] would consider changed (for the run's figures).
-pub fn count_changed(state: &State, seen: &[Seen]) -> usize {
+pub(crate) fn count_changed(state: &State, seen: &[Seen]) -> usize {
     seen.iter()
         .filter(|c| !state.covers(c.modified_ms.unwrap_or(i64::MIN), &c.id))
         .count()
