@@ -1,4 +1,4 @@
-//! The run loop: selection by watermark, pages, state, works, schedule, shutdown.
+//! The run loop: selection by a ledger of delivered versions, pages, state, works, schedule, shutdown.
 //!
 //! The only module that knows the order of the steps; each step (ESM client, converter,
 //! delivery, platform) knows nothing of the ones after it.
@@ -9,7 +9,7 @@ pub mod run;
 pub mod schedule;
 pub mod state;
 
-pub use run::{CaseSource, RunConfig, RunReport, Tracker, TrackerError, run_once};
+pub use run::{CaseSource, RunConfig, RunReport, Saved, SharedState, Tracker, TrackerError, run_once};
 pub use state::State;
 
 #[cfg(test)]
