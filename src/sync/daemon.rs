@@ -128,50 +128,51 @@ impl Daemon {
             tlp: settings.esm.tlp,
             import_observables: settings.esm.import_observables,
         });
-        let (backend, state, applicant_id, primary) =
-            match OpenCtiConfig::from_settings(&settings.opencti) {
-                Some(cfg) => {
-                    let client = OpenCtiClient::new(cfg)?;
-                    let Some(registration) = connect(&client, &settings, shutdown).await else {
-                        return Ok(None);
-                    };
-                    let state = State::from_platform(registration.connector_state.as_deref());
-                    let primary = queue_sink(&settings, &client, &registration);
-                    let tracker = Arc::new(PlatformTracker::new(
-                        client.clone(),
-                        connector_id.clone(),
-                        ConnectorInfo {
-                            run_and_terminate: settings.connector.run_once(),
-                            buffering: false,
-                            queue_threshold: settings.connector.queue_threshold_mb as f64,
-                            queue_messages_size: 0.0,
-                            next_run_datetime: None,
-                            last_run_datetime: None,
-                        },
-                    ));
-                    let applicant = Some(registration.connector_user_id);
-                    (
-                        Backend::Platform { client, tracker },
-                        state,
-                        applicant,
-                        primary,
-                    )
-                }
-                None => {
-                    let dir = settings
-                        .connector
-                        .send_to_directory
-                        .as_deref()
-                        .ok_or(DaemonError::NoDirectory)?;
-                    let tracker = LocalTracker::file(state_file(dir));
-                    let state = tracker.load();
-                    info!(
-                        directory = %dir.display(),
-                        "no platform configured: bundles go to the directory only and the state is kept beside them"
-                    );
-                    (Backend::Offline(tracker), state, None, None)
-                }
-            };
+        let (backend, state, applicant_id, primary) = match OpenCtiConfig::from_settings(
+            &settings.opencti,
+        ) {
+            Some(cfg) => {
+                let client = OpenCtiClient::new(cfg)?;
+                let Some(registration) = connect(&client, &settings, shutdown).await else {
+                    return Ok(None);
+                };
+                let state = State::from_platform(registration.connector_state.as_deref());
+                let primary = queue_sink(&settings, &client, &registration);
+                let tracker = Arc::new(PlatformTracker::new(
+                    client.clone(),
+                    connector_id.clone(),
+                    ConnectorInfo {
+                        run_and_terminate: settings.connector.run_once(),
+                        buffering: false,
+                        queue_threshold: settings.connector.queue_threshold_mb as f64,
+                        queue_messages_size: 0.0,
+                        next_run_datetime: None,
+                        last_run_datetime: None,
+                    },
+                ));
+                let applicant = Some(registration.connector_user_id);
+                (
+                    Backend::Platform { client, tracker },
+                    state,
+                    applicant,
+                    primary,
+                )
+            }
+            None => {
+                let dir = settings
+                    .connector
+                    .send_to_directory
+                    .as_deref()
+                    .ok_or(DaemonError::NoDirectory)?;
+                let tracker = LocalTracker::file(state_file(dir));
+                let state = tracker.load();
+                info!(
+                    directory = %dir.display(),
+                    "no platform configured: bundles go to the directory only and the state is kept beside them"
+                );
+                (Backend::Offline(tracker), state, None, None)
+            }
+        };
         let state = Arc::new(SharedState::new(state));
         let directory = settings.connector.send_to_directory.as_ref().map(|dir| {
             AnySink::Directory(DirectoryDelivery::new(
@@ -267,8 +268,16 @@ impl Daemon {
         let (esm, converter, state) = (&self.esm, &self.converter, self.state.as_ref());
         let report = match &self.backend {
             Backend::Platform { tracker, .. } => {
-                run_once(esm, &mut self.sinks, tracker.as_ref(), converter, state, &cfg, stop)
-                    .await
+                run_once(
+                    esm,
+                    &mut self.sinks,
+                    tracker.as_ref(),
+                    converter,
+                    state,
+                    &cfg,
+                    stop,
+                )
+                .await
             }
             Backend::Offline(t) => {
                 run_once(esm, &mut self.sinks, t, converter, state, &cfg, stop).await
@@ -278,8 +287,7 @@ impl Daemon {
         let now = Utc::now();
         if report.succeeded() {
             self.metrics.record_success(now.timestamp());
-            self.state
-                .update(|s| s.last_run = Some(now.to_rfc3339()));
+            self.state.update(|s| s.last_run = Some(now.to_rfc3339()));
         }
         self.metrics.set_state(RunState::idle);
         self.backend.update_info(|i| {

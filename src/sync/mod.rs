@@ -9,7 +9,9 @@ pub mod run;
 pub mod schedule;
 pub mod state;
 
-pub use run::{CaseSource, RunConfig, RunReport, Saved, SharedState, Tracker, TrackerError, run_once};
+pub use run::{
+    CaseSource, RunConfig, RunReport, Saved, SharedState, Tracker, TrackerError, run_once,
+};
 pub use state::State;
 
 #[cfg(test)]

@@ -496,12 +496,13 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
         let mut out = PageCases::default();
         let mut cases: Vec<(Seen, u64, Case)> = Vec::with_capacity(page.len());
         for s in page {
-            let answer = answers
-                .remove(&s.id)
-                .unwrap_or(Err(EsmError::NotReturned {
-                    operation: "getResourcesByIds",
-                }));
-            match answer.as_ref().map(|v| (version_hash(v), Case::from_value(v))) {
+            let answer = answers.remove(&s.id).unwrap_or(Err(EsmError::NotReturned {
+                operation: "getResourcesByIds",
+            }));
+            match answer
+                .as_ref()
+                .map(|v| (version_hash(v), Case::from_value(v)))
+            {
                 Ok((version, Some(case))) => cases.push((s.clone(), version, case)),
                 Err(e) if is_gone(e) => out.gone.push(s.id.clone()),
                 _ => {
@@ -800,7 +801,9 @@ fn bisectable(e: &EsmError) -> bool {
 fn maybe_content(e: &DeliveryError) -> bool {
     !matches!(
         e,
-        DeliveryError::Connect { .. } | DeliveryError::Channel { .. } | DeliveryError::Unroutable { .. }
+        DeliveryError::Connect { .. }
+            | DeliveryError::Channel { .. }
+            | DeliveryError::Unroutable { .. }
     )
 }
 

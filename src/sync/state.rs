@@ -487,7 +487,13 @@ mod tests {
     fn a_version_1_state_upgrades_without_a_reimport() {
         let v1 = r#"{"version":1,"watermark":{"modified_ms":10,"ids":["t"]},"retry":["r"]}"#;
         let mut s = State::from_platform(Some(v1));
-        let all = [seen("a", 5), seen("t", 10), seen("u", 10), seen("r", 3), seen("b", 11)];
+        let all = [
+            seen("a", 5),
+            seen("t", 10),
+            seen("u", 10),
+            seen("r", 3),
+            seen("b", 11),
+        ];
         s.apply_upgrade(&all);
         let run = s.start_run();
         let sel = select(&s, &all, 10, run);
