@@ -127,7 +127,16 @@ async fn a_broker_that_refuses_connections_leaves_the_state_where_it_was() {
     let failed = env.run().await;
     assert!(!failed.succeeded);
     assert!(failed.objects.is_empty());
-    assert_eq!(env.platform.recorded(|r| r.connector_state.clone()), saved);
+    // Nothing recorded as delivered or failed (the state's run counter, the retry backoff's
+    // clock, does move).
+    let fields = |t: Option<String>| {
+        let v: serde_json::Value = serde_json::from_str(&t.unwrap_or_default()).unwrap();
+        (v["ledger"].clone(), v["retry"].clone())
+    };
+    assert_eq!(
+        fields(env.platform.recorded(|r| r.connector_state.clone())),
+        fields(saved)
+    );
 
     env.platform
         .update(|r| r.mq = env.topo.registration_config(5672));
@@ -226,7 +235,7 @@ async fn a_stop_request_mid_run_keeps_the_confirmed_pages_and_the_next_run_finis
         trigger.trigger();
     };
     let (first, ()) = tokio::join!(env.run_with(shutdown), stop);
-    assert!(!first.succeeded, "a stopped run is not a success");
+    assert!(first.succeeded, "a requested stop ends well (exit 0)");
     let sent = first.case_ids();
     assert!(!sent.is_empty() && sent.len() < 12, "{} cases", sent.len());
     let work = first.new_works[0].processed.clone().expect("work closed");
