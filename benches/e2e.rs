@@ -50,6 +50,10 @@ struct Figures {
     messages: u64,
     peak_rss_mb: f64,
     delivered: u64,
+    /// The state the platform holds after the run (what each ping carries), in bytes.
+    state_bytes: usize,
+    /// The largest `pingConnector` request body of the run, in bytes.
+    ping_bytes: usize,
 }
 
 fn main() {
@@ -76,6 +80,15 @@ fn main() {
             latency_ms: 2,
             second_run: true,
         },
+        // The state's size, the ping's payload and memory at scale (issue 12's budget: at most
+        // 16 bytes of state a delivered case; peak RSS within 1.3x of that at 2,000 cases).
+        Scenario {
+            label: "100,000 cases x 1 event, no latency",
+            cases: 100_000,
+            events_per_case: 1,
+            latency_ms: 0,
+            second_run: true,
+        },
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,7 +107,7 @@ fn main() {
         all.extend(figures);
     }
     let mut report = String::from(
-        "scenario | run | wall s | ESM requests | AMQP messages | cases delivered | peak RSS MB\n",
+        "scenario | run | wall s | ESM requests | AMQP messages | cases delivered | peak RSS MB | state bytes | ping bytes\n",
     );
     for f in &all {
         let _ = writeln!(report, "{}", line(f));
@@ -113,8 +126,16 @@ fn main() {
 
 fn line(f: &Figures) -> String {
     format!(
-        "{} | {} | {:.2} | {} | {} | {} | {:.1}",
-        f.label, f.run, f.wall_s, f.esm_requests, f.messages, f.delivered, f.peak_rss_mb
+        "{} | {} | {:.2} | {} | {} | {} | {:.1} | {} | {}",
+        f.label,
+        f.run,
+        f.wall_s,
+        f.esm_requests,
+        f.messages,
+        f.delivered,
+        f.peak_rss_mb,
+        f.state_bytes,
+        f.ping_bytes
     )
 }
 
@@ -146,6 +167,7 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
     };
     for run in runs {
         let before = requests(&sim);
+        let pings_before = platform.recorded(|r| r.pings.len());
         let started = Instant::now();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"))
             .arg("run")
@@ -189,6 +211,16 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
             messages,
             peak_rss_mb: finished["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
             delivered: finished["delivered"].as_u64().unwrap_or(0),
+            state_bytes: platform.recorded(|r| r.connector_state.as_deref().map_or(0, str::len)),
+            // The state is the ping's payload; its JSON string escaping and the few
+            // connectorInfo fields add well under a kilobyte.
+            ping_bytes: platform.recorded(|r| {
+                r.pings[pings_before..]
+                    .iter()
+                    .map(|p| p.as_deref().map_or(0, str::len))
+                    .max()
+                    .unwrap_or(0)
+            }),
         });
     }
     topo.drop_all().await;

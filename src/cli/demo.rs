@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -18,7 +17,7 @@ use crate::delivery::{DirectoryDelivery, DirectoryIdentity};
 use crate::esm::{ApiDialect, EsmClient, EsmConfig};
 use crate::stix::Tlp;
 use crate::sync::adapters::LocalTracker;
-use crate::sync::run::{RunConfig, RunReport, run_once};
+use crate::sync::run::{RunConfig, RunReport, SharedState, run_once};
 use crate::sync::state::State;
 use esm_simulator::{SimConfig, Simulator};
 
@@ -101,7 +100,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
             validate_before_import: false,
         },
     )];
-    let state = Mutex::new(State::default());
+    let state = SharedState::new(State::default());
     let cfg = RunConfig {
         max_cases: usize::MAX,
         page_size: 10,

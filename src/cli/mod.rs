@@ -251,26 +251,7 @@ fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
         let (trigger, shutdown) = shutdown_pair();
         on_signals(trigger);
         let metrics = crate::metrics::Metrics::new();
-        if settings.connector.expose_metrics {
-            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.connector.metrics_port));
-            let mut stop = shutdown.clone();
-            let metrics = metrics.clone();
-            // Ready means a run succeeded within two periods (or an hour when running once).
-            let window = settings
-                .connector
-                .duration_period
-                .map(|p| p * 2)
-                .unwrap_or(std::time::Duration::from_secs(3600))
-                .max(std::time::Duration::from_secs(120));
-            tokio::spawn(async move {
-                if let Err(e) =
-                    crate::metrics::serve(addr, metrics, window, async move { stop.wait().await })
-                        .await
-                {
-                    tracing::error!(error = %e, %addr, "the metrics endpoint could not start");
-                }
-            });
-        }
+        // The daemon serves the metrics (when exposed) and awaits that task at shutdown.
         match crate::sync::daemon::run_daemon(settings, metrics, shutdown).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,

@@ -205,12 +205,26 @@ impl OpenCtiClient {
             .ok_or_else(|| decode(op, "workAdd is null"))
     }
 
-    pub async fn work_add_expectations(&self, work_id: &str, n: u64) -> Result<(), OpenCtiError> {
+    /// Adds `n` expectations to a work; a negative `n` gives expectations back (the platform
+    /// adds it to the work's expected count).
+    pub async fn work_add_expectations(&self, work_id: &str, n: i64) -> Result<(), OpenCtiError> {
         let op = "addExpectations";
         // The schema's Int is 32-bit: a bigger page would be refused by the platform anyway.
         let n = i32::try_from(n).map_err(|_| decode(op, "expectations exceed a GraphQL Int"))?;
         let vars = json!({"id": work_id, "expectations": n});
         self.call_work_edit(op, doc::ADD_EXPECTATIONS, vars).await
+    }
+
+    /// Reports one expectation of a work processed, in error when `error` is set.
+    pub(crate) async fn work_report_expectation(
+        &self,
+        work_id: &str,
+        error: Option<&str>,
+    ) -> Result<(), OpenCtiError> {
+        let error = error.map(|e| json!({"error": e, "source": "connector"}));
+        let vars = json!({"id": work_id, "error": error});
+        self.call_work_edit("reportExpectation", doc::REPORT_EXPECTATION, vars)
+            .await
     }
 
     pub async fn work_to_processed(

@@ -36,6 +36,10 @@ pub(crate) const ADD_EXPECTATIONS: &str = r#"mutation addExpectations($id: ID!, 
   workEdit(id: $id) { addExpectations(expectations: $expectations) }
 }"#;
 
+pub(crate) const REPORT_EXPECTATION: &str = r#"mutation reportExpectation($id: ID!, $error: WorkErrorInput) {
+  workEdit(id: $id) { reportExpectation(error: $error) }
+}"#;
+
 pub(crate) const WORK_TO_RECEIVED: &str = r#"mutation workToReceived($id: ID!, $message: String) {
   workEdit(id: $id) { toReceived(message: $message) }
 }"#;
@@ -58,6 +62,7 @@ pub const DOCUMENTS: &[&str] = &[
     WORK_TO_PROCESSED,
     ADD_EXPECTATIONS,
     WORK_TO_RECEIVED,
+    REPORT_EXPECTATION,
     STIX_BUNDLE_PUSH,
     GET_CONNECTOR_QUEUE,
 ];

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 use tracing::warn;
 
-use super::run::{CaseSource, Tracker, TrackerError};
+use super::run::{CaseSource, Saved, SharedState, Tracker, TrackerError};
 use super::state::State;
 use crate::esm::model::EventId;
 use crate::esm::{EsmClient, EsmError, EventsFetch};
@@ -42,13 +42,30 @@ pub(crate) struct PlatformTracker {
     pub(crate) connector_id: String,
     /// What a ping reports besides the state.
     pub(crate) info: Mutex<ConnectorInfo>,
+    /// The one writer: every ping (liveness or save) waits its turn here, then snapshots the
+    /// state, so the platform never receives an older state after a newer one.
+    writer: tokio::sync::Mutex<()>,
 }
 
+/// Attempts at `toProcessed`: it is what completes a multi-part work.
+const TO_PROCESSED_ATTEMPTS: u32 = 3;
+
 impl PlatformTracker {
-    /// Pings with `state`; returns the platform's state when it differs from what we sent (an
-    /// operator reset it), so the caller adopts it.
-    pub(crate) async fn ping(&self, state: &State) -> Result<Option<State>, OpenCtiError> {
-        let text = state.to_platform();
+    pub(crate) fn new(client: OpenCtiClient, connector_id: String, info: ConnectorInfo) -> Self {
+        PlatformTracker {
+            client,
+            connector_id,
+            info: Mutex::new(info),
+            writer: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Pings with the latest state; adopts the platform's state when it differs from what we
+    /// sent (an operator reset it).
+    pub(crate) async fn ping(&self, state: &SharedState) -> Result<Saved, OpenCtiError> {
+        let _turn = self.writer.lock().await;
+        let resets = state.resets();
+        let text = state.snapshot().to_platform();
         let info = lock(&self.info).clone();
         let answer = self
             .client
@@ -56,9 +73,13 @@ impl PlatformTracker {
             .await?;
         let platform = answer.connector_state.unwrap_or_default();
         if platform.trim() == text.trim() {
-            Ok(None)
+            Ok(Saved::Kept)
+        } else if state.resets() != resets {
+            // Adopted meanwhile by nobody else (we hold the turn); kept for clarity.
+            Ok(Saved::Reset)
         } else {
-            Ok(Some(State::from_platform(Some(&platform))))
+            state.adopt_reset(State::from_platform(Some(&platform)));
+            Ok(Saved::Reset)
         }
     }
 }
@@ -72,21 +93,36 @@ impl Tracker for PlatformTracker {
         ))
     }
 
-    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError> {
+    async fn add_expectations(&self, work_id: &str, n: i64) -> Result<(), TrackerError> {
         Ok(self.client.work_add_expectations(work_id, n).await?)
     }
 
-    async fn work_done(&self, work_id: &str, message: &str, in_error: bool) {
-        if let Err(e) = self
-            .client
-            .work_to_processed(work_id, message, in_error)
-            .await
-        {
-            warn!(error = %e, "closing the work failed");
+    async fn report_expectation(&self, work_id: &str, error: Option<&str>) {
+        if let Err(e) = self.client.work_report_expectation(work_id, error).await {
+            warn!(error = %e, "reporting the run's sentinel expectation failed");
         }
     }
 
-    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError> {
+    async fn work_done(&self, work_id: &str, message: &str, in_error: bool) {
+        let mut wait = std::time::Duration::from_millis(500);
+        for attempt in 1..=TO_PROCESSED_ATTEMPTS {
+            match self
+                .client
+                .work_to_processed(work_id, message, in_error)
+                .await
+            {
+                Ok(()) => return,
+                Err(e) if attempt < TO_PROCESSED_ATTEMPTS => {
+                    warn!(error = %e, attempt, "closing the work failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => warn!(error = %e, "closing the work failed"),
+            }
+        }
+    }
+
+    async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError> {
         Ok(self.ping(state).await?)
     }
 }
@@ -95,18 +131,25 @@ impl Tracker for PlatformTracker {
 /// a temporary name then renamed, so a crash never leaves half a state) or only in memory.
 pub(crate) struct LocalTracker {
     path: Option<std::path::PathBuf>,
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl LocalTracker {
     /// State saved in `path`.
     pub(crate) fn file(path: std::path::PathBuf) -> LocalTracker {
-        LocalTracker { path: Some(path) }
+        LocalTracker {
+            path: Some(path),
+            writer: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// State kept only in memory (the demo).
     #[cfg(feature = "demo")]
     pub(crate) fn in_memory() -> LocalTracker {
-        LocalTracker { path: None }
+        LocalTracker {
+            path: None,
+            writer: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The saved state; a missing or unreadable file means "import everything" (ids are
@@ -130,15 +173,18 @@ impl Tracker for LocalTracker {
     async fn work_add(&self, _friendly_name: &str) -> Result<Option<String>, TrackerError> {
         Ok(None)
     }
-    async fn add_expectations(&self, _work_id: &str, _n: u64) -> Result<(), TrackerError> {
+    async fn add_expectations(&self, _work_id: &str, _n: i64) -> Result<(), TrackerError> {
         Ok(())
     }
+    async fn report_expectation(&self, _work_id: &str, _error: Option<&str>) {}
     async fn work_done(&self, _work_id: &str, _message: &str, _in_error: bool) {}
-    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError> {
+    async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError> {
         let Some(path) = self.path.clone() else {
-            return Ok(None);
+            return Ok(Saved::Kept);
         };
-        let text = state.to_platform();
+        // One writer: the file is written in turn, each time with the latest state.
+        let _turn = self.writer.lock().await;
+        let text = state.snapshot().to_platform();
         let target = path.clone();
         tokio::task::spawn_blocking(move || {
             let tmp = target.with_extension("json.tmp");
@@ -148,6 +194,6 @@ impl Tracker for LocalTracker {
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
         .map_err(|source| TrackerError::StateFile { path, source })?;
-        Ok(None)
+        Ok(Saved::Kept)
     }
 }

@@ -8,15 +8,17 @@
 //!   with no platform at all, and a restart still sends only what changed.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{error, info, warn};
 
 use super::adapters::{LocalTracker, PlatformTracker};
-use super::run::{RunConfig, RunReport, Tracker, run_once};
-use super::schedule::{Shutdown, every, repeat, sleep_unless_shutdown, unless_shutdown};
+use super::run::{RunConfig, RunReport, SharedState, Tracker, run_once};
+use super::schedule::{
+    Shutdown, ShutdownTrigger, every, repeat, shutdown_pair, sleep_unless_shutdown, unless_shutdown,
+};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{
@@ -57,12 +59,13 @@ enum Backend {
 }
 
 impl Backend {
-    async fn save_final(&self, state: &State) {
-        // Bounded: a stop must not hang on an unresponsive platform.
+    /// The last save, through the one writer. Bounded: a stop must not hang on an
+    /// unresponsive platform.
+    async fn save_final(&self, state: &SharedState) {
         let timeout = Duration::from_secs(3);
         match self {
             Backend::Platform { tracker, .. } => {
-                let _ = tokio::time::timeout(timeout, tracker.ping(state)).await;
+                let _ = tokio::time::timeout(timeout, tracker.save_state(state)).await;
             }
             Backend::Offline(t) => {
                 let _ = tokio::time::timeout(timeout, t.save_state(state)).await;
@@ -77,163 +80,245 @@ impl Backend {
     }
 }
 
-/// Runs until shutdown (or once, per the settings). Returns whether the last run succeeded.
+/// Runs until shutdown (or once, per the settings). Returns whether the connector ends well:
+/// the last run succeeded, or a stop was requested.
 pub async fn run_daemon(
     settings: Settings,
     metrics: Metrics,
     mut shutdown: Shutdown,
 ) -> Result<bool, DaemonError> {
-    let connector_id = settings.connector.id.to_string();
-    let esm = EsmClient::new(settings.esm.client.clone())?;
-    // (The client itself warns once when ESM's certificate is not verified.)
-    let converter = Converter::new(ConvertOptions {
-        tlp: settings.esm.tlp,
-        import_observables: settings.esm.import_observables,
-    });
+    match Daemon::start(settings, metrics, &mut shutdown).await? {
+        Some(daemon) => Ok(daemon.run_until_stopped(shutdown).await),
+        // Stopped before the platform answered: nothing was done, nothing failed.
+        None => Ok(true),
+    }
+}
 
-    // 1. Start-up: the platform (state, broker, applicant) or the offline state file.
-    let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
-        Some(cfg) => {
-            let client = OpenCtiClient::new(cfg)?;
-            let Some(registration) = connect(&client, &settings, &mut shutdown).await else {
-                // Stopped before the platform answered: nothing was done, nothing failed.
-                return Ok(true);
-            };
-            let state = State::from_platform(registration.connector_state.as_deref());
-            let primary = queue_sink(&settings, &client, &registration);
-            let tracker = Arc::new(PlatformTracker {
-                client: client.clone(),
-                connector_id: connector_id.clone(),
-                info: Mutex::new(ConnectorInfo {
-                    run_and_terminate: settings.connector.run_once(),
-                    buffering: false,
-                    queue_threshold: settings.connector.queue_threshold_mb as f64,
-                    queue_messages_size: 0.0,
-                    next_run_datetime: None,
-                    last_run_datetime: None,
-                }),
-            });
-            let applicant = Some(registration.connector_user_id);
-            (
-                Backend::Platform { client, tracker },
-                state,
-                applicant,
-                primary,
-            )
-        }
-        None => {
-            let dir = settings
-                .connector
-                .send_to_directory
-                .as_deref()
-                .ok_or(DaemonError::NoDirectory)?;
-            let tracker = LocalTracker::file(state_file(dir));
-            let state = tracker.load();
-            info!(
-                directory = %dir.display(),
-                "no platform configured: bundles go to the directory only and the state is kept beside them"
-            );
-            (Backend::Offline(tracker), state, None, None)
-        }
-    };
-    let state = Arc::new(Mutex::new(state));
+/// A started connector: its clients, its state, its sinks and its background tasks.
+pub(crate) struct Daemon {
+    settings: Settings,
+    metrics: Metrics,
+    connector_id: String,
+    esm: EsmClient,
+    converter: Converter,
+    backend: Backend,
+    state: Arc<SharedState>,
+    sinks: Vec<AnySink>,
+    /// Stops the background tasks (pinger, metrics server) when the daemon ends, whether or
+    /// not a stop was requested (a run-and-terminate run ends on its own).
+    background_stop: ShutdownTrigger,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    let directory = settings.connector.send_to_directory.as_ref().map(|dir| {
-        AnySink::Directory(DirectoryDelivery::new(
-            dir.clone(),
-            settings.connector.send_to_directory_retention_days,
-            DirectoryIdentity {
-                applicant_id: applicant_id.clone(),
-                connector_id: connector_id.clone(),
-                name: settings.connector.name.clone(),
-                scope: settings.connector.scope.clone(),
-                validate_before_import: false,
-            },
-        ))
-    });
-    let mut sinks: Vec<AnySink> = primary.into_iter().chain(directory).collect();
+/// How long the background tasks get to finish at shutdown (a ping in flight).
+const BACKGROUND_GRACE: Duration = Duration::from_secs(3);
 
-    // 2. Liveness: ping every 40 s with the state; adopt an operator's reset.
-    let pinger = match &backend {
-        Backend::Platform { tracker, .. } => Some(tokio::spawn(ping_loop(
-            tracker.clone(),
-            state.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ))),
-        Backend::Offline(_) => None,
-    };
-
-    let cfg = RunConfig {
-        max_cases: settings.esm.max_cases,
-        page_size: settings.esm.page_size,
-        fetch_chunk: settings.esm.client.case_batch_size * settings.esm.client.concurrency,
-        friendly_name: String::new(),
-    };
-    let period = if settings.connector.run_once() {
-        None
-    } else {
-        settings.connector.duration_period
-    };
-    let run_shutdown = shutdown.clone();
-    let mut first = true;
-    let last_ok = repeat(period, &mut shutdown, async || {
-        // Back-pressure as pycti applies it: before every run but the first, so a restart
-        // (or a run-once job) always runs.
-        if !std::mem::replace(&mut first, false)
-            && over_threshold(&backend, &settings, &connector_id).await
-        {
-            metrics.runs_skipped.inc();
-            return true;
-        }
-        metrics.set_state(RunState::running);
-        metrics.runs.inc();
-        let cfg = RunConfig {
-            friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
-            ..cfg.clone()
+impl Daemon {
+    /// Start-up: the platform (state, broker, applicant) or the offline state file, the sinks,
+    /// the pinger and the metrics server. `None` when stopped before the platform answered.
+    pub(crate) async fn start(
+        settings: Settings,
+        metrics: Metrics,
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<Daemon>, DaemonError> {
+        let connector_id = settings.connector.id.to_string();
+        let esm = EsmClient::new(settings.esm.client.clone())?;
+        // (The client itself warns once when ESM's certificate is not verified.)
+        let converter = Converter::new(ConvertOptions {
+            tlp: settings.esm.tlp,
+            import_observables: settings.esm.import_observables,
+        });
+        let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
+            Some(cfg) => {
+                let client = OpenCtiClient::new(cfg)?;
+                let Some(registration) = connect(&client, &settings, shutdown).await else {
+                    return Ok(None);
+                };
+                let state = State::from_platform(registration.connector_state.as_deref());
+                let primary = queue_sink(&settings, &client, &registration);
+                let tracker = Arc::new(PlatformTracker::new(
+                    client.clone(),
+                    connector_id.clone(),
+                    ConnectorInfo {
+                        run_and_terminate: settings.connector.run_once(),
+                        buffering: false,
+                        queue_threshold: settings.connector.queue_threshold_mb as f64,
+                        queue_messages_size: 0.0,
+                        next_run_datetime: None,
+                        last_run_datetime: None,
+                    },
+                ));
+                let applicant = Some(registration.connector_user_id);
+                (
+                    Backend::Platform { client, tracker },
+                    state,
+                    applicant,
+                    primary,
+                )
+            }
+            None => {
+                let dir = settings
+                    .connector
+                    .send_to_directory
+                    .as_deref()
+                    .ok_or(DaemonError::NoDirectory)?;
+                let tracker = LocalTracker::file(state_file(dir));
+                let state = tracker.load();
+                info!(
+                    directory = %dir.display(),
+                    "no platform configured: bundles go to the directory only and the state is kept beside them"
+                );
+                (Backend::Offline(tracker), state, None, None)
+            }
         };
-        let stop = Some(&run_shutdown);
-        let report = match &backend {
+        let state = Arc::new(SharedState::new(state));
+        let directory = settings.connector.send_to_directory.as_ref().map(|dir| {
+            AnySink::Directory(DirectoryDelivery::new(
+                dir.clone(),
+                settings.connector.send_to_directory_retention_days,
+                DirectoryIdentity {
+                    applicant_id: applicant_id.clone(),
+                    connector_id: connector_id.clone(),
+                    name: settings.connector.name.clone(),
+                    scope: settings.connector.scope.clone(),
+                    validate_before_import: false,
+                },
+            ))
+        });
+        let sinks: Vec<AnySink> = primary.into_iter().chain(directory).collect();
+
+        let (background_stop, background_shutdown) = shutdown_pair();
+        let mut background = Vec::new();
+        // Liveness: ping every 40 s with the latest state; adopt an operator's reset.
+        if let Backend::Platform { tracker, .. } = &backend {
+            background.push(tokio::spawn(ping_loop(
+                tracker.clone(),
+                state.clone(),
+                metrics.clone(),
+                background_shutdown.clone(),
+            )));
+        }
+        if settings.connector.expose_metrics {
+            background.push(metrics_server(&settings, &metrics, background_shutdown));
+        }
+        Ok(Some(Daemon {
+            settings,
+            metrics,
+            connector_id,
+            esm,
+            converter,
+            backend,
+            state,
+            sinks,
+            background_stop,
+            background,
+        }))
+    }
+
+    /// Runs on the schedule until `shutdown` (or once), then stops the background tasks and
+    /// saves the state. Returns whether the connector ends well: a stop was requested, or the
+    /// last run succeeded.
+    pub(crate) async fn run_until_stopped(mut self, mut shutdown: Shutdown) -> bool {
+        let period = if self.settings.connector.run_once() {
+            None
+        } else {
+            self.settings.connector.duration_period
+        };
+        let run_shutdown = shutdown.clone();
+        let mut first = true;
+        let last_ok = repeat(period, &mut shutdown, async || {
+            // Back-pressure as pycti applies it: before every run but the first, so a restart
+            // (or a run-once job) always runs.
+            if !std::mem::replace(&mut first, false)
+                && over_threshold(&self.backend, &self.settings, &self.connector_id).await
+            {
+                self.metrics.runs_skipped.inc();
+                return true;
+            }
+            self.run(&run_shutdown, period).await
+        })
+        .await;
+        self.metrics.set_state(RunState::stopped);
+        // Persist the final state (it holds `last_run`).
+        self.backend.save_final(&self.state).await;
+        self.background_stop.trigger();
+        for task in self.background.drain(..) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(BACKGROUND_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        last_ok || shutdown.is_triggered()
+    }
+
+    /// One run, its figures and its metrics.
+    async fn run(&mut self, shutdown: &Shutdown, period: Option<Duration>) -> bool {
+        self.metrics.set_state(RunState::running);
+        self.metrics.runs.inc();
+        let cfg = RunConfig {
+            max_cases: self.settings.esm.max_cases,
+            page_size: self.settings.esm.page_size,
+            fetch_chunk: self.settings.esm.client.case_batch_size
+                * self.settings.esm.client.concurrency,
+            friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
+        };
+        let stop = Some(shutdown);
+        let (esm, converter, state) = (&self.esm, &self.converter, self.state.as_ref());
+        let report = match &self.backend {
             Backend::Platform { tracker, .. } => {
                 run_once(
-                    &esm,
-                    &mut sinks,
+                    esm,
+                    &mut self.sinks,
                     tracker.as_ref(),
-                    &converter,
-                    &state,
+                    converter,
+                    state,
                     &cfg,
                     stop,
                 )
                 .await
             }
             Backend::Offline(t) => {
-                run_once(&esm, &mut sinks, t, &converter, &state, &cfg, stop).await
+                run_once(esm, &mut self.sinks, t, converter, state, &cfg, stop).await
             }
         };
-        record(&metrics, &esm, &report);
+        record(&self.metrics, &self.esm, &report);
         let now = Utc::now();
         if report.succeeded() {
-            metrics.record_success(now.timestamp());
-            lock(&state).last_run = Some(now.to_rfc3339());
+            self.metrics.record_success(now.timestamp());
+            self.state.update(|s| s.last_run = Some(now.to_rfc3339()));
         }
-        metrics.set_state(RunState::idle);
-        backend.update_info(|i| {
+        self.metrics.set_state(RunState::idle);
+        self.backend.update_info(|i| {
             i.last_run_datetime = Some(now);
             i.next_run_datetime =
                 period.map(|p| now + chrono::Duration::from_std(p).unwrap_or_default());
         });
         report.succeeded()
-    })
-    .await;
-
-    metrics.set_state(RunState::stopped);
-    // Persist the final state (it holds `last_run`).
-    let snapshot = lock(&state).clone();
-    backend.save_final(&snapshot).await;
-    if let Some(p) = pinger {
-        p.abort();
     }
-    Ok(last_ok)
+}
+
+/// The Prometheus endpoint, until `stop`.
+fn metrics_server(
+    settings: &Settings,
+    metrics: &Metrics,
+    mut stop: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.connector.metrics_port));
+    let metrics = metrics.clone();
+    // Ready means a run succeeded within two periods (or an hour when running once).
+    let window = settings
+        .connector
+        .duration_period
+        .map(|p| p * 2)
+        .unwrap_or(Duration::from_secs(3600))
+        .max(Duration::from_secs(120));
+    tokio::spawn(async move {
+        if let Err(e) =
+            crate::metrics::serve(addr, metrics, window, async move { stop.wait().await }).await
+        {
+            error!(error = %e, %addr, "the metrics endpoint could not start");
+        }
+    })
 }
 
 /// The offline state file, hidden among the bundles (retention only touches bundle files).
@@ -334,27 +419,18 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
 
 async fn ping_loop(
     tracker: Arc<PlatformTracker>,
-    state: Arc<Mutex<State>>,
+    state: Arc<SharedState>,
     metrics: Metrics,
     shutdown: Shutdown,
 ) {
     every(PING_INTERVAL, shutdown, || {
         let (tracker, state, metrics) = (tracker.clone(), state.clone(), metrics.clone());
         async move {
-            let snapshot = lock(&state).clone();
             metrics.ping_api.inc();
-            match tracker.ping(&snapshot).await {
-                Ok(None) => {}
-                Ok(Some(reset)) => {
-                    info!(
-                        "the state was reset in the platform: the next run imports everything again"
-                    );
-                    *lock(&state) = reset;
-                }
-                Err(e) => {
-                    metrics.ping_api_errors.inc();
-                    warn!(error = %e, "ping failed");
-                }
+            // The same writer as the run's saves: it always sends the latest state.
+            if let Err(e) = tracker.ping(&state).await {
+                metrics.ping_api_errors.inc();
+                warn!(error = %e, "ping failed");
             }
         }
     })

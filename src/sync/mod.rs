@@ -1,4 +1,4 @@
-//! The run loop: selection by watermark, pages, state, works, schedule, shutdown.
+//! The run loop: selection by a ledger of delivered versions, pages, state, works, schedule, shutdown.
 //!
 //! The only module that knows the order of the steps; each step (ESM client, converter,
 //! delivery, platform) knows nothing of the ones after it.

@@ -1,29 +1,35 @@
-//! One run: list, select, fetch, convert, deliver page by page, advance the state.
+//! One run: list and select, then page by page fetch, convert, deliver, commit.
 //!
 //! The state advances only after a page is confirmed by every sink, and is persisted at once,
 //! so a crash or a SIGTERM loses at most the page in flight, and memory is bounded by the page
-//! size, not by the number of cases.
+//! size, not by the number of cases. A case or an event that makes ESM fail its whole batch, or
+//! a case that no sink can take, is isolated by bisection: it goes to `retry` and the rest of
+//! its batch or page goes on in the same run.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tracing::{debug, info, warn};
+use tracing::{error, info, warn};
 
 use super::schedule::Shutdown;
-use super::state::{Seen, State, count_changed, select};
-
-/// Longest wait for each cleanup step (logout, closing the connection, closing the work), so a
-/// stop request is honoured within seconds even when a peer hangs.
-const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
 use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
 use crate::opencti::OpenCtiError;
-use crate::stix::Bundle;
+use crate::stix::{Bundle, StixObject};
 use crate::util::lock;
+
+/// Longest wait for each cleanup step after a stop request (logout, closing the connection,
+/// closing the work), so the process ends within Docker's 10 s grace even when a peer hangs.
+const STOP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Extra batch requests one bisection may make: a single poison id in a batch of 100 costs
+/// about 14; an ESM failing everything stops here instead of asking for each id twice.
+const BISECT_BUDGET: usize = 64;
 
 /// Where the ESM data comes from: the real client, or anything shaped like it.
 #[allow(async_fn_in_trait)]
@@ -37,15 +43,75 @@ pub(crate) trait CaseSource {
     async fn get_events(&self, ids: &[EventId]) -> EventsFetch;
 }
 
+/// What a state save found in the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Saved {
+    /// The platform holds what we sent.
+    Kept,
+    /// An operator reset the state: it was adopted (see [`SharedState::adopt_reset`]).
+    Reset,
+}
+
 /// The platform's work tracking and state persistence.
 #[allow(async_fn_in_trait)]
 pub(crate) trait Tracker {
     async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError>;
-    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError>;
+    /// Adds `n` expectations to the work; a negative `n` gives back expectations of messages
+    /// that were never confirmed.
+    async fn add_expectations(&self, work_id: &str, n: i64) -> Result<(), TrackerError>;
+    /// Reports one expectation processed (the run's sentinel), in error when `error` is set.
+    async fn report_expectation(&self, work_id: &str, error: Option<&str>);
     async fn work_done(&self, work_id: &str, message: &str, in_error: bool);
-    /// Persists the state; the run goes on (the next page's save retries it) if this fails.
-    /// `Ok(Some(state))`: the platform holds another state (an operator reset it): adopt it.
-    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError>;
+    /// Persists the latest state. The one writer: the snapshot is taken once it is this
+    /// save's turn, so no save or ping ever lands an older state after a newer one.
+    async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError>;
+}
+
+/// The state shared by the run, the pinger and the final save.
+#[derive(Debug, Default)]
+pub(crate) struct SharedState {
+    state: std::sync::Mutex<State>,
+    /// Bumped at each adopted reset: a run that started before stops marking.
+    resets: std::sync::atomic::AtomicU64,
+}
+
+impl SharedState {
+    pub(crate) fn new(state: State) -> SharedState {
+        SharedState {
+            state: std::sync::Mutex::new(state),
+            resets: Default::default(),
+        }
+    }
+
+    /// A copy of the state now.
+    pub(crate) fn snapshot(&self) -> State {
+        lock(&self.state).clone()
+    }
+
+    /// Changes the state.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut lock(&self.state))
+    }
+
+    /// Resets adopted so far.
+    pub(crate) fn resets(&self) -> u64 {
+        self.resets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Adopts the platform's state after an operator's reset.
+    pub(crate) fn adopt_reset(&self, state: State) {
+        let mut guard = lock(&self.state);
+        *guard = state;
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        info!("the state was reset in the platform: the next run imports everything again");
+    }
+
+    /// Changes the state unless a reset was adopted since `resets` (then `None`).
+    fn update_unless_reset<R>(&self, resets: u64, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+        let mut guard = lock(&self.state);
+        (self.resets() == resets).then(|| f(&mut guard))
+    }
 }
 
 /// Why a tracker did not take a work or a state.
@@ -79,6 +145,8 @@ enum RunError {
     Deliver(DeliveryError),
     #[error("stopped: the connector is shutting down")]
     ShuttingDown,
+    #[error("stopped: the state was reset in the platform; the next run starts from scratch")]
+    Reset,
 }
 
 /// Settings of one run.
@@ -100,6 +168,8 @@ pub(crate) struct RunReport {
     pub(crate) cases_selected: usize,
     pub(crate) cases_delivered: usize,
     pub(crate) cases_failed: usize,
+    /// Cases held back because ESM returned fewer events than they list.
+    pub(crate) cases_incomplete: usize,
     pub(crate) incidents: usize,
     pub(crate) objects: usize,
     pub(crate) messages: u64,
@@ -107,22 +177,25 @@ pub(crate) struct RunReport {
     pub(crate) seconds: f64,
     /// Why the run stopped early, if it did (secret-free).
     pub(crate) error: Option<String>,
+    /// The run stopped because an operator reset the state: not a failure.
+    pub(crate) reset: bool,
     pub(crate) work_id: Option<String>,
 }
 
 impl RunReport {
     pub(crate) fn succeeded(&self) -> bool {
-        self.error.is_none() && self.cases_failed == 0
+        self.reset || (self.error.is_none() && self.cases_failed == 0)
     }
 
     /// The message put on the work.
     pub(crate) fn summary(&self) -> String {
         let mut s = format!(
-            "{} cases seen, {} changed, {} delivered, {} failed, {} objects in {} messages",
+            "{} cases seen, {} changed, {} delivered, {} failed, {} held back incomplete, {} objects in {} messages",
             self.cases_seen,
             self.cases_changed,
             self.cases_delivered,
             self.cases_failed,
+            self.cases_incomplete,
             self.objects,
             self.messages
         );
@@ -134,260 +207,612 @@ impl RunReport {
     }
 }
 
-/// Runs once. `state` is the shared state; it is updated page by page and saved through the
-/// tracker after each confirmed page.
+/// Runs once. `state` is updated page by page and saved through the tracker after each
+/// confirmed page.
 /// When `shutdown` fires, the page in flight is abandoned (its state is not advanced), the work
-/// is closed in error and ESM is logged out of; cleanup steps are bounded in time so the process
-/// stops promptly even if ESM or the platform hangs.
-#[allow(clippy::too_many_arguments)]
+/// is closed in error and ESM is logged out of; cleanup steps are then bounded in time so the
+/// process stops within Docker's grace even if ESM or the platform hangs.
 pub(crate) async fn run_once(
     source: &impl CaseSource,
     sinks: &mut [impl Sink],
     tracker: &impl Tracker,
     converter: &Converter,
-    state: &std::sync::Mutex<State>,
+    state: &SharedState,
     cfg: &RunConfig,
     shutdown: Option<&Shutdown>,
 ) -> RunReport {
-    let started = Instant::now();
-    let mut report = RunReport::default();
-    let result = match source.login().await {
-        Err(e) => Err(RunError::Login(e)),
-        Ok(()) => {
-            let work = run_logged_in(source, sinks, tracker, converter, state, cfg, &mut report);
-            let result = match shutdown {
-                Some(sd) => {
-                    let mut sd = sd.clone();
-                    tokio::select! {
-                        biased;
-                        _ = sd.wait() => Err(RunError::ShuttingDown),
-                        r = work => r,
-                    }
-                }
-                None => work.await,
-            };
-            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, source.logout()).await;
-            for sink in sinks.iter_mut() {
-                if let Ok(Err(e)) = tokio::time::timeout(CLEANUP_TIMEOUT, sink.close()).await {
-                    warn!(error = %e, "closing the delivery failed");
-                }
-            }
-            result
-        }
-    };
-    // The one place a run's error becomes text, for the work's message and the logs.
-    report.error = result.err().map(|e| e.to_string());
-    if let Some(work_id) = &report.work_id {
-        let summary = report.summary();
-        let _ = tokio::time::timeout(
-            CLEANUP_TIMEOUT,
-            tracker.work_done(work_id, &summary, !report.succeeded()),
-        )
-        .await;
+    Run {
+        source,
+        sinks,
+        tracker,
+        converter,
+        state,
+        cfg,
+        resets: state.resets(),
+        run_no: 0,
+        report: RunReport::default(),
+        opened: false,
     }
-    report.seconds = started.elapsed().as_secs_f64();
-    report
+    .execute(shutdown)
+    .await
 }
 
-async fn run_logged_in(
-    source: &impl CaseSource,
-    sinks: &mut [impl Sink],
-    tracker: &impl Tracker,
-    converter: &Converter,
-    state: &std::sync::Mutex<State>,
-    cfg: &RunConfig,
-    report: &mut RunReport,
-) -> Result<(), RunError> {
-    let ids = source.find_all_ids().await.map_err(RunError::ListCases)?;
-    report.cases_seen = ids.len();
+/// A case read for a page, with what its events gave.
+struct Prepared {
+    seen: Seen,
+    /// The version read in this page (the latest): what the ledger records once delivered.
+    version: u64,
+    objects: Vec<StixObject>,
+    incidents: usize,
+}
 
-    // Pass 1: every case's modification time, to select what changed. Cases are read in
-    // chunks and only their id and timestamp are kept, so memory does not grow with the
-    // number of cases in ESM; pass 2 reads the selected ones again, a page at a time.
-    let mut seen = Vec::with_capacity(ids.len());
-    let mut fetch_failed = 0usize;
-    for chunk in ids.chunks(cfg.fetch_chunk.max(1)) {
-        for (id, answer) in source.get_cases(chunk).await {
-            match read_case(&id, answer) {
-                Some(case) => seen.push(Seen {
-                    id,
-                    modified_ms: case.modified_ms,
-                }),
-                None => {
-                    lock(state).mark_failed(None, &id);
-                    fetch_failed += 1;
+/// What became of a page's cases before delivery.
+#[derive(Default)]
+struct PageCases {
+    ready: Vec<Prepared>,
+    failed: Vec<String>,
+    incomplete: Vec<String>,
+    gone: Vec<String>,
+}
+
+/// One run and its steps.
+struct Run<'a, S, K, T> {
+    source: &'a S,
+    sinks: &'a mut [K],
+    tracker: &'a T,
+    converter: &'a Converter,
+    state: &'a SharedState,
+    cfg: &'a RunConfig,
+    /// The resets adopted when the run started: another one means "stop marking".
+    resets: u64,
+    run_no: u64,
+    report: RunReport,
+    opened: bool,
+}
+
+impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
+    async fn execute(mut self, shutdown: Option<&Shutdown>) -> RunReport {
+        let started = Instant::now();
+        let mut stopping = false;
+        let result = match self.source.login().await {
+            Err(e) => Err(RunError::Login(e)),
+            Ok(()) => {
+                let result = match shutdown {
+                    Some(sd) => {
+                        let mut sd = sd.clone();
+                        tokio::select! {
+                            biased;
+                            _ = sd.wait() => Err(RunError::ShuttingDown),
+                            r = self.pages() => r,
+                        }
+                    }
+                    None => self.pages().await,
+                };
+                stopping = shutdown.is_some_and(Shutdown::is_triggered);
+                self.cleanup(stopping).await;
+                result
+            }
+        };
+        // The one place a run's error becomes text, for the work's message and the logs.
+        if let Err(RunError::Reset) = &result {
+            self.report.reset = true;
+        }
+        self.report.error = result.err().map(|e| e.to_string());
+        self.close_work(stopping).await;
+        self.report.seconds = started.elapsed().as_secs_f64();
+        self.report
+    }
+
+    /// Logout and closing the sinks; bounded only when stopping.
+    async fn cleanup(&mut self, stopping: bool) {
+        bounded(stopping, self.source.logout()).await;
+        for sink in self.sinks.iter_mut() {
+            if let Some(Err(e)) = bounded(stopping, sink.close()).await {
+                warn!(error = %e, "closing the delivery failed");
+            }
+        }
+    }
+
+    /// The sentinel's report, then `toProcessed`: what completes the work.
+    async fn close_work(&mut self, stopping: bool) {
+        let Some(work_id) = self.report.work_id.clone() else {
+            return;
+        };
+        let summary = self.report.summary();
+        let failed = !self.report.succeeded();
+        bounded(
+            stopping,
+            self.tracker
+                .report_expectation(&work_id, failed.then_some(summary.as_str())),
+        )
+        .await;
+        bounded(stopping, self.tracker.work_done(&work_id, &summary, failed)).await;
+    }
+
+    async fn pages(&mut self) -> Result<(), RunError> {
+        let selected = self.list_and_select().await?;
+        let page_size = self.cfg.page_size.max(1);
+        for page in selected.chunks(page_size) {
+            let cases = self.fetch_page(page).await;
+            let delivered = self.deliver(&cases.ready).await?;
+            self.commit(cases, delivered).await?;
+        }
+        Ok(())
+    }
+
+    /// Lists every case, reads each one's version, and selects what to send.
+    async fn list_and_select(&mut self) -> Result<Vec<Seen>, RunError> {
+        let ids = self
+            .source
+            .find_all_ids()
+            .await
+            .map_err(RunError::ListCases)?;
+        self.report.cases_seen = ids.len();
+        self.run_no = self
+            .state
+            .update_unless_reset(self.resets, State::start_run)
+            .ok_or(RunError::Reset)?;
+
+        // Pass 1: every case's version. Cases are read in chunks and only their id, time and
+        // version hash are kept, so memory does not grow with the size of ESM's cases; the
+        // page step reads the selected ones again.
+        let mut seen = Vec::with_capacity(ids.len());
+        let mut failed = Vec::new();
+        let mut gone = Vec::new();
+        for chunk in ids.chunks(self.cfg.fetch_chunk.max(1)) {
+            for (id, answer) in self.read_cases(chunk).await {
+                match answer.as_ref().map(|v| (v, Case::from_value(v))) {
+                    Ok((v, Some(case))) => seen.push(Seen {
+                        version: version_hash(v),
+                        modified_ms: case.modified_ms,
+                        id,
+                    }),
+                    Err(e) if is_gone(e) => gone.push(id),
+                    _ => {
+                        note_read_failure(&id, &answer);
+                        failed.push(id);
+                    }
                 }
             }
         }
-    }
-    let selected = {
-        let mut st = lock(state);
-        let existing: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        st.forget_missing(&existing);
-        report.cases_changed = count_changed(&st, &seen) + fetch_failed;
-        select(&st, &seen, cfg.max_cases)
-    };
-    drop(seen);
-    report.cases_failed += fetch_failed;
-    report.cases_selected = selected.len();
-    info!(
-        seen = report.cases_seen,
-        changed = report.cases_changed,
-        selected = report.cases_selected,
-        "cases listed"
-    );
-    if selected.is_empty() {
-        if fetch_failed > 0 {
-            save(tracker, state).await;
+        let whole = self.state.snapshot_whole(ids.len());
+        let run_no = self.run_no;
+        let selection = self
+            .state
+            .update_unless_reset(self.resets, |st| {
+                st.apply_upgrade(&seen);
+                for id in &gone {
+                    st.forget(id);
+                }
+                for id in &failed {
+                    st.mark_failed(id, run_no);
+                }
+                if whole {
+                    let listed: HashSet<u64> = ids.iter().map(|id| id_hash(id)).collect();
+                    let forgotten = st.note_listing(&listed);
+                    if forgotten > 0 {
+                        info!(
+                            cases = forgotten,
+                            "cases absent from several listings in a row are forgotten"
+                        );
+                    }
+                } else {
+                    error!(
+                        listed = ids.len(),
+                        delivered = st.delivered_count(),
+                        "ESM listed far fewer cases than were delivered before: the listing is not trusted to forget any case this run"
+                    );
+                }
+                select(st, &seen, self.cfg.max_cases, run_no)
+            })
+            .ok_or(RunError::Reset)?;
+        drop(seen);
+        self.report.cases_failed += failed.len();
+        self.report.cases_changed = selection.changed + failed.len();
+        self.report.cases_selected = selection.cases.len();
+        info!(
+            seen = self.report.cases_seen,
+            changed = self.report.cases_changed,
+            selected = self.report.cases_selected,
+            "cases listed"
+        );
+        // Saved now: a run number, failures and forgotten cases must survive a crash. (A run
+        // that changed nothing else still moves the backoff clock: the pings carry it.)
+        if !failed.is_empty() || !gone.is_empty() {
+            self.save().await?;
         }
-        return Ok(());
+        Ok(selection.cases)
     }
 
-    let mut opened = false;
-    for page in selected.chunks(cfg.page_size.max(1)) {
-        // Pass 2: the page's cases, read again (their latest version).
-        let page_ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
-        let mut fetched: HashMap<String, Case> = HashMap::with_capacity(page.len());
-        for (id, answer) in source.get_cases(&page_ids).await {
-            if let Some(case) = read_case(&id, answer) {
-                fetched.insert(id, case);
+    /// Reads `ids`; when a batch fails, bisects the failed ids down to the ones that fail
+    /// alone, so one poison case costs only itself.
+    async fn read_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut todo = vec![ids.to_vec()];
+        let mut budget = BISECT_BUDGET;
+        while let Some(group) = todo.pop() {
+            let mut failed = Vec::new();
+            for (id, answer) in self.source.get_cases(&group).await {
+                match &answer {
+                    Err(e) if !is_gone(e) && bisectable(e) => failed.push((id, answer)),
+                    _ => out.push((id, answer)),
+                }
+            }
+            if failed.len() > 1 && budget >= 2 {
+                budget -= 2;
+                let ids: Vec<String> = failed.into_iter().map(|(id, _)| id).collect();
+                let (a, b) = ids.split_at(ids.len() / 2);
+                warn!(
+                    cases = ids.len(),
+                    "a case batch failed; splitting it to find the case that fails it"
+                );
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+            } else {
+                out.extend(failed);
             }
         }
-        let mut failed: Vec<&Seen> = Vec::new();
-        let mut page_cases: Vec<(&Seen, Case)> = Vec::with_capacity(page.len());
+        out
+    }
+
+    /// Reads `ids`' events, bisecting failed batches as [`Self::read_cases`] does.
+    async fn read_events(&self, ids: &[EventId]) -> EventsFetch {
+        let mut out = EventsFetch::default();
+        let mut todo = vec![ids.to_vec()];
+        let mut budget = BISECT_BUDGET;
+        while let Some(group) = todo.pop() {
+            let EventsFetch { events, failed } = self.source.get_events(&group).await;
+            out.events.extend(events);
+            let retry: Vec<EventId> = failed
+                .iter()
+                .filter(|(_, e)| bisectable(e))
+                .map(|(id, _)| *id)
+                .collect();
+            let retried: HashSet<EventId> = retry.iter().copied().collect();
+            if retry.len() > 1 && budget >= 2 {
+                budget -= 2;
+                warn!(
+                    events = retry.len(),
+                    "an event batch failed; splitting it to find the event that fails it"
+                );
+                let (a, b) = retry.split_at(retry.len() / 2);
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+                out.failed
+                    .extend(failed.into_iter().filter(|(id, _)| !retried.contains(id)));
+            } else {
+                out.failed.extend(failed);
+            }
+        }
+        out
+    }
+
+    /// Reads the page's cases again (their latest version) and their events, and converts
+    /// the ones that are complete (or have been incomplete for too long).
+    async fn fetch_page(&mut self, page: &[Seen]) -> PageCases {
+        let ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
+        let mut answers: HashMap<String, Result<Value, EsmError>> =
+            self.read_cases(&ids).await.into_iter().collect();
+        let mut out = PageCases::default();
+        let mut cases: Vec<(Seen, u64, Case)> = Vec::with_capacity(page.len());
         for s in page {
-            match fetched.remove(&s.id) {
-                Some(case) => page_cases.push((s, case)),
-                None => failed.push(s),
+            let answer = answers.remove(&s.id).unwrap_or(Err(EsmError::NotReturned {
+                operation: "getResourcesByIds",
+            }));
+            match answer
+                .as_ref()
+                .map(|v| (version_hash(v), Case::from_value(v)))
+            {
+                Ok((version, Some(case))) => cases.push((s.clone(), version, case)),
+                Err(e) if is_gone(e) => out.gone.push(s.id.clone()),
+                _ => {
+                    note_read_failure(&s.id, &answer);
+                    out.failed.push(s.id.clone());
+                }
             }
         }
         let event_ids: Vec<EventId> = {
             let mut set = HashSet::new();
-            page_cases
+            cases
                 .iter()
-                .flat_map(|(_, c)| c.event_ids.iter().copied())
+                .flat_map(|(_, _, c)| c.event_ids.iter().copied())
                 .filter(|id| set.insert(*id))
                 .collect()
         };
-        let EventsFetch {
-            events,
-            failed: failed_events,
-        } = if event_ids.is_empty() {
+        let fetched = if event_ids.is_empty() {
             EventsFetch::default()
         } else {
-            source.get_events(&event_ids).await
+            self.read_events(&event_ids).await
         };
-
-        let mut bundle = Bundle::new(Vec::new());
-        let mut delivered: Vec<&Seen> = Vec::new();
-        for (seen, case) in &page_cases {
-            if let Some((id, why)) = case
-                .event_ids
-                .iter()
-                .find_map(|id| failed_events.get(id).map(|why| (id, why)))
-            {
-                warn!(case = %seen.id, event = id, error = %why, "events fetch failed; case retried next run");
-                failed.push(seen);
-                continue;
+        for (seen, version, case) in cases {
+            match self.convert(&fetched, &seen, &case) {
+                Some((objects, incidents)) => out.ready.push(Prepared {
+                    seen,
+                    version,
+                    objects,
+                    incidents,
+                }),
+                None => out.incomplete.push(seen.id),
             }
-            let mut seen_events = HashSet::new();
-            let case_events: Vec<SecurityEvent> = case
-                .event_ids
-                .iter()
-                .filter(|id| seen_events.insert(**id))
-                .filter_map(|id| events.get(id))
-                .filter_map(SecurityEvent::from_value)
-                .collect();
-            let missing = case.event_ids.len() - case_events.len().min(case.event_ids.len());
-            if missing > 0 {
-                debug!(case = %seen.id, missing, "some events were not found in ESM");
-            }
-            report.incidents += case_events.len();
-            bundle.extend_dedup(converter.convert_case(case, &case_events));
-            delivered.push(seen);
         }
-        drop(events);
+        out
+    }
 
-        if !delivered.is_empty() {
-            bundle.extend_dedup(converter.common_objects());
-            if !opened {
-                for sink in sinks.iter_mut() {
-                    sink.open().await.map_err(RunError::Open)?;
+    /// The case's objects, or `None` when its events are incomplete and it is held back.
+    fn convert(
+        &self,
+        fetched: &EventsFetch,
+        seen: &Seen,
+        case: &Case,
+    ) -> Option<(Vec<StixObject>, usize)> {
+        let mut unique = HashSet::new();
+        let wanted: Vec<EventId> = case
+            .event_ids
+            .iter()
+            .copied()
+            .filter(|id| unique.insert(*id))
+            .collect();
+        let events: Vec<SecurityEvent> = wanted
+            .iter()
+            .filter_map(|id| fetched.events.get(id))
+            .filter_map(SecurityEvent::from_value)
+            .collect();
+        if events.len() < wanted.len() {
+            let failed = wanted
+                .iter()
+                .filter(|id| fetched.failed.contains_key(id))
+                .count();
+            let runs = self.state.snapshot_incomplete(&seen.id) + 1;
+            if runs < MAX_INCOMPLETE_RUNS {
+                info!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, "ESM returned fewer events than the case lists; case held back and tried again next run");
+                return None;
+            }
+            warn!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, runs, "ESM returned fewer events than the case lists, run after run; delivering the case with the events that exist");
+        }
+        let incidents = events.len();
+        Some((self.converter.convert_case(case, &events), incidents))
+    }
+
+    /// Delivers the page's cases. A failure that may be tied to the content is bisected down
+    /// to the single cases no sink takes; those are returned as not delivered and the rest
+    /// goes on. Returns, per case of `ready`, whether it was delivered.
+    async fn deliver(&mut self, ready: &[Prepared]) -> Result<Vec<bool>, RunError> {
+        let mut delivered = vec![false; ready.len()];
+        if ready.is_empty() {
+            return Ok(delivered);
+        }
+        if !self.opened {
+            for sink in self.sinks.iter_mut() {
+                sink.open().await.map_err(RunError::Open)?;
+            }
+            self.opened = true;
+        }
+        let mut todo: Vec<Vec<usize>> = vec![(0..ready.len()).collect()];
+        let mut first_error = None;
+        while let Some(group) = todo.pop() {
+            match self.deliver_group(ready, &group).await? {
+                Ok(()) => {
+                    for i in group {
+                        delivered[i] = true;
+                    }
                 }
-                opened = true;
+                Err(e) => {
+                    // A connection, channel or routing failure is not about the content:
+                    // no case of the page is to blame.
+                    if !maybe_content(&e) {
+                        return Err(RunError::Deliver(e));
+                    }
+                    if group.len() > 1 {
+                        warn!(error = %e, cases = group.len(), "delivery failed; splitting the page to find the case no sink takes");
+                        let (a, b) = group.split_at(group.len() / 2);
+                        todo.push(b.to_vec());
+                        todo.push(a.to_vec());
+                    } else {
+                        let case = &ready[group[0]].seen.id;
+                        warn!(case = %case, error = %e, "no sink takes this case; it is retried later, the others go on");
+                    }
+                    first_error.get_or_insert(e);
+                    self.reopen().await?;
+                }
             }
-            if report.work_id.is_none() {
-                report.work_id = tracker
-                    .work_add(&cfg.friendly_name)
-                    .await
-                    .map_err(RunError::WorkAdd)?;
+        }
+        // Nothing of a page of several cases went through: the failure is not about any one
+        // case (a broker or a directory that takes nothing): stop the run, blame no case.
+        if ready.len() > 1 && !delivered.iter().any(|d| *d) {
+            if let Some(e) = first_error {
+                return Err(RunError::Deliver(e));
             }
-            let expectations: u64 = sinks.iter().map(|s| s.expectations(&bundle)).sum();
-            if let (Some(work_id), true) = (&report.work_id, expectations > 0) {
-                tracker
-                    .add_expectations(work_id, expectations)
+        }
+        Ok(delivered)
+    }
+
+    /// One bundle of the cases `group` to every sink, with its expectations; gives back the
+    /// expectations of the messages never confirmed when it fails.
+    async fn deliver_group(
+        &mut self,
+        ready: &[Prepared],
+        group: &[usize],
+    ) -> Result<Result<(), DeliveryError>, RunError> {
+        let mut bundle = Bundle::new(Vec::new());
+        for i in group {
+            bundle.extend_dedup(ready[*i].objects.iter().cloned());
+        }
+        bundle.extend_dedup(self.converter.common_objects());
+        if self.report.work_id.is_none() {
+            self.report.work_id = self
+                .tracker
+                .work_add(&self.cfg.friendly_name)
+                .await
+                .map_err(RunError::WorkAdd)?;
+            // The sentinel: the work stays open (not `complete`) until the run reports it.
+            if let Some(work_id) = &self.report.work_id {
+                self.tracker
+                    .add_expectations(work_id, 1)
                     .await
                     .map_err(RunError::AddExpectations)?;
             }
-            for sink in sinks.iter_mut() {
-                let sent = sink
-                    .deliver(&bundle, report.work_id.as_deref())
-                    .await
-                    .map_err(RunError::Deliver)?;
-                report.messages += sent.messages;
-            }
-            report.objects += bundle.objects.len();
-            report.pages += 1;
         }
+        let per_sink: Vec<u64> = self.sinks.iter().map(|s| s.expectations(&bundle)).collect();
+        let expected: u64 = per_sink.iter().sum();
+        if let (Some(work_id), true) = (&self.report.work_id, expected > 0) {
+            self.tracker
+                .add_expectations(work_id, i64::try_from(expected).unwrap_or(i64::MAX))
+                .await
+                .map_err(RunError::AddExpectations)?;
+        }
+        let mut confirmed = 0u64;
+        let mut messages = 0u64;
+        let mut failure = None;
+        for (sink, n) in self.sinks.iter_mut().zip(&per_sink) {
+            match sink.deliver(&bundle, self.report.work_id.as_deref()).await {
+                Ok(sent) => {
+                    confirmed += n;
+                    messages += sent.messages;
+                }
+                Err(e) => {
+                    if let DeliveryError::Publish { confirmed: c, .. } = &e {
+                        confirmed += c;
+                    }
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            let unconfirmed = expected.saturating_sub(confirmed);
+            if let (Some(work_id), true) = (&self.report.work_id, unconfirmed > 0) {
+                let back = -i64::try_from(unconfirmed).unwrap_or(i64::MAX);
+                if let Err(ge) = self.tracker.add_expectations(work_id, back).await {
+                    warn!(error = %ge, "giving back the expectations of unconfirmed messages failed");
+                }
+            }
+            return Ok(Err(e));
+        }
+        self.report.messages += messages;
+        self.report.objects += bundle.objects.len();
+        self.report.pages += 1;
+        for i in group {
+            self.report.incidents += ready[*i].incidents;
+        }
+        Ok(Ok(()))
+    }
 
-        {
-            let mut st = lock(state);
-            for s in &delivered {
-                st.mark_delivered(s.modified_ms.unwrap_or(i64::MIN), &s.id);
-            }
-            for s in &failed {
-                st.mark_failed(s.modified_ms, &s.id);
-            }
+    /// A fresh connection after a failed delivery (a broker closes the channel on a message
+    /// it refuses).
+    async fn reopen(&mut self) -> Result<(), RunError> {
+        for sink in self.sinks.iter_mut() {
+            let _ = sink.close().await;
+            sink.open().await.map_err(RunError::Open)?;
         }
-        report.cases_delivered += delivered.len();
-        report.cases_failed += failed.len();
-        save(tracker, state).await;
+        Ok(())
+    }
+
+    /// Records the page in the state and saves it; stops when a reset was adopted meanwhile.
+    async fn commit(&mut self, cases: PageCases, delivered: Vec<bool>) -> Result<(), RunError> {
+        let run_no = self.run_no;
+        let mut failed = cases.failed;
+        let mut ok = 0usize;
+        let marked = self.state.update_unless_reset(self.resets, |st| {
+            for (p, d) in cases.ready.iter().zip(&delivered) {
+                if *d {
+                    st.mark_delivered(&p.seen.id, p.version);
+                    ok += 1;
+                } else {
+                    failed.push(p.seen.id.clone());
+                }
+            }
+            for id in &failed {
+                st.mark_failed(id, run_no);
+            }
+            for id in &cases.incomplete {
+                st.mark_incomplete(id, run_no);
+            }
+            for id in &cases.gone {
+                st.forget(id);
+            }
+        });
+        if marked.is_none() {
+            return Err(RunError::Reset);
+        }
+        self.report.cases_delivered += ok;
+        self.report.cases_failed += failed.len();
+        self.report.cases_incomplete += cases.incomplete.len();
         info!(
-            page = report.pages,
-            delivered = delivered.len(),
+            page = self.report.pages,
+            delivered = ok,
             failed = failed.len(),
-            objects = bundle.objects.len(),
-            "page delivered"
+            incomplete = cases.incomplete.len(),
+            "page done"
         );
+        self.save().await
     }
-    Ok(())
-}
 
-/// The case in `answer`, or `None` after saying why it cannot be used this run.
-fn read_case(id: &str, answer: Result<Value, EsmError>) -> Option<Case> {
-    match answer.map(|v| Case::from_value(&v)) {
-        Ok(Some(case)) => Some(case),
-        Ok(None) => {
-            warn!(case = %id, "ESM answered a case that is not a JSON object; retrying next run");
-            None
-        }
-        Err(e) => {
-            warn!(case = %id, error = %e, "case fetch failed; retrying next run");
-            None
+    async fn save(&self) -> Result<(), RunError> {
+        match self.tracker.save_state(self.state).await {
+            Ok(Saved::Kept) => Ok(()),
+            Ok(Saved::Reset) => Err(RunError::Reset),
+            // Not fatal: the state stays in memory and the next save (next page, next ping)
+            // carries it. Worst case after a crash: a page is sent again, with the same ids.
+            Err(e) => {
+                warn!(error = %e, "persisting the state failed; will retry");
+                Ok(())
+            }
         }
     }
 }
 
-async fn save(tracker: &impl Tracker, state: &std::sync::Mutex<State>) {
-    let snapshot = lock(state).clone();
-    match tracker.save_state(&snapshot).await {
-        Ok(None) => {}
-        Ok(Some(reset)) => {
-            info!("the state was reset in the platform: the next run imports everything again");
-            *lock(state) = reset;
-        }
-        // Not fatal: the state stays in memory and the next save (next page, next ping)
-        // carries it. Worst case after a crash: a page is sent again, with the same ids.
-        Err(e) => warn!(error = %e, "persisting the state failed; will retry"),
+impl SharedState {
+    fn snapshot_whole(&self, listed: usize) -> bool {
+        lock(&self.state).listing_looks_whole(listed)
+    }
+
+    fn snapshot_incomplete(&self, id: &str) -> u32 {
+        lock(&self.state).incomplete_runs(id)
+    }
+}
+
+/// `f`, bounded to [`STOP_CLEANUP_TIMEOUT`] when stopping (`None` when cut short).
+async fn bounded<F: std::future::Future>(stopping: bool, f: F) -> Option<F::Output> {
+    if stopping {
+        tokio::time::timeout(STOP_CLEANUP_TIMEOUT, f).await.ok()
+    } else {
+        Some(f.await)
+    }
+}
+
+/// ESM says the case does not exist (any more).
+fn is_gone(e: &EsmError) -> bool {
+    matches!(e, EsmError::ErrorPage { exception: Some(x), .. } if x.to_ascii_lowercase().contains("invalidresourceid"))
+}
+
+/// Could this error come from one id in the batch (rather than from ESM or the network)?
+fn bisectable(e: &EsmError) -> bool {
+    matches!(
+        e,
+        EsmError::Status { .. }
+            | EsmError::ErrorPage { .. }
+            | EsmError::Decode { .. }
+            | EsmError::NotReturned { .. }
+    )
+}
+
+/// Could a delivery failure be tied to what was sent (a message or bundle too large, a file
+/// the directory refuses)? Connection and routing failures are not.
+fn maybe_content(e: &DeliveryError) -> bool {
+    !matches!(
+        e,
+        DeliveryError::Connect { .. }
+            | DeliveryError::Channel { .. }
+            | DeliveryError::Unroutable { .. }
+    )
+}
+
+fn note_read_failure(id: &str, answer: &Result<Value, EsmError>) {
+    match answer {
+        Err(e) => warn!(case = %id, error = %e, "case fetch failed; retrying in a later run"),
+        Ok(_) => warn!(
+            case = %id,
+            "ESM answered a case that is not a JSON object; retrying in a later run"
+        ),
     }
 }

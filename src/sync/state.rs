@@ -1,68 +1,165 @@
 //! The connector's state, kept in the platform, and the selection of cases to send.
 //!
-//! ESM has no "changed since" query: each run lists every case and reads its
-//! `modifiedTimestamp`. The state records how far we got in `(modifiedTimestamp, case id)`
-//! order:
-//! - `watermark`: the last modification time fully handled, plus the ids handled at exactly that
-//!   millisecond (ties are common: ESM stamps bulk edits with one time);
-//! - `retry`: cases that failed (fetch, events or conversion). They are selected again next run
-//!   whatever their timestamp, so a failure never makes the watermark skip a case, and a case that
-//!   keeps failing never blocks the cases behind it.
+//! ESM has no "changed since" query, and its `modifiedTimestamp` is not a clock we can trust
+//! (cases imported from another ESM keep their stamps, clocks step back, a case stamped in
+//! 2100 exists). So the state does not say "how far we got in time"; it says "which version
+//! of which case was delivered":
+//! - `ledger`: one entry per delivered case, a 48-bit hash of its id and a 48-bit hash of the
+//!   version delivered (`modifiedTimestamp` and `modificationCount`), packed in 12 bytes and
+//!   sent as base64 (16 characters a case: 100,000 cases fit in 1.6 MB);
+//! - `retry`: cases that failed, by id, with their attempts and the run before which they are
+//!   not tried again (a backoff counted in runs);
+//! - `absent`: ledger or retry entries missing from the last whole listings, and how many in a
+//!   row: a case is forgotten after [`FORGET_AFTER`] of them, or when ESM says it is gone.
 //!
-//! The state is small: its size is the number of ties plus the number of failing cases, never
-//! one entry per case.
+//! A case is sent when it is new (not in the ledger) or changed (its version differs from the
+//! ledger's), whatever its timestamp relative to other cases.
+//!
+//! Hash collisions: two ids with one id hash make both cases look changed every run (sent
+//! again, never lost); a version hash collision (1 in 2^48 per edit) would hide one edit.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// State format version we write.
-pub(crate) const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 2;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Watermark {
-    pub(crate) modified_ms: i64,
-    /// Case ids already handled whose modification time is exactly `modified_ms`.
-    #[serde(default)]
-    pub(crate) ids: BTreeSet<String>,
+/// Consecutive whole listings without a case before it is forgotten.
+pub(crate) const FORGET_AFTER: u8 = 3;
+
+/// Runs a case whose events come back incomplete is held back before it is delivered anyway.
+pub(crate) const MAX_INCOMPLETE_RUNS: u32 = 3;
+
+/// The longest backoff of a failing case, in runs.
+const MAX_BACKOFF_RUNS: u64 = 32;
+
+const HASH_MASK: u64 = (1 << 48) - 1;
+const ENTRY_BYTES: usize = 12;
+const ABSENT_BYTES: usize = 7;
+
+/// A stable 48-bit hash (SHA-1 through UUIDv5: the same in every build and process).
+fn hash48(kind: &[u8], text: &[u8]) -> u64 {
+    // Any fixed namespace does; this one is ours only.
+    const NS: uuid::Uuid = uuid::Uuid::from_u128(0x5f3c_1a8e_2b4d_4c6f_9e7a_0d1b_3c5e_7f90);
+    let mut input = Vec::with_capacity(kind.len() + 1 + text.len());
+    input.extend_from_slice(kind);
+    input.push(0);
+    input.extend_from_slice(text);
+    let b = uuid::Uuid::new_v5(&NS, &input).into_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0]) & HASH_MASK
 }
 
-impl Watermark {
-    /// Has `(modified_ms, id)` already been handled?
-    pub(crate) fn covers(&self, modified_ms: i64, id: &str) -> bool {
-        modified_ms < self.modified_ms || (modified_ms == self.modified_ms && self.ids.contains(id))
-    }
+/// The ledger key of a case id.
+pub(crate) fn id_hash(id: &str) -> u64 {
+    hash48(b"id", id.as_bytes())
+}
 
-    /// Moves past `(modified_ms, id)`; never moves backwards.
-    pub(crate) fn advance(&mut self, modified_ms: i64, id: &str) {
-        if modified_ms > self.modified_ms {
-            self.modified_ms = modified_ms;
-            self.ids.clear();
-            self.ids.insert(id.to_owned());
-        } else if modified_ms == self.modified_ms {
-            self.ids.insert(id.to_owned());
-        }
+/// The ledger version of a case as ESM answered it: its `modifiedTimestamp` (or
+/// `modifiedTime`) and `modificationCount`, as sent (either may be missing).
+pub(crate) fn version_hash(case: &Value) -> u64 {
+    let field = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| case.get(*k).filter(|v| !v.is_null()))
+            .map(Value::to_string)
+            .unwrap_or_default()
+    };
+    let text = format!(
+        "{}\u{0}{}",
+        field(&["modifiedTimestamp", "modifiedTime"]),
+        field(&["modificationCount"])
+    );
+    hash48(b"version", text.as_bytes())
+}
+
+/// A failing case: how often it failed, and when it may be tried again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Retry {
+    /// Failed attempts (read, events, conversion or delivery) in a row.
+    #[serde(default, rename = "n", skip_serializing_if = "is_zero32")]
+    pub(crate) attempts: u32,
+    /// Not tried before this run number.
+    #[serde(default, rename = "at", skip_serializing_if = "is_zero64")]
+    pub(crate) not_before: u64,
+    /// Runs in a row its events came back incomplete.
+    #[serde(default, rename = "inc", skip_serializing_if = "is_zero32")]
+    pub(crate) incomplete: u32,
+}
+
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
+}
+fn is_zero64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A version-1 watermark, kept until the first listing after the upgrade applies it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct V1Watermark {
+    pub(crate) modified_ms: i64,
+    #[serde(default)]
+    pub(crate) ids: std::collections::BTreeSet<String>,
+}
+
+impl V1Watermark {
+    fn covers(&self, modified_ms: i64, id: &str) -> bool {
+        modified_ms < self.modified_ms || (modified_ms == self.modified_ms && self.ids.contains(id))
     }
 }
 
 /// What we persist through `pingConnector`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct State {
-    #[serde(default)]
-    pub(crate) version: u32,
     /// ISO-8601 time of the last successful run (the Python connector's only field).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_run: Option<String>,
+    /// id hash -> version hash of every delivered case.
+    ledger: BTreeMap<u64, u64>,
+    /// Failing cases by id.
+    pub(crate) retry: BTreeMap<String, Retry>,
+    /// id hash -> whole listings in a row without it.
+    absent: BTreeMap<u64, u8>,
+    /// Runs started: the clock of the retry backoff.
+    pub(crate) runs: u64,
+    /// A version-1 state's watermark, applied at the next listing.
+    upgrade: Option<V1Watermark>,
+}
+
+/// The JSON shape, for every version we read.
+#[derive(Default, Serialize, Deserialize)]
+struct Wire {
+    #[serde(default)]
+    version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) watermark: Option<Watermark>,
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub(crate) retry: BTreeSet<String>,
+    last_run: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    ledger: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    absent: String,
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    runs: u64,
+    /// Version 1: a list of ids; version 2: id -> [`Retry`].
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    retry: Value,
+    /// Version 1 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watermark: Option<V1Watermark>,
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
+
+fn le48(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..6].copy_from_slice(&bytes[..6]);
+    u64::from_le_bytes(b)
 }
 
 impl State {
     /// Reads the platform's `connector_state`. Empty, `null`, unreadable or foreign states (the
-    /// Python connector's `{"last_run": ...}`) mean "no watermark": everything is imported once,
-    /// and since the ids are the same nothing is duplicated.
+    /// Python connector's `{"last_run": ...}`) mean "nothing delivered": everything is imported
+    /// once, and since the ids are the same nothing is duplicated. A version-1 state (a
+    /// watermark) keeps its meaning: see [`State::take_upgrade`].
     pub(crate) fn from_platform(text: Option<&str>) -> State {
         let Some(text) = text
             .map(str::trim)
@@ -70,177 +167,408 @@ impl State {
         else {
             return State::default();
         };
-        match serde_json::from_str::<State>(text) {
-            Ok(mut s) if s.version <= STATE_VERSION => {
-                s.version = STATE_VERSION;
-                s
-            }
-            _ => State::default(),
+        let Ok(wire) = serde_json::from_str::<Wire>(text) else {
+            return State::default();
+        };
+        if wire.version > STATE_VERSION {
+            return State::default();
         }
+        let mut s = State {
+            last_run: wire.last_run,
+            runs: wire.runs,
+            upgrade: wire.watermark,
+            ..State::default()
+        };
+        if let Ok(bytes) = B64.decode(wire.ledger.as_bytes()) {
+            for e in bytes.chunks_exact(ENTRY_BYTES) {
+                s.ledger.insert(le48(&e[..6]), le48(&e[6..]));
+            }
+        }
+        if let Ok(bytes) = B64.decode(wire.absent.as_bytes()) {
+            for e in bytes.chunks_exact(ABSENT_BYTES) {
+                s.absent.insert(le48(&e[..6]), e[6]);
+            }
+        }
+        match wire.retry {
+            Value::Array(ids) => {
+                for id in ids.iter().filter_map(Value::as_str) {
+                    s.retry.insert(id.to_owned(), Retry::default());
+                }
+            }
+            v @ Value::Object(_) => {
+                s.retry = serde_json::from_value(v).unwrap_or_default();
+            }
+            _ => {}
+        }
+        s
     }
 
     /// The JSON text sent with `pingConnector`.
     pub(crate) fn to_platform(&self) -> String {
-        let mut s = self.clone();
-        s.version = STATE_VERSION;
-        serde_json::to_string(&s).unwrap_or_else(|_| "null".into())
-    }
-
-    fn covers(&self, modified_ms: i64, id: &str) -> bool {
-        !self.retry.contains(id)
-            && self
-                .watermark
-                .as_ref()
-                .is_some_and(|w| w.covers(modified_ms, id))
-    }
-
-    /// Records a case as delivered in its version `modified_ms`.
-    pub(crate) fn mark_delivered(&mut self, modified_ms: i64, id: &str) {
-        self.retry.remove(id);
-        self.watermark
-            .get_or_insert_with(|| Watermark {
-                modified_ms: i64::MIN,
-                ids: BTreeSet::new(),
-            })
-            .advance(modified_ms, id);
-    }
-
-    /// Records a case as failed: retried next run whatever its timestamp. When its version is
-    /// known the watermark may move past it, since `retry` now guarantees it is not skipped.
-    pub(crate) fn mark_failed(&mut self, modified_ms: Option<i64>, id: &str) {
-        self.retry.insert(id.to_owned());
-        if let Some(m) = modified_ms {
-            self.watermark
-                .get_or_insert_with(|| Watermark {
-                    modified_ms: i64::MIN,
-                    ids: BTreeSet::new(),
-                })
-                .advance(m, id);
+        let mut ledger = Vec::with_capacity(self.ledger.len() * ENTRY_BYTES);
+        for (id, version) in &self.ledger {
+            ledger.extend_from_slice(&id.to_le_bytes()[..6]);
+            ledger.extend_from_slice(&version.to_le_bytes()[..6]);
         }
+        let mut absent = Vec::with_capacity(self.absent.len() * ABSENT_BYTES);
+        for (id, n) in &self.absent {
+            absent.extend_from_slice(&id.to_le_bytes()[..6]);
+            absent.push(*n);
+        }
+        let wire = Wire {
+            version: STATE_VERSION,
+            last_run: self.last_run.clone(),
+            ledger: B64.encode(ledger),
+            absent: B64.encode(absent),
+            runs: self.runs,
+            retry: if self.retry.is_empty() {
+                Value::Null
+            } else {
+                serde_json::to_value(&self.retry).unwrap_or_default()
+            },
+            watermark: self.upgrade.clone(),
+        };
+        serde_json::to_string(&wire).unwrap_or_else(|_| "null".into())
     }
 
-    /// Forgets retry entries for cases that no longer exist in ESM.
-    pub(crate) fn forget_missing(&mut self, existing: &HashSet<&str>) {
-        self.retry.retain(|id| existing.contains(id.as_str()));
+    /// Cases the ledger holds.
+    pub(crate) fn delivered_count(&self) -> usize {
+        self.ledger.len()
+    }
+
+    /// Was this version of this case delivered?
+    pub(crate) fn is_current(&self, id: &str, version: u64) -> bool {
+        self.ledger.get(&id_hash(id)) == Some(&version)
+    }
+
+    /// Starts a run: returns its number (the backoff clock).
+    pub(crate) fn start_run(&mut self) -> u64 {
+        self.runs += 1;
+        self.runs
+    }
+
+    /// A version-1 state's watermark, once: the cases it covers (and that are not in `retry`)
+    /// count as delivered in the version listed now, so an upgrade re-imports nothing.
+    pub(crate) fn apply_upgrade(&mut self, seen: &[Seen]) {
+        let Some(w) = self.upgrade.take() else {
+            return;
+        };
+        let mut n = 0usize;
+        for c in seen {
+            if !self.retry.contains_key(&c.id) && w.covers(c.modified_ms.unwrap_or(i64::MIN), &c.id)
+            {
+                self.ledger.insert(id_hash(&c.id), c.version);
+                n += 1;
+            }
+        }
+        tracing::info!(
+            cases = n,
+            "state upgraded from version 1: cases below the old watermark count as delivered"
+        );
+    }
+
+    /// Records a case as delivered in `version`.
+    pub(crate) fn mark_delivered(&mut self, id: &str, version: u64) {
+        self.retry.remove(id);
+        let h = id_hash(id);
+        self.absent.remove(&h);
+        self.ledger.insert(h, version);
+    }
+
+    /// Records a failure of a case in run `run`: it is tried again after a backoff that doubles
+    /// with each failure in a row (1, 2, 4 ... runs, at most [`MAX_BACKOFF_RUNS`]).
+    pub(crate) fn mark_failed(&mut self, id: &str, run: u64) {
+        let r = self.retry.entry(id.to_owned()).or_default();
+        r.attempts = r.attempts.saturating_add(1);
+        let backoff = 1u64 << (r.attempts - 1).min(5);
+        r.not_before = run + backoff.min(MAX_BACKOFF_RUNS);
+    }
+
+    /// Records that a case's events came back incomplete in run `run`; returns how many runs
+    /// in a row that happened (the case is tried again next run).
+    pub(crate) fn mark_incomplete(&mut self, id: &str, run: u64) -> u32 {
+        let r = self.retry.entry(id.to_owned()).or_default();
+        r.incomplete = r.incomplete.saturating_add(1);
+        r.not_before = run + 1;
+        r.incomplete
+    }
+
+    /// How many runs in a row a case's events came back incomplete.
+    pub(crate) fn incomplete_runs(&self, id: &str) -> u32 {
+        self.retry.get(id).map_or(0, |r| r.incomplete)
+    }
+
+    /// Forgets a case ESM says is gone.
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.retry.remove(id);
+        let h = id_hash(id);
+        self.ledger.remove(&h);
+        self.absent.remove(&h);
+    }
+
+    /// Does a listing of `listed` ids look whole? An empty listing, or one with fewer than half
+    /// the ids the ledger holds, is a glitch (proxy, ESM restart, ACL change) until proven
+    /// otherwise.
+    pub(crate) fn listing_looks_whole(&self, listed: usize) -> bool {
+        let known = self.ledger.len().max(self.retry.len());
+        known == 0 || (listed > 0 && listed * 2 >= known)
+    }
+
+    /// After a whole listing: entries missing from it count one more absence, and are forgotten
+    /// after [`FORGET_AFTER`] in a row; entries listed again lose their count. Returns how many
+    /// cases were forgotten.
+    pub(crate) fn note_listing(&mut self, listed: &HashSet<u64>) -> usize {
+        let retry_hashes: HashMap<u64, String> = self
+            .retry
+            .keys()
+            .map(|id| (id_hash(id), id.clone()))
+            .collect();
+        let missing: Vec<u64> = self
+            .ledger
+            .keys()
+            .chain(retry_hashes.keys())
+            .filter(|h| !listed.contains(h))
+            .copied()
+            .collect::<HashSet<u64>>()
+            .into_iter()
+            .collect();
+        self.absent.retain(|h, _| !listed.contains(h));
+        let mut forgotten = 0;
+        for h in missing {
+            let n = self.absent.entry(h).or_insert(0);
+            *n = n.saturating_add(1);
+            if *n >= FORGET_AFTER {
+                self.absent.remove(&h);
+                self.ledger.remove(&h);
+                if let Some(id) = retry_hashes.get(&h) {
+                    self.retry.remove(id);
+                }
+                forgotten += 1;
+            }
+        }
+        forgotten
     }
 }
 
-/// A case as seen in the listing: its id and modification time (ms; `None` when ESM gave none,
-/// in which case it is treated as older than anything).
+/// A case as seen in the listing: its id, modification time (ms; only to order the sends) and
+/// version hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Seen {
     pub(crate) id: String,
     pub(crate) modified_ms: Option<i64>,
+    pub(crate) version: u64,
 }
 
-/// The cases to send this run: new, modified, or to retry; oldest modification first (ties by
-/// id); at most `max_cases`.
-pub(crate) fn select(state: &State, seen: &[Seen], max_cases: usize) -> Vec<Seen> {
-    let mut changed: Vec<&Seen> = seen
-        .iter()
-        .filter(|c| !state.covers(c.modified_ms.unwrap_or(i64::MIN), &c.id))
-        .collect();
-    changed.sort_by(|a, b| {
+/// What a run sends.
+#[derive(Debug, Default)]
+pub(crate) struct Selection {
+    pub(crate) cases: Vec<Seen>,
+    /// New or changed cases, and failing cases due now (the run's figure).
+    pub(crate) changed: usize,
+}
+
+/// The cases to send in run `run`: failing cases due now (at most half of `max_cases` when
+/// others wait, so a case that keeps failing never starves the rest), then new and changed
+/// cases, oldest modification first (ties by id); at most `max_cases`.
+pub(crate) fn select(state: &State, seen: &[Seen], max_cases: usize, run: u64) -> Selection {
+    let mut due: Vec<&Seen> = Vec::new();
+    let mut fresh: Vec<&Seen> = Vec::new();
+    for c in seen {
+        match state.retry.get(&c.id) {
+            Some(r) if r.not_before <= run => due.push(c),
+            Some(_) => {}
+            None if !state.is_current(&c.id, c.version) => fresh.push(c),
+            None => {}
+        }
+    }
+    let order = |a: &&Seen, b: &&Seen| {
         (a.modified_ms.unwrap_or(i64::MIN), &a.id).cmp(&(b.modified_ms.unwrap_or(i64::MIN), &b.id))
+    };
+    due.sort_by(|a, b| {
+        let (ra, rb) = (&state.retry[&a.id], &state.retry[&b.id]);
+        (ra.attempts, ra.not_before)
+            .cmp(&(rb.attempts, rb.not_before))
+            .then_with(|| order(a, b))
     });
-    changed.into_iter().take(max_cases).cloned().collect()
-}
-
-/// How many cases [`select`] would consider changed (for the run's figures).
-pub(crate) fn count_changed(state: &State, seen: &[Seen]) -> usize {
-    seen.iter()
-        .filter(|c| !state.covers(c.modified_ms.unwrap_or(i64::MIN), &c.id))
-        .count()
+    fresh.sort_by(order);
+    let changed = due.len() + fresh.len();
+    let retry_quota = if fresh.is_empty() {
+        max_cases
+    } else {
+        max_cases.div_ceil(2)
+    };
+    let take_due = due.len().min(retry_quota);
+    let mut cases: Vec<Seen> = due[..take_due].iter().map(|c| (*c).clone()).collect();
+    let room = max_cases.saturating_sub(cases.len());
+    cases.extend(fresh.into_iter().take(room).cloned());
+    Selection { cases, changed }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::json;
 
     fn seen(id: &str, m: i64) -> Seen {
         Seen {
             id: id.into(),
             modified_ms: Some(m),
+            version: version_hash(&json!({"modifiedTimestamp": m})),
         }
     }
 
+    fn ids(sel: &Selection) -> Vec<&str> {
+        sel.cases.iter().map(|c| c.id.as_str()).collect()
+    }
+
     #[test]
-    fn python_and_empty_states_mean_full_import() {
+    fn python_empty_and_foreign_states_mean_full_import() {
         for text in [
             None,
             Some(""),
             Some("null"),
             Some(r#"{"last_run": "2024-01-01T00:00:00+00:00"}"#),
             Some("{not json"),
+            Some(r#"{"version": 99, "ledger": "AAAA"}"#),
         ] {
             let s = State::from_platform(text);
-            assert_eq!(s.watermark, None, "{text:?}");
-            assert_eq!(select(&s, &[seen("a", 1)], 10).len(), 1);
+            assert_eq!(s.delivered_count(), 0, "{text:?}");
+            assert_eq!(select(&s, &[seen("a", 1)], 10, 1).cases.len(), 1);
         }
     }
 
     #[test]
     fn state_round_trips_through_the_platform() {
         let mut s = State::default();
-        s.mark_delivered(5, "a");
-        s.mark_delivered(5, "b");
-        s.mark_failed(Some(3), "c");
-        s.mark_failed(None, "d");
+        let run = s.start_run();
+        s.mark_delivered("a", 5);
+        s.mark_delivered("b", 6);
+        s.mark_failed("c", run);
+        s.mark_incomplete("d", run);
+        s.note_listing(&[id_hash("a"), id_hash("c"), id_hash("d")].into());
         let back = State::from_platform(Some(&s.to_platform()));
-        assert_eq!(back.watermark, s.watermark);
-        assert_eq!(back.retry, s.retry);
-        assert_eq!(back.version, STATE_VERSION);
+        assert_eq!(back, s);
     }
 
     #[test]
-    fn ties_on_one_millisecond_are_not_skipped() {
+    fn the_ledger_costs_16_characters_a_case() {
         let mut s = State::default();
-        let all = [seen("a", 7), seen("b", 7), seen("c", 7)];
-        let first = select(&s, &all, 2);
-        assert_eq!(
-            first.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
-        for c in &first {
-            s.mark_delivered(7, &c.id);
+        for i in 0..1000 {
+            s.mark_delivered(&format!("case-{i}"), i);
         }
-        let second = select(&s, &all, 2);
-        assert_eq!(
-            second.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-            ["c"]
-        );
+        let text = s.to_platform();
+        let ledger = serde_json::from_str::<Value>(&text).unwrap()["ledger"]
+            .as_str()
+            .unwrap()
+            .len();
+        assert_eq!(ledger, 16_000);
     }
 
     #[test]
-    fn a_failed_case_is_retried_and_does_not_block_others() {
+    fn a_case_is_sent_when_new_or_changed_whatever_its_timestamp() {
         let mut s = State::default();
-        let all = [seen("a", 1), seen("b", 2), seen("c", 3)];
-        s.mark_failed(Some(1), "a");
-        s.mark_delivered(2, "b");
-        let next = select(&s, &all, 10);
-        assert_eq!(
-            next.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-            ["a", "c"]
-        );
-        s.mark_delivered(1, "a");
+        // One case stamped in 2100, delivered.
+        s.mark_delivered("future", seen("future", 4_102_444_800_000).version);
+        // A case stamped long before it: new, so sent.
+        let all = [seen("future", 4_102_444_800_000), seen("old", 1)];
+        assert_eq!(ids(&select(&s, &all, 10, 1)), ["old"]);
+        s.mark_delivered("old", all[1].version);
+        assert!(select(&s, &all, 10, 2).cases.is_empty());
+        // Edited with an older stamp: changed, so sent.
+        let edited = [seen("future", 4_102_444_800_000), seen("old", 0)];
+        assert_eq!(ids(&select(&s, &edited, 10, 3)), ["old"]);
+        // The same stamp and a new modificationCount is a change too.
+        let v2 = version_hash(&json!({"modifiedTimestamp": 1, "modificationCount": 2}));
+        assert_ne!(v2, all[1].version);
+    }
+
+    #[test]
+    fn a_version_1_state_upgrades_without_a_reimport() {
+        let v1 = r#"{"version":1,"watermark":{"modified_ms":10,"ids":["t"]},"retry":["r"]}"#;
+        let mut s = State::from_platform(Some(v1));
+        let all = [
+            seen("a", 5),
+            seen("t", 10),
+            seen("u", 10),
+            seen("r", 3),
+            seen("b", 11),
+        ];
+        s.apply_upgrade(&all);
+        let run = s.start_run();
+        let sel = select(&s, &all, 10, run);
+        // Covered by the watermark: a, t. Above it or tied and not listed: u, b. In retry: r.
+        assert_eq!(ids(&sel), ["r", "u", "b"]);
+        // Applied once: a later run does not mark more.
+        let back = State::from_platform(Some(&s.to_platform()));
+        assert_eq!(back.upgrade, None);
+    }
+
+    #[test]
+    fn failing_cases_back_off_and_take_at_most_half_of_max_cases() {
+        let mut s = State::default();
+        let all: Vec<Seen> = (0..10).map(|i| seen(&format!("c{i}"), i)).collect();
+        let run = s.start_run();
+        for c in &all[..6] {
+            s.mark_failed(&c.id, run);
+        }
+        // Run 2: six failing cases are due, four fresh: failing ones take at most 2 of 4.
+        let run = s.start_run();
+        let sel = select(&s, &all, 4, run);
+        assert_eq!(ids(&sel), ["c0", "c1", "c6", "c7"]);
+        assert_eq!(sel.changed, 10);
+        // A second failure in a row: not due at run 3, due at run 4.
+        s.mark_failed("c0", run);
+        assert!(!ids(&select(&s, &all, 20, run + 1)).contains(&"c0"));
+        assert!(ids(&select(&s, &all, 20, run + 2)).contains(&"c0"));
+        // Only failing cases left: they may take all of max_cases.
+        for c in &all[6..] {
+            s.mark_delivered(&c.id, c.version);
+        }
+        assert_eq!(select(&s, &all, 4, run + 2).cases.len(), 4);
+    }
+
+    #[test]
+    fn a_shrunken_listing_is_not_trusted() {
+        let mut s = State::default();
+        for i in 0..10 {
+            s.mark_delivered(&format!("c{i}"), 1);
+        }
+        assert!(!s.listing_looks_whole(0));
+        assert!(!s.listing_looks_whole(4));
+        assert!(s.listing_looks_whole(5));
+        assert!(State::default().listing_looks_whole(0));
+    }
+
+    #[test]
+    fn a_case_is_forgotten_after_several_whole_listings_without_it() {
+        let mut s = State::default();
+        s.mark_delivered("a", 1);
+        s.mark_delivered("gone", 1);
+        s.mark_failed("gone-too", 1);
+        let listed: HashSet<u64> = [id_hash("a")].into();
+        for _ in 1..FORGET_AFTER {
+            assert_eq!(s.note_listing(&listed), 0);
+        }
+        assert_eq!(s.note_listing(&listed), 2);
+        assert_eq!(s.delivered_count(), 1);
         assert!(s.retry.is_empty());
-    }
-
-    #[test]
-    fn a_modified_case_is_selected_again() {
-        let mut s = State::default();
-        s.mark_delivered(10, "a");
-        assert!(select(&s, &[seen("a", 10)], 10).is_empty());
-        assert_eq!(select(&s, &[seen("a", 11)], 10).len(), 1);
+        // Listed again before the count runs out: the count starts over.
+        s.mark_delivered("b", 1);
+        s.note_listing(&listed);
+        s.note_listing(&[id_hash("a"), id_hash("b")].into());
+        s.note_listing(&listed);
+        s.note_listing(&listed);
+        assert!(s.is_current("b", 1));
     }
 
     proptest! {
-        /// Whatever the timestamps (ties included), delivering what `select` returns, run after
-        /// run, delivers every case within ceil(n / max_cases) runs and then selects nothing.
+        /// Whatever the timestamps (ties, stamps in any order), delivering what `select`
+        /// returns, run after run, delivers every case within ceil(n / max_cases) runs and then
+        /// selects nothing.
         #[test]
         fn every_case_is_delivered_within_ceil_n_over_max_runs(
-            times in proptest::collection::vec(0i64..5, 1..40),
+            times in proptest::collection::vec(-5i64..5, 1..40),
             max_cases in 1usize..7,
         ) {
             let all: Vec<Seen> = times.iter().enumerate().map(|(i, m)| seen(&format!("c{i:02}"), *m)).collect();
@@ -248,13 +576,14 @@ mod tests {
             let mut delivered = HashSet::new();
             let runs = all.len().div_ceil(max_cases);
             for _ in 0..runs {
-                for c in select(&s, &all, max_cases) {
+                let run = s.start_run();
+                for c in select(&s, &all, max_cases, run).cases {
                     prop_assert!(delivered.insert(c.id.clone()), "{} delivered twice", c.id);
-                    s.mark_delivered(c.modified_ms.unwrap(), &c.id);
+                    s.mark_delivered(&c.id, c.version);
                 }
             }
             prop_assert_eq!(delivered.len(), all.len());
-            prop_assert!(select(&s, &all, max_cases).is_empty());
+            prop_assert!(select(&s, &all, max_cases, s.runs + 1).cases.is_empty());
         }
     }
 }

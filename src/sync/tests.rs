@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::run::{CaseSource, RunConfig, RunReport, Tracker, TrackerError, run_once};
+use super::run::{
+    CaseSource, RunConfig, RunReport, Saved, SharedState, Tracker, TrackerError, run_once,
+};
 use super::schedule::{Shutdown, shutdown_pair};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
@@ -174,8 +176,9 @@ impl Sink for FakeSink {
     }
 }
 
-/// A work: its id, its expectations, and how it was closed (message, in error).
-type Work = (String, u64, Option<(String, bool)>);
+/// A work: its id, its expectations (net of those given back), how it was closed (message, in
+/// error), and the expectations reported processed (the sentinel).
+type Work = (String, i64, Option<(String, bool)>, u64);
 
 #[derive(Default)]
 struct FakeTracker {
@@ -187,21 +190,25 @@ impl Tracker for FakeTracker {
     async fn work_add(&self, _name: &str) -> Result<Option<String>, TrackerError> {
         let mut w = self.works.lock().unwrap();
         let id = format!("work-{}", w.len() + 1);
-        w.push((id.clone(), 0, None));
+        w.push((id.clone(), 0, None, 0));
         Ok(Some(id))
     }
-    async fn add_expectations(&self, work_id: &str, n: u64) -> Result<(), TrackerError> {
+    async fn add_expectations(&self, work_id: &str, n: i64) -> Result<(), TrackerError> {
         let mut w = self.works.lock().unwrap();
         w.iter_mut().find(|x| x.0 == work_id).unwrap().1 += n;
         Ok(())
+    }
+    async fn report_expectation(&self, work_id: &str, _error: Option<&str>) {
+        let mut w = self.works.lock().unwrap();
+        w.iter_mut().find(|x| x.0 == work_id).unwrap().3 += 1;
     }
     async fn work_done(&self, work_id: &str, message: &str, in_error: bool) {
         let mut w = self.works.lock().unwrap();
         w.iter_mut().find(|x| x.0 == work_id).unwrap().2 = Some((message.to_owned(), in_error));
     }
-    async fn save_state(&self, state: &State) -> Result<Option<State>, TrackerError> {
-        self.saved.lock().unwrap().push(state.clone());
-        Ok(None)
+    async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError> {
+        self.saved.lock().unwrap().push(state.snapshot());
+        Ok(Saved::Kept)
     }
 }
 
@@ -209,7 +216,7 @@ struct Harness {
     esm: FakeEsm,
     sink: FakeSink,
     tracker: FakeTracker,
-    state: Mutex<State>,
+    state: SharedState,
     converter: Converter,
     cfg: RunConfig,
 }
@@ -220,7 +227,7 @@ impl Harness {
             esm,
             sink: FakeSink::default(),
             tracker: FakeTracker::default(),
-            state: Mutex::new(State::default()),
+            state: SharedState::new(State::default()),
             converter: Converter::new(ConvertOptions::default()),
             cfg: RunConfig {
                 max_cases,
@@ -276,10 +283,12 @@ async fn first_run_imports_everything_page_by_page_then_nothing() {
                 .any(|o| matches!(o, StixObject::MarkingDefinition(_)))
         );
     }
-    // One work, expectations announced for every message, closed without error.
+    // One work, expectations announced for every message plus the sentinel that keeps the
+    // work open until the run reports it, closed without error.
     let works = h.tracker.works.lock().unwrap().clone();
     assert_eq!(works.len(), 1);
-    assert_eq!(works[0].1, r.messages);
+    assert_eq!(works[0].1, r.messages as i64 + 1);
+    assert_eq!(works[0].3, 1, "the sentinel is reported");
     assert!(!works[0].2.as_ref().unwrap().1);
     // The state was saved after each page.
     assert_eq!(h.tracker.saved.lock().unwrap().len(), 3);
@@ -334,21 +343,32 @@ async fn a_failing_case_is_retried_and_does_not_stop_the_others() {
     esm.failing_events.lock().unwrap().insert(poisoned);
     esm.failing_cases.lock().unwrap().insert("case-004".into());
     let mut h = Harness::new(esm, 100, 100);
+    // Case 4 cannot be read: it fails. Case 2 misses an event: held back, not failed.
     let r = h.run().await;
-    assert_eq!((r.cases_delivered, r.cases_failed), (3, 2));
+    assert_eq!(
+        (r.cases_delivered, r.cases_failed, r.cases_incomplete),
+        (3, 1, 1)
+    );
     assert!(!h.sink.case_ids().contains(&"case-002".to_owned()));
     let works = h.tracker.works.lock().unwrap().clone();
     assert!(works[0].2.as_ref().unwrap().1, "work closed in error");
 
-    // Still failing: retried again, the others are not re-sent.
+    // Still failing: case 2 is tried again, case 4 still cannot be read, the others are not
+    // re-sent.
     let r = h.run().await;
-    assert_eq!((r.cases_selected, r.cases_delivered), (1, 0));
-    // Once the fault clears, the two cases arrive.
+    assert_eq!(
+        (r.cases_selected, r.cases_delivered, r.cases_failed),
+        (1, 0, 1)
+    );
+    // Once the faults clear, case 2 arrives at once; case 4, which failed twice in a row,
+    // after its backoff (one run).
     h.esm.failing_events.lock().unwrap().clear();
     h.esm.failing_cases.lock().unwrap().clear();
     let before = h.sink.bundles.len();
     let r = h.run().await;
-    assert_eq!((r.cases_delivered, r.cases_failed), (2, 0));
+    assert_eq!((r.cases_delivered, r.cases_failed), (1, 0));
+    let r = h.run().await;
+    assert_eq!((r.cases_delivered, r.cases_failed), (1, 0));
     let mut late = FakeSink {
         bundles: h.sink.bundles[before..].to_vec(),
         ..FakeSink::default()
@@ -365,7 +385,8 @@ async fn a_delivery_failure_leaves_the_state_where_it_was() {
     h.sink.fail = true;
     let r = h.run().await;
     assert!(r.error.as_deref().unwrap().contains("broker refused"));
-    assert_eq!(*h.state.lock().unwrap(), State::default());
+    let st = h.state.snapshot();
+    assert_eq!((st.delivered_count(), st.retry.len()), (0, 0));
     assert_eq!(h.sink.closed, 1, "the sink is closed after a failed run");
     h.sink.fail = false;
     let r = h.run().await;

@@ -284,6 +284,17 @@ impl DataSet {
         true
     }
 
+    /// Sets a case's `modifiedTimestamp` to `ms`, whatever it was, as an edit does (the
+    /// `modificationCount` goes up); the clock is left alone, so later edits may be older.
+    pub fn set_case_modified(&mut self, id: &str, ms: i64) -> bool {
+        let Some(case) = self.case_mut(id) else {
+            return false;
+        };
+        case.modified_ms = ms;
+        case.modification_count += 1;
+        true
+    }
+
     /// Adds `n` BASE events to a case (which, as in ESM, modifies the case).
     pub fn add_events(&mut self, case_id: &str, n: usize) -> bool {
         let Some(created_ms) = self.case(case_id).map(|c| c.created_ms) else {

@@ -256,6 +256,56 @@ impl Simulator {
         self.shared.with_data(|d| d.add_cases(n))
     }
 
+    /// Sets a case's `modifiedTimestamp` to `ms` (any time: the future, long ago) as an edit
+    /// does (its `modificationCount` goes up); `false` when unknown.
+    pub fn set_case_modified(&self, id: &str, ms: i64) -> bool {
+        self.shared.with_data(|d| d.set_case_modified(id, ms))
+    }
+
+    /// The next `findAllIds` lists only the first `n` ids (0: an empty listing), once.
+    pub fn short_listing_once(&self, n: usize) {
+        self.shared.knobs(|k| k.listing_limit_once = Some(n));
+    }
+
+    /// Creates `n` cases right after the next listing is computed: they miss that listing, as
+    /// cases created while a long listing is in progress do.
+    pub fn create_cases_after_next_listing(&self, n: usize) {
+        self.shared.knobs(|k| k.create_after_listing = n);
+    }
+
+    /// Every case batch (or single read) holding `id` fails with HTTP 500 until cleared.
+    pub fn poison_case(&self, id: &str, on: bool) {
+        self.shared.knobs(|k| {
+            if on {
+                k.poison_cases.insert(id.to_owned());
+            } else {
+                k.poison_cases.remove(id);
+            }
+        });
+    }
+
+    /// Every event batch holding `id` fails with HTTP 500 until cleared.
+    pub fn poison_event(&self, id: i64, on: bool) {
+        self.shared.knobs(|k| {
+            if on {
+                k.poison_events.insert(id);
+            } else {
+                k.poison_events.remove(&id);
+            }
+        });
+    }
+
+    /// Leaves `id` out of every event answer (asked for, never returned) until cleared.
+    pub fn hide_event(&self, id: i64, on: bool) {
+        self.shared.knobs(|k| {
+            if on {
+                k.hidden_events.insert(id);
+            } else {
+                k.hidden_events.remove(&id);
+            }
+        });
+    }
+
     /// Deletes a case; `false` when unknown.
     pub fn delete_case(&self, id: &str) -> bool {
         self.shared.with_data(|d| d.delete_case(id))

@@ -116,6 +116,33 @@ pub(super) struct Shared {
     counters: Mutex<BTreeMap<String, u64>>,
     log: Mutex<VecDeque<String>>,
     gate: Mutex<Gate>,
+    knobs: Mutex<Knobs>,
+}
+
+/// Runtime knobs for the sync tests: what a real ESM does now and then.
+#[derive(Debug, Default)]
+pub(super) struct Knobs {
+    /// The next `findAllIds` lists only this many ids (0: an empty listing), once.
+    pub listing_limit_once: Option<usize>,
+    /// Cases created right after the next listing was computed (they miss it).
+    pub create_after_listing: usize,
+    /// A case batch (or single read) holding one of these ids fails with an error page.
+    pub poison_cases: std::collections::HashSet<String>,
+    /// An event batch holding one of these ids fails with an error page.
+    pub poison_events: std::collections::HashSet<i64>,
+    /// Events left out of every answer (asked for, never returned).
+    pub hidden_events: std::collections::HashSet<i64>,
+}
+
+/// The page ESM sends when a resource breaks its serializer: HTTP 500, a Java exception.
+fn poison_page() -> Response {
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        tomcat_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "java.lang.NullPointerException: cannot serialize resource",
+        ),
+    )
 }
 
 /// Locks even after a panic elsewhere: the simulator's state stays usable for the test's asserts.
@@ -142,6 +169,7 @@ impl Shared {
             max_in_flight: std::sync::atomic::AtomicU64::new(0),
             counters: Mutex::new(BTreeMap::new()),
             log: Mutex::new(VecDeque::new()),
+            knobs: Mutex::new(Knobs::default()),
             gate: Mutex::new(Gate {
                 rng: Rng::new(cfg.seed ^ 0xFA17_5EED),
                 requests: 0,
@@ -149,6 +177,10 @@ impl Shared {
                 corruptible_answers: 0,
             }),
         }
+    }
+
+    pub(super) fn knobs<R>(&self, f: impl FnOnce(&mut Knobs) -> R) -> R {
+        f(&mut lock(&self.knobs))
     }
 
     pub(super) fn set_faults(&self, f: Faults) {
@@ -310,10 +342,26 @@ impl Shared {
     fn data_answer(&self, ep: Endpoint, p: &Params) -> Result<Vec<u8>, Response> {
         let value = match ep {
             Endpoint::FindAllIds => {
-                self.read_data(|d| esm_list(d.case_ids().into_iter().map(Value::String).collect()))
+                let mut ids = self.read_data(|d| d.case_ids());
+                let (limit, create) = self.knobs(|k| {
+                    (
+                        k.listing_limit_once.take(),
+                        std::mem::take(&mut k.create_after_listing),
+                    )
+                });
+                if let Some(n) = limit {
+                    ids.truncate(n);
+                }
+                if create > 0 {
+                    self.with_data(|d| d.add_cases(create));
+                }
+                esm_list(ids.into_iter().map(Value::String).collect())
             }
             Endpoint::GetResourceById => {
                 let id = p.required("resourceId")?;
+                if self.knobs(|k| k.poison_cases.contains(id)) {
+                    return Err(poison_page());
+                }
                 Some(
                     self.read_data(|d| d.case_json(id))
                         .ok_or_else(|| invalid_resource(id))?,
@@ -327,6 +375,9 @@ impl Shared {
                     ));
                 }
                 let ids = p.all("ids");
+                if self.knobs(|k| ids.iter().any(|id| k.poison_cases.contains(id))) {
+                    return Err(poison_page());
+                }
                 // Unknown ids are skipped: the caller gets every case that exists.
                 self.read_data(|d| esm_list(ids.iter().filter_map(|id| d.case_json(id)).collect()))
             }
@@ -346,6 +397,16 @@ impl Shared {
                     .iter()
                     .map(|s| parse_long(s))
                     .collect::<Result<Vec<i64>, _>>()?;
+                let (poisoned, hidden) = self.knobs(|k| {
+                    (
+                        ids.iter().any(|id| k.poison_events.contains(id)),
+                        k.hidden_events.clone(),
+                    )
+                });
+                if poisoned {
+                    return Err(poison_page());
+                }
+                let ids: Vec<i64> = ids.into_iter().filter(|id| !hidden.contains(id)).collect();
                 let start = p
                     .first("startMillis")
                     .map(parse_long)

@@ -36,7 +36,10 @@ pub fn validate_document(query: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Default)]
 pub struct Work {
     pub id: String,
+    /// Expectations added, net of those given back (a negative `addExpectations`).
     pub expectations: u64,
+    /// Expectations reported processed by the connector itself (its sentinel).
+    pub reports: u64,
     pub processed: Option<(String, bool)>,
 }
 
@@ -131,6 +134,7 @@ fn operation(query: &str) -> &'static str {
         ("pingConnector", "pingConnector"),
         ("workAdd", "workAdd"),
         ("addExpectations", "addExpectations"),
+        ("reportExpectation", "reportExpectation"),
         ("toProcessed", "toProcessed"),
         ("toReceived", "toReceived"),
         ("stixBundlePush", "stixBundlePush"),
@@ -222,9 +226,9 @@ async fn graphql(
         }
         "addExpectations" => {
             let id = vars["id"].as_str().unwrap_or_default();
-            let n = vars["expectations"].as_u64().unwrap_or_default();
+            let n = vars["expectations"].as_i64().unwrap_or_default();
             if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
-                w.expectations += n;
+                w.expectations = w.expectations.saturating_add_signed(n);
             }
             json!({"workEdit": {"addExpectations": id}})
         }
@@ -237,6 +241,13 @@ async fn graphql(
             }
             s.processed_signal.notify_one();
             json!({"workEdit": {"toProcessed": id}})
+        }
+        "reportExpectation" => {
+            let id = vars["id"].as_str().unwrap_or_default();
+            if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
+                w.reports += 1;
+            }
+            json!({"workEdit": {"reportExpectation": id}})
         }
         "toReceived" => json!({"workEdit": {"toReceived": vars["id"]}}),
         "stixBundlePush" => {

@@ -1,0 +1,271 @@
+//! Exact incremental sync (issue 12), black box: the ESM simulator, the simulated platform and
+//! the real RabbitMQ. Each scenario ends with every case ESM holds received in its latest
+//! version, and a further run with nothing changed sends nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::common::world::{Env, Run};
+
+/// 2100-01-01T00:00:00Z.
+const YEAR_2100_MS: i64 = 4_102_444_800_000;
+/// 2001-09-09T01:46:40Z: below anything the simulator stamps.
+const LONG_AGO_MS: i64 = 1_000_000_000_000;
+
+/// The last version of each case-incident received over `runs`, by id.
+fn received(runs: &[&Run]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for r in runs {
+        for o in r.objects.iter().filter(|o| o["type"] == "case-incident") {
+            out.insert(o["id"].as_str().unwrap().to_owned(), o.clone());
+        }
+    }
+    out
+}
+
+/// Every case ESM holds arrived in its latest version, then a run sends nothing.
+async fn assert_all_latest_then_quiet(env: &Env, runs: &[&Run]) {
+    let expected = env.expected_objects();
+    let got = received(runs);
+    for id in env.all_case_incident_ids() {
+        let want = &expected[&id];
+        let have = got
+            .get(&id)
+            .unwrap_or_else(|| panic!("case {id} never arrived"));
+        assert_eq!(
+            have["modified"], want["modified"],
+            "case {id} arrived in an old version"
+        );
+        assert_eq!(have, want, "case {id} differs from its latest version");
+    }
+    let quiet = env.run().await;
+    assert!(quiet.succeeded);
+    assert!(
+        quiet.objects.is_empty(),
+        "nothing changed, yet {} messages were sent",
+        quiet.objects.len()
+    );
+    assert!(quiet.new_works.is_empty(), "no work when nothing is sent");
+}
+
+/// A case with at least `n` events, and its event ids.
+fn case_with_events(env: &Env, n: usize) -> (String, Vec<i64>) {
+    env.sim
+        .case_ids()
+        .into_iter()
+        .map(|id| {
+            let events = env.sim.case_event_ids(&id).unwrap();
+            (id, events)
+        })
+        .find(|(_, e)| e.len() >= n)
+        .expect("the data set has a case with enough events")
+}
+
+fn logged(env: &Env, level: &str, needle: &str) -> Vec<Value> {
+    env.logs
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["level"]
+                .as_str()
+                .is_some_and(|l| l.eq_ignore_ascii_case(level))
+                && v["message"].as_str().is_some_and(|m| m.contains(needle))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_case_stamped_in_the_future_does_not_stop_later_imports() {
+    let env = Env::start(6, 1).await;
+    let ids = env.sim.case_ids();
+    env.sim.set_case_modified(&ids[0], YEAR_2100_MS);
+    let r1 = env.run().await;
+    assert!(r1.succeeded);
+    let added = env.sim.add_cases(3);
+    env.sim.touch_case(&ids[1]);
+    let r2 = env.run().await;
+    env.sim.add_cases(2);
+    env.sim.touch_case(&added[0]);
+    let r3 = env.run().await;
+    assert!(r2.succeeded && r3.succeeded);
+    assert_eq!(r2.case_count(), 4, "three new cases and one edit");
+    assert_eq!(r3.case_count(), 3, "two new cases and one edit");
+    assert_all_latest_then_quiet(&env, &[&r1, &r2, &r3]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_backdated_new_case_and_an_edit_below_the_old_watermark_are_sent() {
+    let env = Env::start(5, 1).await;
+    let r1 = env.run().await;
+    let ids = env.sim.case_ids();
+    let new = env.sim.add_cases(1);
+    env.sim.set_case_modified(&new[0], LONG_AGO_MS);
+    env.sim.set_case_modified(&ids[2], LONG_AGO_MS + 1);
+    let r2 = env.run().await;
+    assert!(r2.succeeded);
+    let sent: Vec<String> = r2.case_ids().into_iter().collect();
+    let mut want = vec![env.case_incident_id(&new[0]), env.case_incident_id(&ids[2])];
+    want.sort();
+    assert_eq!(sent, want);
+    assert_all_latest_then_quiet(&env, &[&r1, &r2]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_case_created_while_the_listing_is_in_progress_is_sent_next_run() {
+    let env = Env::start(4, 1).await;
+    env.sim.create_cases_after_next_listing(2);
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 4, "the two new cases missed the listing");
+    // Created during the listing, so stamped no later than what the run saw.
+    for id in &env.sim.case_ids()[4..] {
+        env.sim.set_case_modified(id, LONG_AGO_MS);
+    }
+    let r2 = env.run().await;
+    assert_eq!(r2.case_count(), 2);
+    assert_all_latest_then_quiet(&env, &[&r1, &r2]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_or_short_listing_forgets_nothing() {
+    let env = Env::start(8, 1).await;
+    let poison = env.sim.case_ids()[5].clone();
+    env.sim.poison_case(&poison, true);
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 7);
+    let state_before = env
+        .platform
+        .recorded(|r| r.connector_state.clone())
+        .unwrap();
+    for n in [0, 3] {
+        env.sim.short_listing_once(n);
+        let glitch = env.run().await;
+        assert!(glitch.objects.is_empty());
+    }
+    assert_eq!(
+        logged(&env, "error", "listed far fewer cases").len(),
+        2,
+        "each untrusted listing is logged at error"
+    );
+    let state_after: Value = serde_json::from_str(
+        &env.platform
+            .recorded(|r| r.connector_state.clone())
+            .unwrap(),
+    )
+    .unwrap();
+    let before: Value = serde_json::from_str(&state_before).unwrap();
+    assert_eq!(
+        state_after["ledger"], before["ledger"],
+        "the ledger is kept"
+    );
+    assert!(
+        state_after["retry"].get(&poison).is_some(),
+        "the retry entry is kept: {state_after}"
+    );
+    env.sim.poison_case(&poison, false);
+    let mut runs = vec![r1];
+    // The failing case backs off; it arrives within a few runs.
+    for _ in 0..4 {
+        runs.push(env.run().await);
+    }
+    let refs: Vec<&Run> = runs.iter().collect();
+    assert_all_latest_then_quiet(&env, &refs).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_case_fails_alone_and_arrives_once_readable() {
+    let env = Env::start(12, 1).await;
+    let ids = env.sim.case_ids();
+    env.sim.poison_case(&ids[7], true);
+    let r1 = env.run().await;
+    assert!(!r1.succeeded, "a failed case fails the run");
+    assert_eq!(
+        r1.case_count(),
+        11,
+        "every other case goes on in the same run"
+    );
+    assert!(!r1.case_ids().contains(&env.case_incident_id(&ids[7])));
+    env.sim.poison_case(&ids[7], false);
+    let r2 = env.run().await;
+    assert_eq!(r2.case_count(), 1);
+    assert_all_latest_then_quiet(&env, &[&r1, &r2]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_event_holds_back_only_its_case() {
+    let env = Env::start(6, 3).await;
+    let (case, events) = case_with_events(&env, 2);
+    let event = events[1];
+    env.sim.poison_event(event, true);
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 5);
+    assert!(!r1.case_ids().contains(&env.case_incident_id(&case)));
+    env.sim.poison_event(event, false);
+    let r2 = env.run().await;
+    assert_eq!(r2.case_count(), 1);
+    assert_all_latest_then_quiet(&env, &[&r1, &r2]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn missing_events_hold_a_case_back_then_it_is_delivered_with_a_warning() {
+    let env = Env::start(3, 2).await;
+    let (_, events) = case_with_events(&env, 2);
+    let event = events[0];
+    env.sim.hide_event(event, true);
+    let r1 = env.run().await;
+    let r2 = env.run().await;
+    assert_eq!(
+        (r1.case_count(), r2.case_count()),
+        (2, 0),
+        "held back twice"
+    );
+    let r3 = env.run().await;
+    assert_eq!(r3.case_count(), 1, "then delivered with what exists");
+    let warned = logged(&env, "warn", "fewer events than the case lists");
+    assert_eq!(warned.len(), 1);
+    let fields = &warned[0]["fields"];
+    let fields = if fields.is_object() {
+        fields
+    } else {
+        &warned[0]
+    };
+    let listed = events.len() as u64;
+    assert_eq!(
+        (fields["listed"].as_u64(), fields["returned"].as_u64()),
+        (Some(listed), Some(listed - 1))
+    );
+    // With the event back, the case is complete again once it changes; until then nothing
+    // is sent again.
+    env.sim.hide_event(event, false);
+    let quiet = env.run().await;
+    assert!(quiet.objects.is_empty());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_reset_seen_mid_run_stops_marking_and_the_next_run_starts_from_scratch() {
+    let env = Env::start(10, 1).await;
+    // The platform answers the first save (after page 1 of 3) with an empty state.
+    env.platform.update(|r| r.reset_pending = true);
+    let r1 = env.run().await;
+    assert!(r1.succeeded, "a reset is not a failure");
+    assert!(
+        r1.case_count() <= 4,
+        "the run stopped after the page in flight"
+    );
+    let r2 = env.run().await;
+    assert_eq!(
+        r2.case_count(),
+        10,
+        "the next run starts from the empty state"
+    );
+    assert_all_latest_then_quiet(&env, &[&r2]).await;
+    env.stop().await;
+}
