@@ -34,6 +34,7 @@ fn client_for(server: &MockServer, base_suffix: &str) -> OpenCtiClient {
         ssl_verify: true,
         custom_headers: vec![("X-Tenant".into(), "blue".into())],
         timeout: Duration::from_secs(5),
+        max_response_bytes: 8 * 1024 * 1024,
     })
     .unwrap()
 }
@@ -406,6 +407,7 @@ async fn an_unreachable_platform_is_a_transient_transport_error() {
         ssl_verify: false,
         custom_headers: vec![],
         timeout: Duration::from_secs(5),
+        max_response_bytes: 8 * 1024 * 1024,
     })
     .unwrap();
     let err = c.health().await.unwrap_err();
@@ -434,6 +436,7 @@ fn an_invalid_custom_header_is_a_config_error_without_its_value() {
         ssl_verify: true,
         custom_headers: vec![("X-Key".into(), "bad\nvalue-secret".into())],
         timeout: Duration::from_secs(5),
+        max_response_bytes: 8 * 1024 * 1024,
     })
     .unwrap_err();
     assert!(matches!(err, OpenCtiError::Config { .. }));

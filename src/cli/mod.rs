@@ -226,7 +226,10 @@ fn run_daemon(settings: Settings) -> ExitCode {
         on_signals(trigger);
         let metrics = crate::metrics::Metrics::new();
         if settings.connector.expose_metrics {
-            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.connector.metrics_port));
+            let addr = std::net::SocketAddr::new(
+                settings.connector.metrics_host,
+                settings.connector.metrics_port,
+            );
             let mut stop = shutdown.clone();
             let metrics = metrics.clone();
             // Ready means a run succeeded within two periods (or an hour when running once).

@@ -28,6 +28,8 @@ pub struct OpenCtiConfig {
     pub ssl_verify: bool,
     pub custom_headers: Vec<(String, String)>,
     pub timeout: std::time::Duration,
+    /// Largest answer body read, in bytes (`OPENCTI_MAX_RESPONSE_MB`).
+    pub max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for OpenCtiConfig {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for OpenCtiConfig {
                 &crate::settings::header_names(&self.custom_headers),
             )
             .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -54,6 +57,7 @@ impl OpenCtiConfig {
             ssl_verify: s.ssl_verify,
             custom_headers: s.custom_headers.clone(),
             timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: s.max_response_mb.saturating_mul(crate::http::MIB),
         })
     }
 }

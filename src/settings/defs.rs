@@ -117,6 +117,22 @@ pub const DEFS: &[Def] = &[
         false,
         "Extra HTTP headers for the platform, as `name1:value1;name2:value2`.",
     ),
+    def(
+        "OPENCTI_MAX_RESPONSE_MB",
+        "opencti.max_response_mb",
+        Kind::Int { min: 1, max: 4096 },
+        Some("8"),
+        false,
+        "Largest answer accepted from the platform, in MiB; a larger one fails that request (it is never read whole).",
+    ),
+    def(
+        "OPENCTI_UNREACHABLE_TIMEOUT",
+        "opencti.unreachable_timeout",
+        Kind::Int { min: 1, max: 86400 },
+        Some("300"),
+        false,
+        "When running once (CONNECTOR_RUN_AND_TERMINATE or a zero period): how long to wait, in seconds, for an unreachable platform before exiting with status 1.",
+    ),
     // --- connector
     def(
         "CONNECTOR_ID",
@@ -224,6 +240,14 @@ pub const DEFS: &[Def] = &[
         Some("false"),
         false,
         "Serve Prometheus metrics, /healthz and /readyz.",
+    ),
+    def(
+        "CONNECTOR_METRICS_HOST",
+        "connector.metrics_host",
+        Kind::Text,
+        Some("0.0.0.0"),
+        false,
+        "IP address the metrics server listens on (as pycti: all interfaces by default).",
     ),
     def(
         "CONNECTOR_METRICS_PORT",
@@ -338,6 +362,14 @@ pub const DEFS: &[Def] = &[
         Some("30"),
         false,
         "Timeout of one ESM request, in seconds.",
+    ),
+    def(
+        "ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB",
+        "arcsight_incidents.max_response_mb",
+        Kind::Int { min: 1, max: 4096 },
+        Some("64"),
+        false,
+        "Largest ESM answer accepted, in MiB; a larger one fails that request (it is never read whole) and a batch is then fetched one by one.",
     ),
     def(
         "ARCSIGHT_INCIDENTS_CONCURRENCY",

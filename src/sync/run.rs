@@ -136,7 +136,15 @@ pub async fn run_once(
     if let Err(e) = result {
         report.error = Some(e);
     }
-    let _ = tokio::time::timeout(CLEANUP_TIMEOUT, source.logout()).await;
+    if tokio::time::timeout(CLEANUP_TIMEOUT, source.logout())
+        .await
+        .is_err()
+    {
+        warn!(
+            timeout_s = CLEANUP_TIMEOUT.as_secs(),
+            "ESM logout timed out; the session ends when ESM expires it"
+        );
+    }
     for sink in sinks.iter_mut() {
         let _ = tokio::time::timeout(CLEANUP_TIMEOUT, sink.close_dyn()).await;
     }
