@@ -4,7 +4,12 @@
 //! AMQP libraries print connection details we do not control, and the rule is that no log line
 //! ever carries a credential, a token or a URL holding one.
 
+use std::io::IsTerminal;
+
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 
 /// How much to log (`CONNECTOR_LOG_LEVEL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,12 @@ pub(crate) fn filter(level: LogLevel) -> EnvFilter {
     EnvFilter::new(format!("{deps},arcsight_incidents={}", level.as_filter()))
 }
 
+/// Colours only for a person at a terminal who has not asked for none (`NO_COLOR`, see
+/// no-color.org): in a file or a pipe they are noise, or worse, control sequences.
+pub(crate) fn use_colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber; a second call is a no-op (tests and subcommands may both
 /// try).
 pub(crate) fn init(json: bool, level: LogLevel) {
@@ -55,8 +66,78 @@ pub(crate) fn init(json: bool, level: LogLevel) {
             .with_current_span(false)
             .try_init()
     } else {
-        builder.try_init()
+        builder
+            .with_ansi(use_colour(std::io::stderr().is_terminal()))
+            .fmt_fields(EscapedFields)
+            .try_init()
     };
+}
+
+/// Text logs' field formatter: the default one, with every control character in a value
+/// escaped. Case ids, names and error texts come from peers; raw, an ESC sequence would drive
+/// the operator's terminal and a CR or LF would start a forged log line.
+pub(crate) struct EscapedFields;
+
+impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
+    type Visitor = Escaping<DefaultVisitor<'a>>;
+
+    fn make_visitor(&self, target: Writer<'a>) -> Self::Visitor {
+        Escaping(DefaultVisitor::new(target, true))
+    }
+}
+
+/// A visitor that escapes control characters before handing values on.
+pub(crate) struct Escaping<V>(V);
+
+impl<V: Visit> Visit for Escaping<V> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = escape_controls(&format!("{value:?}"));
+        self.0.record_debug(field, &format_args!("{text}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // The message is written as is by the default visitor (other strings are quoted with
+        // Rust's escaping, which is safe already).
+        if field.name() == "message" {
+            let text = escape_controls(value);
+            self.0.record_debug(field, &format_args!("{text}"));
+        } else {
+            self.0.record_str(field, value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let text = escape_controls(&value.to_string());
+        self.0.record_debug(field, &format_args!("{text}"));
+    }
+}
+
+impl<V: VisitOutput<std::fmt::Result>> VisitOutput<std::fmt::Result> for Escaping<V> {
+    fn finish(self) -> std::fmt::Result {
+        self.0.finish()
+    }
+}
+
+impl<V: VisitFmt> VisitFmt for Escaping<V> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        self.0.writer()
+    }
+}
+
+/// Control characters (C0, DEL, C1) as Rust escapes (`\n`, `\u{1b}`); everything else as is.
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A reqwest error as text safe for a log line or an error message: the URL (which may carry a
@@ -72,4 +153,18 @@ pub(crate) fn reqwest_error_text(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            escape_controls("a\x1b]0;pwned\x07\r\nINFO forged\0"),
+            "a\\u{1b}]0;pwned\\u{7}\\r\\nINFO forged\\u{0}"
+        );
+        assert_eq!(escape_controls("plain é"), "plain é");
+    }
 }

@@ -31,20 +31,31 @@ pub(crate) struct Summary {
 
 /// Converts every line of `input` to `output`; problems go to `errors` as `line N: why`.
 pub(crate) fn convert_lines(
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut output: impl Write,
     mut errors: impl Write,
     default_tlp: Tlp,
     import_observables: bool,
 ) -> std::io::Result<Summary> {
     let mut summary = Summary::default();
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line?;
+    let mut raw = Vec::new();
+    let mut number = 0usize;
+    loop {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        number += 1;
+        // One line of invalid UTF-8 is that line's problem, not the whole stream's.
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            writeln!(errors, "line {number}: not valid UTF-8")?;
+            summary.failed += 1;
+            continue;
+        };
         if line.trim().is_empty() {
             continue;
         }
-        match convert_one(&line, default_tlp, import_observables) {
+        match convert_one(line, default_tlp, import_observables) {
             Ok(text) => {
                 output.write_all(text.as_bytes())?;
                 output.write_all(b"\n")?;
@@ -117,6 +128,25 @@ mod tests {
             err_lines[2].starts_with("line 5: \"tlp\": \"purple\" is not one of"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_line_of_invalid_utf8_is_reported_and_the_others_converted() {
+        let mut input = b"{\"case\":{\"name\":\"a\"}}\n".to_vec();
+        input.extend_from_slice(b"{\"case\":{\"name\":\"\xff\xfe\"}}\n");
+        input.extend_from_slice(b"{\"case\":{\"name\":\"c\"}}");
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let s = convert_lines(&input[..], &mut out, &mut err, Tlp::Amber, true).unwrap();
+        assert_eq!(
+            s,
+            Summary {
+                converted: 2,
+                failed: 1
+            }
+        );
+        assert_eq!(String::from_utf8(err).unwrap(), "line 2: not valid UTF-8\n");
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
     }
 
     #[test]

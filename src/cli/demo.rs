@@ -83,6 +83,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         concurrency: 4,
         case_batch_size: 100,
         event_batch_size: 200,
+        max_response_bytes: 64 * 1024 * 1024,
     })
     .map_err(|e| format!("ESM client: {e}"))?;
     let converter = Converter::new(ConvertOptions {

@@ -28,6 +28,13 @@ const LOGOUT_PATH: &str = "/www/core-service/rest/LoginService/logout";
 const CASE_SERVICE: &str = "/www/manager-service/rest/CaseService/";
 const EVENTS_PATH: &str = "/www/manager-service/rest/SecurityEventService/getSecurityEvents";
 
+/// Longest case id accepted: ESM's are a few dozen characters; anything far longer is not an id
+/// but junk that would end up in the state.
+pub(crate) const MAX_ID_LEN: usize = 1024;
+/// Longest string accepted in a case or an event: a description of a megabyte is already far
+/// beyond what an analyst writes, and it would be copied into every bundle.
+pub(crate) const MAX_STRING_LEN: usize = 1024 * 1024;
+
 /// Everything the client needs (the settings hold one: `EsmSettings::client`).
 #[derive(Debug, Clone)]
 pub struct EsmConfig {
@@ -44,6 +51,8 @@ pub struct EsmConfig {
     pub concurrency: usize,
     pub case_batch_size: usize,
     pub event_batch_size: usize,
+    /// Largest answer body read, in bytes (`ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB`).
+    pub max_response_bytes: u64,
 }
 
 impl EsmConfig {
@@ -244,6 +253,18 @@ impl EsmClient {
             .filter_map(as_string)
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
+            .filter(|s| {
+                // Logged by size only: the id itself is what is wrong, and may be anything.
+                let ok = s.len() <= MAX_ID_LEN;
+                if !ok {
+                    tracing::warn!(
+                        bytes = s.len(),
+                        limit = MAX_ID_LEN,
+                        "ESM listed a case id far longer than any real one; that case is skipped"
+                    );
+                }
+                ok
+            })
             .collect())
     }
 
@@ -275,6 +296,18 @@ impl EsmClient {
                     };
                     chunk.into_iter().map(|id| (id, Err(err.clone()))).collect()
                 })
+            })
+            .map(|(id, r)| {
+                let r = r.and_then(|case| match oversized_string(&case) {
+                    Some(size) => Err(EsmError::Oversized {
+                        operation: "getResourceById",
+                        what: "a text field of the case",
+                        size,
+                        limit: MAX_STRING_LEN,
+                    }),
+                    None => Ok(case),
+                });
+                (id, r)
             })
             .collect()
     }
@@ -315,8 +348,22 @@ impl EsmClient {
                 match result {
                     Ok(events) => {
                         for ev in events {
-                            if let Some(id) = ev.get("eventId").and_then(as_i64) {
-                                out.events.insert(id, ev);
+                            let Some(id) = ev.get("eventId").and_then(as_i64) else {
+                                continue;
+                            };
+                            match oversized_string(&ev) {
+                                Some(size) => {
+                                    let e = EsmError::Oversized {
+                                        operation: "getSecurityEvents",
+                                        what: "a text field of the event",
+                                        size,
+                                        limit: MAX_STRING_LEN,
+                                    };
+                                    out.failed.insert(id, Arc::new(e));
+                                }
+                                None => {
+                                    out.events.insert(id, ev);
+                                }
                             }
                         }
                     }
@@ -377,6 +424,7 @@ impl EsmClient {
                 }
                 Err(
                     e @ (EsmError::ErrorPage { .. }
+                    | EsmError::TooLarge { .. }
                     | EsmError::Decode { .. }
                     | EsmError::Status { .. }
                     | EsmError::NotReturned { .. }),
@@ -415,8 +463,9 @@ impl EsmClient {
     /// broken event only fails the cases that need it.
     async fn event_chunk(&self, ids: Vec<EventId>) -> Vec<EventOutcome> {
         match self.fetch_events(&ids).await {
-            Err(e @ EsmError::Decode { .. }) if ids.len() > 1 => {
-                tracing::warn!(error = %e, events = ids.len(), "event batch undecodable; fetching its events one by one");
+            // An oversize batch too: each event alone may well fit.
+            Err(e @ (EsmError::Decode { .. } | EsmError::TooLarge { .. })) if ids.len() > 1 => {
+                tracing::warn!(error = %e, events = ids.len(), "event batch failed; fetching its events one by one");
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
                     let r = self.fetch_events(&[id]).await;
@@ -637,7 +686,15 @@ impl EsmClient {
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let retry_after = header(reqwest::header::RETRY_AFTER)
             .and_then(|v| parse_retry_after(&v, chrono::Utc::now()));
-        let text = resp.text().await.map_err(|e| EsmError::transport(op, e))?;
+        let text = crate::http::read_limited(resp, self.inner.cfg.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                crate::http::BodyError::TooLarge => EsmError::TooLarge {
+                    operation: op,
+                    limit_mib: self.inner.cfg.max_response_bytes / crate::http::MIB,
+                },
+                crate::http::BodyError::Transport(e) => EsmError::transport(op, e),
+            })?;
         tracing::trace!(operation = op, status, bytes = text.len(), "ESM answer");
         classify(op, status, content_type.as_deref(), &text, secrets)
             .map_err(|error| Failure { error, retry_after })
@@ -666,6 +723,23 @@ fn case_id(case: &Value) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// The size of the first string (value or key) longer than [`MAX_STRING_LEN`], if any. JSON
+/// depth is bounded by the parser, so the recursion is too.
+fn oversized_string(v: &Value) -> Option<usize> {
+    match v {
+        Value::String(s) => (s.len() > MAX_STRING_LEN).then_some(s.len()),
+        Value::Array(items) => items.iter().find_map(oversized_string),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.len() > MAX_STRING_LEN {
+                Some(k.len())
+            } else {
+                oversized_string(v)
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// Turns an HTTP answer into JSON or a typed error.
 fn classify(
     op: &'static str,
@@ -675,6 +749,12 @@ fn classify(
     secrets: &[&str],
 ) -> Result<(u16, Value), EsmError> {
     let authenticated = op != "login";
+    if (300..400).contains(&status) {
+        return Err(EsmError::Redirect {
+            operation: op,
+            status,
+        });
+    }
     if decode::is_html(content_type, text) {
         let exception = decode::java_exception(text).map(|e| decode::redact(&e, secrets));
         if authenticated

@@ -315,12 +315,10 @@ pub(crate) fn is_permanent_exception(exception: &str) -> bool {
     MARKERS.iter().any(|m| e.contains(m))
 }
 
-/// `text` with every non-empty secret replaced, for text ESM echoes back to us.
+/// `text` with every non-empty secret replaced, for text ESM echoes back to us (withheld whole
+/// when a secret shows in an encoded or case-folded form).
 pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(text.to_owned(), |acc, s| acc.replace(s, "[redacted]"))
+    crate::redact::redact(text, secrets)
 }
 
 #[cfg(test)]

@@ -81,6 +81,33 @@ pub enum EsmError {
     #[error("ESM {operation}: the request task was aborted")]
     Aborted { operation: &'static str },
 
+    /// A 3xx answer: following it would replay the credentials to another address.
+    #[error("ESM {operation}: HTTP {status}: redirects are not followed")]
+    Redirect {
+        operation: &'static str,
+        status: u16,
+    },
+
+    /// The answer was larger than `ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB`; reading stopped at the
+    /// limit.
+    #[error(
+        "ESM {operation}: the answer exceeds {limit_mib} MiB (ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB); it was not read further"
+    )]
+    TooLarge {
+        operation: &'static str,
+        limit_mib: u64,
+    },
+
+    /// A resource holds a value beyond a sane size (a string of megabytes, an id of kilobytes):
+    /// that resource alone is refused.
+    #[error("ESM {operation}: {what} is {size} bytes long, more than the {limit} accepted")]
+    Oversized {
+        operation: &'static str,
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+
     /// The ESM does not implement this operation (404/405 or a "no such operation" page).
     #[error("ESM {operation}: operation not supported by this ESM (HTTP {status})")]
     Unsupported {
@@ -117,6 +144,9 @@ impl EsmError {
             | EsmError::Decode { .. }
             | EsmError::NotReturned { .. }
             | EsmError::Aborted { .. }
+            | EsmError::TooLarge { .. }
+            | EsmError::Oversized { .. }
+            | EsmError::Redirect { .. }
             | EsmError::Unsupported { .. } => false,
         }
     }
@@ -132,6 +162,9 @@ impl EsmError {
             | EsmError::Decode { operation, .. }
             | EsmError::NotReturned { operation }
             | EsmError::Aborted { operation }
+            | EsmError::TooLarge { operation, .. }
+            | EsmError::Redirect { operation, .. }
+            | EsmError::Oversized { operation, .. }
             | EsmError::Unsupported { operation, .. } => operation,
         }
     }
@@ -143,10 +176,13 @@ impl EsmError {
             | EsmError::ErrorPage { status, .. }
             | EsmError::Unauthorized { status, .. }
             | EsmError::Decode { status, .. }
+            | EsmError::Redirect { status, .. }
             | EsmError::Unsupported { status, .. } => Some(*status),
             EsmError::Config { .. }
             | EsmError::Transport { .. }
             | EsmError::NotReturned { .. }
+            | EsmError::TooLarge { .. }
+            | EsmError::Oversized { .. }
             | EsmError::Aborted { .. } => None,
         }
     }
@@ -160,7 +196,11 @@ impl EsmError {
         } else {
             TransportKind::Other
         };
-        let message = crate::telemetry::reqwest_error_text(e);
+        let mut message = crate::telemetry::reqwest_error_text(e);
+        message.push_str(&crate::http::tls_hint(
+            &message,
+            "set ARCSIGHT_INCIDENTS_CA_FILE to the CA that signed it, or ARCSIGHT_INCIDENTS_SSL_VERIFY=false",
+        ));
         EsmError::Transport {
             operation,
             kind,

@@ -13,10 +13,6 @@ use super::{
     PingAnswer, QueueDetails, Registration, TransportKind,
 };
 
-/// Bytes of a non-200 body kept in the error: enough to recognise a proxy page or the
-/// platform's message, never a whole HTML page in a log line.
-const EXCERPT_LEN: usize = 200;
-
 /// A cheap-to-clone platform client (the `reqwest::Client` inside is shared).
 #[derive(Clone)]
 pub struct OpenCtiClient {
@@ -24,6 +20,9 @@ pub struct OpenCtiClient {
     endpoint: url::Url,
     /// Only to scrub an answer that would echo it; the header itself is marked sensitive.
     token: secrecy::SecretString,
+    /// Custom header values: as secret as the token.
+    header_values: Vec<String>,
+    max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for OpenCtiClient {
@@ -64,12 +63,23 @@ impl OpenCtiClient {
             .default_headers(headers)
             .danger_accept_invalid_certs(!cfg.ssl_verify)
             .timeout(cfg.timeout)
+            // A redirect would re-send the token and the custom headers elsewhere, maybe in
+            // clear text: the platform never redirects its API.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| config_err(e.without_url().to_string()))?;
         Ok(OpenCtiClient {
             http,
             endpoint: graphql_endpoint(&cfg.url),
+            header_values: cfg
+                .custom_headers
+                .iter()
+                .map(|(_, v)| v.trim().to_owned())
+                // A short value ("1", "yes") is no secret, and hiding it would mangle messages.
+                .filter(|v| v.len() >= 8)
+                .collect(),
             token: cfg.token,
+            max_response_bytes: cfg.max_response_bytes,
         })
     }
 
@@ -335,7 +345,15 @@ impl OpenCtiClient {
             .await
             .map_err(|e| transport(op, e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| transport(op, e))?;
+        let text = crate::http::read_limited(resp, self.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                crate::http::BodyError::TooLarge => OpenCtiError::TooLarge {
+                    operation: op,
+                    limit_mib: self.max_response_bytes / crate::http::MIB,
+                },
+                crate::http::BodyError::Transport(e) => transport(op, e),
+            })?;
         if status != reqwest::StatusCode::OK {
             return Err(OpenCtiError::Status {
                 operation: op,
@@ -371,7 +389,11 @@ impl OpenCtiClient {
                     .into_iter()
                     .map(|e| GraphQlError {
                         message: self.scrub(&e.message),
-                        code: e.extensions.and_then(|x| x.code).or(e.name),
+                        code: e
+                            .extensions
+                            .and_then(|x| x.code)
+                            .or(e.name)
+                            .map(|c| self.scrub(&c)),
                     })
                     .collect();
                 return Err(OpenCtiError::GraphQl {
@@ -385,21 +407,40 @@ impl OpenCtiClient {
         answer.data.ok_or_else(|| decode(op, "data is null"))
     }
 
+    /// A message the platform wrote, fit for a log line: short, no control characters, and
+    /// withheld whole if it echoes the token or a custom header in any form.
     fn scrub(&self, text: &str) -> String {
-        let token = self.token.expose_secret();
-        if token.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(token, "[redacted]")
-        }
+        let mut secrets = vec![self.token.expose_secret()];
+        secrets.extend(self.header_values.iter().map(String::as_str));
+        crate::redact::peer_message(text, &secrets)
     }
 
+    /// What is kept of a non-200 body: never the body itself (a proxy page may echo the
+    /// request), only the code and message of the GraphQL errors it holds, if any.
     fn excerpt(&self, body: &str) -> String {
-        let end = body
-            .char_indices()
-            .nth(EXCERPT_LEN)
-            .map_or(body.len(), |(i, _)| i);
-        self.scrub(body[..end].trim())
+        let Ok(v) = serde_json::from_str::<Value>(body) else {
+            return String::new();
+        };
+        let Some(errors) = v.get("errors").and_then(Value::as_array) else {
+            return String::new();
+        };
+        errors
+            .iter()
+            .take(3)
+            .map(|e| {
+                let message = self.scrub(e.get("message").and_then(Value::as_str).unwrap_or(""));
+                let code = e
+                    .pointer("/extensions/code")
+                    .or_else(|| e.get("name"))
+                    .and_then(Value::as_str)
+                    .map(|c| self.scrub(c));
+                match code {
+                    Some(c) => format!("[{c}] {message}"),
+                    None => message,
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -431,7 +472,11 @@ fn transport(op: &'static str, e: reqwest::Error) -> OpenCtiError {
     } else {
         TransportKind::Other
     };
-    let reason = crate::telemetry::reqwest_error_text(e);
+    let mut reason = crate::telemetry::reqwest_error_text(e);
+    reason.push_str(&crate::http::tls_hint(
+        &reason,
+        "set OPENCTI_SSL_VERIFY=false if the platform's certificate cannot be verified",
+    ));
     OpenCtiError::Transport {
         operation: op,
         kind,

@@ -19,12 +19,21 @@ pub enum OpenCtiError {
         reason: String,
     },
     /// An HTTP answer other than 200.
-    #[error("OpenCTI {operation}: HTTP {status}: {excerpt}")]
+    #[error("OpenCTI {operation}: HTTP {status}{}", status_detail(*.status, .excerpt))]
     Status {
         operation: &'static str,
         status: u16,
-        /// The start of the answer body, with the token (if ever echoed) redacted.
+        /// What the platform said, never its body verbatim: the code and message of a GraphQL
+        /// error in the body (secrets redacted, shortened), else empty.
         excerpt: String,
+    },
+    /// The answer was larger than `OPENCTI_MAX_RESPONSE_MB`; reading stopped at the limit.
+    #[error(
+        "OpenCTI {operation}: the answer exceeds {limit_mib} MiB (OPENCTI_MAX_RESPONSE_MB); it was not read further"
+    )]
+    TooLarge {
+        operation: &'static str,
+        limit_mib: u64,
     },
     /// A 200 answer with a top-level `errors` array.
     #[error("OpenCTI {operation}: GraphQL error(s): {}", DisplayErrors(.errors))]
@@ -38,6 +47,18 @@ pub enum OpenCtiError {
         operation: &'static str,
         reason: String,
     },
+}
+
+fn status_detail(status: u16, excerpt: &str) -> String {
+    let mut out = String::new();
+    if (300..400).contains(&status) {
+        out.push_str(": redirects are not followed");
+    }
+    if !excerpt.is_empty() {
+        out.push_str(": ");
+        out.push_str(excerpt);
+    }
+    out
 }
 
 /// Why a request got no answer.
@@ -95,11 +116,22 @@ const TRANSIENT_CODES: &[&str] = &[
     "UNSUPPORTED_ERROR_TEMPORARY",
 ];
 
+/// GraphQL error codes of a refused token or missing rights (OpenCTI's and Apollo's).
+const AUTH_CODES: &[&str] = &[
+    "AUTH_REQUIRED",
+    "AUTH_FAILURE",
+    "FORBIDDEN_ACCESS",
+    "FORBIDDEN",
+    "UNAUTHENTICATED",
+];
+
 impl OpenCtiError {
     /// Is a later retry of the same call likely to succeed?
     pub fn is_transient(&self) -> bool {
         match self {
-            OpenCtiError::Config { .. } | OpenCtiError::Decode { .. } => false,
+            OpenCtiError::Config { .. }
+            | OpenCtiError::Decode { .. }
+            | OpenCtiError::TooLarge { .. } => false,
             OpenCtiError::Transport { .. } => true,
             OpenCtiError::Status { status, .. } => {
                 *status == 408 || *status == 429 || (500..600).contains(status)
@@ -112,6 +144,20 @@ impl OpenCtiError {
                             .is_some_and(|c| TRANSIENT_CODES.contains(&c))
                     })
             }
+        }
+    }
+
+    /// Did the platform refuse the token or the connector user's rights? Retrying cannot help:
+    /// an operator has to fix the token.
+    pub fn is_auth(&self) -> bool {
+        match self {
+            OpenCtiError::Status { status, .. } => *status == 401 || *status == 403,
+            OpenCtiError::GraphQl { errors, .. } => errors.iter().any(|e| {
+                e.code
+                    .as_deref()
+                    .is_some_and(|c| AUTH_CODES.iter().any(|a| c.eq_ignore_ascii_case(a)))
+            }),
+            _ => false,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct OpenCtiConfig {
     pub ssl_verify: bool,
     pub custom_headers: Vec<(String, String)>,
     pub timeout: std::time::Duration,
+    /// Largest answer body read, in bytes (`OPENCTI_MAX_RESPONSE_MB`).
+    pub max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for OpenCtiConfig {
@@ -38,6 +40,7 @@ impl std::fmt::Debug for OpenCtiConfig {
             .field("ssl_verify", &self.ssl_verify)
             .field("custom_headers", &header_names(&self.custom_headers))
             .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }

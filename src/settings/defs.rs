@@ -234,6 +234,24 @@ pub(crate) const OPENCTI_CUSTOM_HEADERS: Key<Text> = key(
     "Extra HTTP headers for the platform, as `name1:value1;name2:value2`.",
 );
 
+pub(crate) const OPENCTI_MAX_RESPONSE_MB: Key<Int> = int(
+    "OPENCTI_MAX_RESPONSE_MB",
+    "opencti.max_response_mb",
+    (1, 4096),
+    Some("8"),
+    false,
+    "Largest answer accepted from the platform, in MiB; a larger one fails that request (it is never read whole).",
+);
+
+pub(crate) const OPENCTI_UNREACHABLE_TIMEOUT: Key<Int> = int(
+    "OPENCTI_UNREACHABLE_TIMEOUT",
+    "opencti.unreachable_timeout",
+    (1, 86400),
+    Some("300"),
+    false,
+    "When running once (CONNECTOR_RUN_AND_TERMINATE or a zero period): how long to wait, in seconds, for an unreachable platform before exiting with status 1.",
+);
+
 // --- connector
 pub(crate) const CONNECTOR_ID: Key<Uuid> = key(
     "CONNECTOR_ID",
@@ -330,6 +348,14 @@ pub(crate) const CONNECTOR_EXPOSE_METRICS: Key<Bool> = key(
     false,
     "Serve Prometheus metrics, /healthz and /readyz.",
 );
+pub(crate) const CONNECTOR_METRICS_HOST: Key<Text> = key(
+    "CONNECTOR_METRICS_HOST",
+    "connector.metrics_host",
+    Some("0.0.0.0"),
+    false,
+    "IP address the metrics server listens on (as pycti: all interfaces by default).",
+);
+
 pub(crate) const CONNECTOR_METRICS_PORT: Key<Int> = int(
     "CONNECTOR_METRICS_PORT",
     "connector.metrics_port",
@@ -439,6 +465,15 @@ pub(crate) const ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT: Key<Int> = int(
     false,
     "Timeout of one ESM request, in seconds.",
 );
+pub(crate) const ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB: Key<Int> = int(
+    "ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB",
+    "arcsight_incidents.max_response_mb",
+    (1, 4096),
+    Some("64"),
+    false,
+    "Largest ESM answer accepted, in MiB; a larger one fails that request (it is never read whole) and a batch is then fetched one by one.",
+);
+
 pub(crate) const ARCSIGHT_INCIDENTS_CONCURRENCY: Key<Int> = int(
     "ARCSIGHT_INCIDENTS_CONCURRENCY",
     "arcsight_incidents.concurrency",
@@ -508,6 +543,8 @@ pub(crate) const DEFS: &[Def] = &[
     OPENCTI_SSL_VERIFY.def,
     OPENCTI_JSON_LOGGING.def,
     OPENCTI_CUSTOM_HEADERS.def,
+    OPENCTI_MAX_RESPONSE_MB.def,
+    OPENCTI_UNREACHABLE_TIMEOUT.def,
     // --- connector
     CONNECTOR_ID.def,
     CONNECTOR_NAME.def,
@@ -522,6 +559,7 @@ pub(crate) const DEFS: &[Def] = &[
     CONNECTOR_SEND_TO_DIRECTORY_PATH.def,
     CONNECTOR_SEND_TO_DIRECTORY_RETENTION.def,
     CONNECTOR_EXPOSE_METRICS.def,
+    CONNECTOR_METRICS_HOST.def,
     CONNECTOR_METRICS_PORT.def,
     // --- arcsight_incidents
     ARCSIGHT_INCIDENTS_API_BASE_URL.def,
@@ -537,6 +575,7 @@ pub(crate) const DEFS: &[Def] = &[
     ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT.def,
     ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT.def,
     ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT.def,
+    ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB.def,
     ARCSIGHT_INCIDENTS_CONCURRENCY.def,
     ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE.def,
     ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE.def,

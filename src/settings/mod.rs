@@ -72,6 +72,10 @@ pub struct OpenCtiSettings {
     pub json_logging: bool,
     /// `OPENCTI_CUSTOM_HEADERS`, parsed.
     pub(crate) custom_headers: Vec<(String, String)>,
+    /// `OPENCTI_MAX_RESPONSE_MB`.
+    pub(crate) max_response_mb: u64,
+    /// `OPENCTI_UNREACHABLE_TIMEOUT`: how long a run-once start waits for the platform.
+    pub(crate) unreachable_timeout: Duration,
 }
 
 /// Custom headers may carry credentials (an access proxy's client secret): show their names only.
@@ -83,6 +87,8 @@ impl fmt::Debug for OpenCtiSettings {
             .field("ssl_verify", &self.ssl_verify)
             .field("json_logging", &self.json_logging)
             .field("custom_headers", &header_names(&self.custom_headers))
+            .field("max_response_mb", &self.max_response_mb)
+            .field("unreachable_timeout", &self.unreachable_timeout)
             .finish()
     }
 }
@@ -97,6 +103,7 @@ impl OpenCtiSettings {
             ssl_verify: self.ssl_verify,
             custom_headers: self.custom_headers.clone(),
             timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: self.max_response_mb.saturating_mul(crate::http::MIB),
         })
     }
 }
@@ -118,6 +125,7 @@ pub struct ConnectorSettings {
     pub(crate) send_to_directory: Option<PathBuf>,
     pub(crate) send_to_directory_retention_days: u32,
     pub(crate) expose_metrics: bool,
+    pub metrics_host: std::net::IpAddr,
     pub metrics_port: u16,
 }
 
@@ -154,6 +162,8 @@ pub struct Settings {
 pub struct Sources {
     env: HashMap<String, String>,
     yml: HashMap<String, String>,
+    /// config.yml keys whose value is a mapping where text was expected.
+    yml_mappings: Vec<String>,
 }
 
 impl Sources {
@@ -165,11 +175,15 @@ impl Sources {
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
             .collect();
-        let yml = match config_file {
+        let (yml, yml_mappings) = match config_file {
             Some(p) => read_yml(p)?,
-            None => HashMap::new(),
+            None => Default::default(),
         };
-        Ok(Sources { env, yml })
+        Ok(Sources {
+            env,
+            yml,
+            yml_mappings,
+        })
     }
 
     /// Explicit sources, for tests and tools: `env` as the environment, `yml` as config.yml
@@ -178,11 +192,15 @@ impl Sources {
         env: HashMap<String, String>,
         yml_text: Option<&str>,
     ) -> Result<Sources, SettingsError> {
-        let yml = match yml_text {
+        let (yml, yml_mappings) = match yml_text {
             Some(text) => parse_yml(text, Path::new("config.yml"))?,
-            None => HashMap::new(),
+            None => Default::default(),
         };
-        Ok(Sources { env, yml })
+        Ok(Sources {
+            env,
+            yml,
+            yml_mappings,
+        })
     }
 
     /// The raw text of a setting, if set anywhere (empty counts as unset).
@@ -200,6 +218,93 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// Every value a secret setting has in any source, even one the environment overrides.
+    fn secret_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for def in DEFS.iter().filter(|d| d.kind == Kind::Secret) {
+            let names = std::iter::once(def.env).chain(def.env_aliases.iter().copied());
+            out.extend(names.filter_map(|n| self.env.get(n).cloned()));
+            let keys = std::iter::once(def.yml.to_owned())
+                .chain(def.env_aliases.iter().map(|a| yml_key_for_alias(def, a)));
+            out.extend(keys.filter_map(|k| self.yml.get(&k).cloned()));
+        }
+        out.retain(|v| !v.trim().is_empty());
+        out
+    }
+
+    /// One problem per config.yml key holding a mapping where text is expected; its content
+    /// is not shown (it may be the secret, one level down).
+    fn mapping_problems(&self) -> Vec<Problem> {
+        self.yml_mappings
+            .iter()
+            .filter_map(|key| {
+                let def = DEFS.iter().find(|d| {
+                    d.yml == key || d.env_aliases.iter().any(|a| yml_key_for_alias(d, a) == *key)
+                })?;
+                Some(Problem {
+                    name: def.env,
+                    message: format!(
+                        "config.yml key {key} holds a mapping where a single value is expected (its content is not shown)"
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What replaces a value a settings error must not show.
+const HIDDEN: &str = "the value (not shown)";
+
+/// Settings errors echo a value to say what is wrong with it ("purple" is not a TLP level),
+/// but never one that could be a secret: one that equals, contains or is contained in a secret
+/// setting's value (in any source, any case). When a required secret has no value at all, it
+/// may well be the text pasted into the wrong setting, so then no value is shown.
+fn hide_secret_values(problems: &mut [Problem], sources: &Sources) {
+    let secrets: Vec<String> = sources
+        .secret_values()
+        .iter()
+        .flat_map(|s| [s.to_lowercase(), s.trim().to_lowercase()])
+        .collect();
+    let a_secret_is_missing = DEFS
+        .iter()
+        .filter(|d| d.kind == Kind::Secret && d.required)
+        .any(|d| sources.raw(d).is_none());
+    let related = |value: &str| {
+        let v = value.to_lowercase();
+        secrets
+            .iter()
+            .any(|s| s.contains(v.as_str()) || v.contains(s.as_str()))
+    };
+    for p in problems.iter_mut() {
+        // Secrets themselves, wherever they appear in a message.
+        for secret in sources.secret_values() {
+            for candidate in [secret.as_str(), secret.trim()] {
+                if candidate.len() >= 4 && p.message.contains(candidate) {
+                    p.message = p.message.replace(candidate, "[a secret's value]");
+                }
+            }
+        }
+        // The setting's own value, as the message quotes it.
+        let Some(def) = DEFS.iter().find(|d| d.env == p.name) else {
+            continue;
+        };
+        let Some(raw) = sources.raw(def) else {
+            continue;
+        };
+        let value = raw.trim();
+        if value.is_empty() || !(a_secret_is_missing || related(value)) {
+            continue;
+        }
+        let quoted = format!("{value:?}");
+        if p.message.contains(&quoted) {
+            p.message = p.message.replace(&quoted, HIDDEN);
+        } else if let Some(rest) = p.message.strip_prefix(value) {
+            p.message = format!("{HIDDEN}{rest}");
+        }
+    }
+}
+
 /// `ARCSIGHT_INCIDENTS_URL` -> `arcsight_incidents.url`: an alias's key in the same section.
 fn yml_key_for_alias(def: &Def, alias: &str) -> String {
     let section = def.yml.split('.').next().unwrap_or_default();
@@ -211,7 +316,10 @@ fn yml_key_for_alias(def: &Def, alias: &str) -> String {
     format!("{section}.{key}")
 }
 
-fn read_yml(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+/// config.yml as `section.key -> text`, and the keys that hold a mapping instead of text.
+type Yml = (HashMap<String, String>, Vec<String>);
+
+fn read_yml(path: &Path) -> Result<Yml, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
         path: path.to_owned(),
         message: e.kind().to_string(),
@@ -221,7 +329,7 @@ fn read_yml(path: &Path) -> Result<HashMap<String, String>, SettingsError> {
 
 /// Flattens config.yml into `section.key -> text`. Keys are read explicitly, never split on
 /// `_`, so `duration_period` stays one key.
-fn parse_yml(text: &str, path: &Path) -> Result<HashMap<String, String>, SettingsError> {
+fn parse_yml(text: &str, path: &Path) -> Result<Yml, SettingsError> {
     let cfg = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Yaml))
         .build()
@@ -231,11 +339,16 @@ fn parse_yml(text: &str, path: &Path) -> Result<HashMap<String, String>, Setting
             message: format!("not valid YAML ({})", redact_config_error(&e)),
         })?;
     let mut out = HashMap::new();
+    let mut mappings = Vec::new();
     for def in DEFS {
         let keys = std::iter::once(def.yml.to_owned())
             .chain(def.env_aliases.iter().map(|a| yml_key_for_alias(def, a)));
         for key in keys {
             if let Ok(v) = cfg.get::<config::Value>(&key) {
+                if v.clone().into_table().is_ok() {
+                    mappings.push(key);
+                    continue;
+                }
                 let text = match v.clone().into_array() {
                     Ok(items) => items
                         .into_iter()
@@ -248,7 +361,7 @@ fn parse_yml(text: &str, path: &Path) -> Result<HashMap<String, String>, Setting
             }
         }
     }
-    Ok(out)
+    Ok((out, mappings))
 }
 
 fn redact_config_error(e: &config::ConfigError) -> String {
@@ -340,6 +453,14 @@ impl<'a> Reader<'a> {
                         "must not carry credentials; use the username and password settings".into(),
                     );
                 }
+                // Dropping them silently would send requests somewhere else than the operator
+                // meant; the value is not shown (a query string often carries a key).
+                if u.query().is_some() || u.fragment().is_some() {
+                    return self.fail(
+                        key,
+                        "must not have a query string (?...) or a fragment (#...)".into(),
+                    );
+                }
                 Some(u)
             }
             Ok(u) => self.fail(
@@ -351,6 +472,17 @@ impl<'a> Reader<'a> {
             ),
             // Never echo the URL: it may carry a password.
             Err(e) => self.fail(key, format!("is not a valid URL ({e})")),
+        }
+    }
+
+    fn ip(&mut self, key: &Key<kinds::Text>) -> Option<std::net::IpAddr> {
+        let raw = self.text(key)?;
+        match raw.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => self.fail(
+                key,
+                format!("{raw:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)"),
+            ),
         }
     }
 
@@ -495,8 +627,10 @@ impl Settings {
     pub fn from_sources(sources: &Sources) -> Result<Settings, SettingsError> {
         let mut r = Reader::new(sources);
         let settings = read_sections(&mut r);
+        r.problems.extend(sources.mapping_problems());
         if !r.problems.is_empty() {
-            return Err(SettingsError::Invalid(hide_secrets(sources, r.problems)));
+            hide_secret_values(&mut r.problems, sources);
+            return Err(SettingsError::Invalid(r.problems));
         }
         // Each section is whole when nothing was reported: a `None` here would be a missing
         // problem report, which the tests guard against.
@@ -522,27 +656,6 @@ fn read_sections(r: &mut Reader<'_>) -> Option<Settings> {
     })
 }
 
-/// A value is echoed to say what is wrong with it ("purple" is not a TLP level), but a secret
-/// pasted into the wrong setting must not be: hide every secret's value.
-fn hide_secrets(sources: &Sources, mut problems: Vec<Problem>) -> Vec<Problem> {
-    let secrets: Vec<String> = DEFS
-        .iter()
-        .filter(|d| d.kind == Kind::Secret)
-        .filter_map(|d| sources.raw(d))
-        .filter(|v| v.trim().len() >= 4)
-        .collect();
-    for p in &mut problems {
-        for secret in &secrets {
-            for candidate in [secret.as_str(), secret.trim()] {
-                if p.message.contains(candidate) {
-                    p.message = p.message.replace(candidate, "[a secret's value]");
-                }
-            }
-        }
-    }
-    problems
-}
-
 /// `opencti.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid.
 fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenCtiSettings> {
     // Without a queue, the platform is optional (an operator previewing an import into a
@@ -563,12 +676,16 @@ fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenC
         },
         None => Some(Vec::new()),
     };
+    let max_response_mb = r.int(&OPENCTI_MAX_RESPONSE_MB);
+    let unreachable_timeout = r.int(&OPENCTI_UNREACHABLE_TIMEOUT);
     Some(OpenCtiSettings {
         url,
         token,
         ssl_verify: ssl_verify?,
         json_logging: json_logging?,
         custom_headers: custom_headers?,
+        max_response_mb: max_response_mb? as u64,
+        unreachable_timeout: Duration::from_secs(unreachable_timeout? as u64),
     })
 }
 
@@ -608,6 +725,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
     };
     let retention = r.int(&CONNECTOR_SEND_TO_DIRECTORY_RETENTION);
     let expose_metrics = r.bool(&CONNECTOR_EXPOSE_METRICS);
+    let metrics_host = r.ip(&CONNECTOR_METRICS_HOST);
     let metrics_port = r.int(&CONNECTOR_METRICS_PORT);
     Some(ConnectorSettings {
         id: id?,
@@ -622,6 +740,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         send_to_directory: directory?,
         send_to_directory_retention_days: retention? as u32,
         expose_metrics: expose_metrics?,
+        metrics_host: metrics_host?,
         metrics_port: metrics_port? as u16,
     })
 }
@@ -655,6 +774,7 @@ fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
     let min_wait = r.int(&ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT);
     let max_wait = r.int(&ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT);
     let timeout = r.int(&ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT);
+    let max_response_mb = r.int(&ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB);
     let concurrency = r.int(&ARCSIGHT_INCIDENTS_CONCURRENCY);
     let case_batch = r.int(&ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE);
     let event_batch = r.int(&ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE);
@@ -675,6 +795,7 @@ fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
             concurrency: concurrency? as usize,
             case_batch_size: case_batch? as usize,
             event_batch_size: event_batch? as usize,
+            max_response_bytes: (max_response_mb? as u64).saturating_mul(crate::http::MIB),
         },
         max_cases: max_cases? as usize,
         tlp: tlp?,

@@ -506,6 +506,18 @@ mod tests {
     }
 
     #[test]
+    fn times_before_1970_round_down_as_python_does() {
+        // Python's datetime floors: one millisecond before the epoch is ...59.999, not ...59.000
+        // (truncating toward zero would give the latter).
+        let t = DateTime::from_timestamp_millis(-1).unwrap();
+        assert_eq!(format_timestamp(&t), "1969-12-31T23:59:59.999Z");
+        let t = DateTime::from_timestamp(-1, 999_999_999).unwrap();
+        assert_eq!(format_timestamp(&t), "1969-12-31T23:59:59.999Z");
+        let t = DateTime::from_timestamp_millis(-1_500).unwrap();
+        assert_eq!(format_timestamp(&t), "1969-12-31T23:59:58.500Z");
+    }
+
+    #[test]
     fn objects_round_trip_with_their_type_tag() {
         let mut bundle = Bundle::with_id(
             "bundle--x".into(),

@@ -47,6 +47,14 @@ pub enum DaemonError {
     Esm(#[from] crate::esm::EsmError),
     #[error("offline mode needs CONNECTOR_SEND_TO_DIRECTORY_PATH")]
     NoDirectory,
+    /// The platform refused the token: no retry can fix that, an operator must.
+    #[error("the platform refused the connector's token or rights; check OPENCTI_TOKEN ({0})")]
+    Refused(OpenCtiError),
+    /// A run-once start gave up waiting for the platform.
+    #[error(
+        "the platform could not be reached within {waited_s} s (OPENCTI_UNREACHABLE_TIMEOUT); last error: {last}"
+    )]
+    Unreachable { waited_s: u64, last: OpenCtiError },
 }
 
 /// Where state and works go.
@@ -131,7 +139,7 @@ impl Daemon {
         let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
             Some(cfg) => {
                 let client = OpenCtiClient::new(cfg)?;
-                let Some(registration) = connect(&client, &settings, shutdown).await else {
+                let Some(registration) = connect(&client, &settings, shutdown).await? else {
                     return Ok(None);
                 };
                 let state = State::from_platform(registration.connector_state.as_deref());
@@ -303,7 +311,10 @@ fn metrics_server(
     metrics: &Metrics,
     mut stop: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.connector.metrics_port));
+    let addr = std::net::SocketAddr::new(
+        settings.connector.metrics_host,
+        settings.connector.metrics_port,
+    );
     let metrics = metrics.clone();
     // Ready means a run succeeded within two periods (or an hour when running once).
     let window = settings
@@ -327,12 +338,18 @@ pub(crate) fn state_file(dir: &Path) -> PathBuf {
 }
 
 /// Waits for the platform to answer and registers; retries with backoff (a platform that
-/// starts after us is normal under docker-compose). `None` when stopped first.
+/// starts after us is normal under docker-compose). `None` when stopped first. A refused token
+/// ends the wait at once; so does `OPENCTI_UNREACHABLE_TIMEOUT` when running once (a job that
+/// never ends is worse than one that fails).
 async fn connect(
     client: &OpenCtiClient,
     settings: &Settings,
     shutdown: &mut Shutdown,
-) -> Option<Registration> {
+) -> Result<Option<Registration>, DaemonError> {
+    let deadline = settings
+        .connector
+        .run_once()
+        .then(|| tokio::time::Instant::now() + settings.opencti.unreachable_timeout);
     let registration = ConnectorRegistration {
         id: settings.connector.id.to_string(),
         name: settings.connector.name.clone(),
@@ -345,16 +362,31 @@ async fn connect(
             let r = client.register(&registration).await?;
             Ok::<_, OpenCtiError>((version, r))
         };
-        match unless_shutdown(shutdown, attempt).await? {
+        let Some(outcome) = unless_shutdown(shutdown, attempt).await else {
+            return Ok(None);
+        };
+        match outcome {
             Ok((version, mut r)) => {
                 info!(platform_version = %version, "registered with the platform");
                 r.mq.apply_overrides(&settings.mq);
-                return Some(r);
+                return Ok(Some(r));
             }
+            Err(e) if e.is_auth() => return Err(DaemonError::Refused(e)),
             Err(e) => {
-                warn!(error = %e, retry_in_s = wait.as_secs(), "the platform is not ready");
-                if !sleep_unless_shutdown(shutdown, wait).await {
-                    return None;
+                let mut sleep = wait;
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(DaemonError::Unreachable {
+                            waited_s: settings.opencti.unreachable_timeout.as_secs(),
+                            last: e,
+                        });
+                    }
+                    sleep = sleep.min(left);
+                }
+                warn!(error = %e, retry_in_s = sleep.as_secs(), "the platform is not ready");
+                if !sleep_unless_shutdown(shutdown, sleep).await {
+                    return Ok(None);
                 }
                 wait = (wait * 2).min(MAX_STARTUP_WAIT);
             }

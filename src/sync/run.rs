@@ -305,7 +305,12 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
 
     /// Logout and closing the sinks; bounded only when stopping.
     async fn cleanup(&mut self, stopping: bool) {
-        bounded(stopping, self.source.logout()).await;
+        if bounded(stopping, self.source.logout()).await.is_none() {
+            warn!(
+                timeout_s = STOP_CLEANUP_TIMEOUT.as_secs(),
+                "ESM logout timed out; the session ends when ESM expires it"
+            );
+        }
         for sink in self.sinks.iter_mut() {
             if let Some(Err(e)) = bounded(stopping, sink.close()).await {
                 warn!(error = %e, "closing the delivery failed");

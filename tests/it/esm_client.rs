@@ -66,6 +66,7 @@ fn config(base: &str) -> EsmConfig {
         concurrency: 4,
         case_batch_size: 100,
         event_batch_size: 200,
+        max_response_bytes: 64 * 1024 * 1024,
     }
 }
 

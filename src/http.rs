@@ -1,0 +1,102 @@
+//! What both HTTP clients (ESM, platform) share: a bounded body read, and TLS failures
+//! explained in terms of the settings that fix them.
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The body is (or announced to be) larger than the limit; reading stopped there.
+    TooLarge,
+    /// The connection failed while reading.
+    Transport(reqwest::Error),
+}
+
+/// Reads the body chunk by chunk, stopping as soon as it would exceed `limit` bytes, so a
+/// hostile or broken peer cannot make the process hold more than `limit` bytes of it. The
+/// text is decoded with the charset the `Content-Type` names (UTF-8 when none, as reqwest's
+/// `text()` does).
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> Result<String, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let charset = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(charset_of)
+        .map(str::to_owned);
+    // Capacity from the announced length, never beyond 1 MiB up front: the announcement is
+    // the peer's word.
+    let announced = resp.content_length().unwrap_or(0).min(1 << 20);
+    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let encoding = charset
+        .as_deref()
+        .and_then(|c| encoding_rs::Encoding::for_label(c.as_bytes()))
+        .unwrap_or(encoding_rs::UTF_8);
+    let (text, _, _) = encoding.decode(&body);
+    Ok(text.into_owned())
+}
+
+fn charset_of(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Bytes in a MiB, the unit of the size settings.
+pub(crate) const MIB: u64 = 1024 * 1024;
+
+/// A hint naming the setting that fixes a certificate failure, when `error_text` (a transport
+/// error's text) is one; empty otherwise.
+pub(crate) fn tls_hint(error_text: &str, settings: &str) -> String {
+    const MARKERS: &[&str] = &[
+        "UnknownIssuer",
+        "CaUsedAsEndEntity",
+        "NotValidForName",
+        "Expired",
+        "NotValidYet",
+        "invalid peer certificate",
+        "certificate",
+    ];
+    if MARKERS.iter().any(|m| error_text.contains(m)) {
+        format!(" (the server's TLS certificate was refused: {settings})")
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charset_is_read_from_the_content_type() {
+        assert_eq!(
+            charset_of("text/html; charset=ISO-8859-1"),
+            Some("ISO-8859-1")
+        );
+        assert_eq!(charset_of("application/json"), None);
+        assert_eq!(charset_of("text/plain;CHARSET=\"utf-8\""), Some("utf-8"));
+    }
+
+    #[test]
+    fn certificate_failures_get_a_hint() {
+        let h = tls_hint(
+            "error sending request: invalid peer certificate: UnknownIssuer",
+            "set X",
+        );
+        assert!(h.contains("set X"), "{h}");
+        assert_eq!(tls_hint("connection refused", "set X"), "");
+    }
+}
