@@ -248,12 +248,6 @@ impl OpenCtiClient {
             .await
     }
 
-    pub async fn work_to_received(&self, work_id: &str, message: &str) -> Result<(), OpenCtiError> {
-        let vars = json!({"id": work_id, "message": message});
-        self.call_work_edit("workToReceived", doc::WORK_TO_RECEIVED, vars)
-            .await
-    }
-
     /// The whole bundle, unsplit (queue protocol `api`).
     pub async fn stix_bundle_push(
         &self,

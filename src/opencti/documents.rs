@@ -40,10 +40,6 @@ pub(crate) const REPORT_EXPECTATION: &str = r#"mutation reportExpectation($id: I
   workEdit(id: $id) { reportExpectation(error: $error) }
 }"#;
 
-pub(crate) const WORK_TO_RECEIVED: &str = r#"mutation workToReceived($id: ID!, $message: String) {
-  workEdit(id: $id) { toReceived(message: $message) }
-}"#;
-
 pub(crate) const STIX_BUNDLE_PUSH: &str = r#"mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) {
   stixBundlePush(connectorId: $connectorId, bundle: $bundle, work_id: $work_id)
 }"#;
@@ -61,7 +57,6 @@ pub const DOCUMENTS: &[&str] = &[
     WORK_ADD,
     WORK_TO_PROCESSED,
     ADD_EXPECTATIONS,
-    WORK_TO_RECEIVED,
     REPORT_EXPECTATION,
     STIX_BUNDLE_PUSH,
     GET_CONNECTOR_QUEUE,

@@ -275,22 +275,10 @@ async fn work_lifecycle_calls_send_the_documented_variables() {
         .expect(1)
         .mount(&server)
         .await;
-    platform("toReceived")
-        .and(body_partial_json(
-            json!({"variables": {"id": "work-1", "message": "got it"}}),
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"data": {"workEdit": {"toReceived": "work-1"}}})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
     let c = client_for(&server, "");
     let work = c.work_add("c1", "run 1").await.unwrap();
     assert_eq!(work, "work-1");
     c.work_add_expectations(&work, 7).await.unwrap();
-    c.work_to_received(&work, "got it").await.unwrap();
     c.work_to_processed(&work, "done", true).await.unwrap();
     server.verify().await;
 }
