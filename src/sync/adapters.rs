@@ -40,6 +40,9 @@ impl CaseSource for EsmClient {
 pub struct PlatformTracker {
     pub client: OpenCtiClient,
     pub connector_id: String,
+    /// Whether runs are tracked as works: only when bundles go to the platform's queue
+    /// (`CONNECTOR_SEND_TO_QUEUE`), as pycti does.
+    pub works: bool,
     /// What a ping reports besides the state.
     pub info: Mutex<ConnectorInfo>,
 }
@@ -65,6 +68,9 @@ impl PlatformTracker {
 
 impl Tracker for PlatformTracker {
     async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError> {
+        if !self.works {
+            return Ok(None);
+        }
         Ok(Some(
             self.client
                 .work_add(&self.connector_id, friendly_name)

@@ -27,6 +27,7 @@ fn client_for(server: &MockServer, base_suffix: &str) -> OpenCtiClient {
         url,
         token: SecretString::from(TOKEN),
         ssl_verify: true,
+        ca_files: vec![],
         custom_headers: vec![("X-Tenant".into(), "blue".into())],
         timeout: Duration::from_secs(5),
     })
@@ -399,6 +400,7 @@ async fn an_unreachable_platform_is_a_transient_transport_error() {
         url: url::Url::parse(&format!("http://user:pw-in-url@127.0.0.1:{port}/?k=secret")).unwrap(),
         token: SecretString::from(TOKEN),
         ssl_verify: false,
+        ca_files: vec![],
         custom_headers: vec![],
         timeout: Duration::from_secs(5),
     })
@@ -427,6 +429,7 @@ fn an_invalid_custom_header_is_a_config_error_without_its_value() {
         url: url::Url::parse("http://octi").unwrap(),
         token: SecretString::from(TOKEN),
         ssl_verify: true,
+        ca_files: vec![],
         custom_headers: vec![("X-Key".into(), "bad\nvalue-secret".into())],
         timeout: Duration::from_secs(5),
     })
