@@ -18,3 +18,4 @@ mod properties;
 mod security;
 mod settings;
 mod simulator_repair;
+mod tls_trust;
