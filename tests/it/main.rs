@@ -7,6 +7,7 @@ mod common;
 mod daemon;
 mod delivery_amqp;
 mod delivery_directory;
+mod dropin;
 mod entrypoint;
 mod esm_client;
 mod faults;
