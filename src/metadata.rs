@@ -252,6 +252,8 @@ const COMPOSE_VALUES: &[(&str, &str)] = &[
     ("OPENCTI_URL", "http://opencti:8080"),
     // The healthcheck below asks the metrics endpoint.
     ("CONNECTOR_EXPOSE_METRICS", "true"),
+    // The image's data directory, a volume below (used when CONNECTOR_SEND_TO_DIRECTORY=true).
+    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", "/data"),
 ];
 
 /// `docker-compose.yml`: the service beside an OpenCTI platform, built from this clone, on
