@@ -39,6 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         confirm_window: window,
         publish_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
+        ..AmqpOptions::default()
     };
     let mut d =
         AmqpDelivery::connect(&mq(&topo.exchange, &topo.routing), "bench-applicant", opts).await?;

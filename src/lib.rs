@@ -17,4 +17,5 @@ pub mod settings;
 pub mod stix;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 mod util;

@@ -12,8 +12,18 @@ use serde_json::{Map, Value, json};
 use crate::settings::{DEFS, Def, Kind};
 
 /// Settings the platform's connector manager fills in itself: left out of the manifest schema,
-/// as OpenCTI's own connectors do.
-const MANAGED: &[&str] = &["OPENCTI_URL", "OPENCTI_TOKEN", "CONNECTOR_ID"];
+/// as the Python connector's schema does (it lists OPENCTI_URL and OPENCTI_TOKEN).
+const MANAGED: &[&str] = &["CONNECTOR_ID"];
+
+/// The placeholder of a setting the operator must fill in: distinct for each, so that an error
+/// names the one left (and no two settings share a value a secret's redaction would hide).
+pub(crate) fn placeholder(env: &str) -> String {
+    format!(
+        "{}-{}",
+        crate::settings::PLACEHOLDER,
+        env.to_ascii_lowercase().replace('_', "-")
+    )
+}
 
 fn schema_type(def: &Def) -> Value {
     let mut m = Map::new();
@@ -26,6 +36,10 @@ fn schema_type(def: &Def) -> Value {
             m.insert("minimum".into(), min.into());
             m.insert("maximum".into(), max.into());
         }
+        Kind::Float => {
+            m.insert("type".into(), "number".into());
+            m.insert("minimum".into(), 0.into());
+        }
         Kind::Enum(values) => {
             m.insert("type".into(), "string".into());
             m.insert(
@@ -37,10 +51,6 @@ fn schema_type(def: &Def) -> Value {
             m.insert("type".into(), "string".into());
             m.insert("format".into(), "uri".into());
         }
-        Kind::Uuid => {
-            m.insert("type".into(), "string".into());
-            m.insert("format".into(), "uuid".into());
-        }
         Kind::Duration => {
             m.insert("type".into(), "string".into());
             m.insert("format".into(), "duration".into());
@@ -50,7 +60,11 @@ fn schema_type(def: &Def) -> Value {
             m.insert("format".into(), "password".into());
             m.insert("writeOnly".into(), true.into());
         }
-        Kind::Text | Kind::Path | Kind::List => {
+        Kind::List => {
+            m.insert("type".into(), "array".into());
+            m.insert("items".into(), json!({"type": "string"}));
+        }
+        Kind::Text | Kind::Path => {
             m.insert("type".into(), "string".into());
         }
     }
@@ -59,6 +73,7 @@ fn schema_type(def: &Def) -> Value {
         let v = match def.kind {
             Kind::Bool => Value::Bool(d == "true"),
             Kind::Int { .. } => d.parse::<i64>().map(Value::from).unwrap_or(d.into()),
+            Kind::Float => d.parse::<f64>().map(Value::from).unwrap_or(d.into()),
             _ => d.into(),
         };
         m.insert("default".into(), v);
@@ -86,21 +101,26 @@ pub(crate) fn config_schema() -> Value {
     })
 }
 
-/// `__metadata__/connector_manifest.json`.
+/// `__metadata__/connector_manifest.json`: the Python connector's, where it describes the
+/// same connector (title, logo, use cases, categories, platform versions), ours where it
+/// describes this build (image, description, source).
 pub(crate) fn manifest() -> Value {
     json!({
-        "title": "ArcSight ESM Incidents",
+        "title": "ArcSight Incidents",
         "slug": "arcsight-incidents",
-        "description": "Imports ArcSight ESM cases as OpenCTI Case-Incidents and their security events as Incidents, with the events' addresses, host names and user names as observables. Incremental: only new or modified cases are sent.",
-        "short_description": "Import ArcSight ESM cases and security events as incidents.",
-        "logo": "",
-        "use_cases": ["SIEM", "Incident Response"],
+        "description": "Imports ArcSight ESM cases as OpenCTI Case-Incidents and their security events as Incidents, with the events' addresses, host names and user names as observables. Incremental: only new or modified cases are sent. A drop-in replacement for the Python ArcSight Incidents connector (same settings, same object ids).",
+        "short_description": "Import ArcSight ESM cases (Case-Incidents) and their events (Incidents) into OpenCTI.",
+        "logo": "__metadata__/logo.png",
+        "use_cases": ["Detection & Response Enablement"],
+        "solution_categories": ["SIEM & Security Analytics"],
+        "license_type": "Commercial",
+        "contact": null,
         "verified": false,
         "last_verified_date": null,
         "playbook_supported": false,
         "max_confidence_level": 50,
-        "support_version": ">=6.3.0",
-        "subscription_link": null,
+        "support_version": ">=7.260701.0",
+        "subscription_link": "https://www.opentext.com/products/arcsight-enterprise-security-manager",
         "source_code": "https://github.com/arcsight-incidents/arcsight-incidents",
         "manager_supported": true,
         "container_version": "rolling",
@@ -111,13 +131,14 @@ pub(crate) fn manifest() -> Value {
 
 fn kind_doc(kind: Kind) -> String {
     match kind {
-        Kind::Text | Kind::Path | Kind::List => "string".into(),
+        Kind::Text | Kind::Path => "string".into(),
+        Kind::List => "list (YAML list or comma-separated string)".into(),
+        Kind::Float => "number (0 or more, decimals allowed)".into(),
         Kind::Secret => "string (secret)".into(),
         Kind::Url => "string (URL)".into(),
         Kind::Bool => "boolean".into(),
         Kind::Int { min, max } => format!("integer ({min}..{max})"),
-        Kind::Uuid => "string (UUID)".into(),
-        Kind::Duration => "string (ISO-8601 duration)".into(),
+        Kind::Duration => "duration (ISO-8601, HH:MM:SS or seconds)".into(),
         Kind::Enum(values) => format!("one of `{}`", values.join("`, `")),
     }
 }
@@ -161,17 +182,29 @@ pub(crate) const README_BEGIN: &str =
     "<!-- settings table: generated by `arcsight-incidents metadata` -->\n";
 pub(crate) const README_END: &str = "<!-- end of settings table -->";
 
-/// `readme` with the text between the markers replaced by [`settings_table`]; `None` when
-/// the markers are missing.
+/// Markers around the generated table of differences with the Python connector.
+pub(crate) const README_DIFF_BEGIN: &str =
+    "<!-- differences table: generated by `arcsight-incidents metadata` -->\n";
+pub(crate) const README_DIFF_END: &str = "<!-- end of differences table -->";
+
+/// `text` with what lies between `begin` and `end` replaced by `body`; `None` when a marker is
+/// missing.
+fn replace_between(text: &str, begin: &str, end: &str, body: &str) -> Option<String> {
+    let start = text.find(begin)? + begin.len();
+    let stop = start + text[start..].find(end)?;
+    Some(format!("{}{}{}", &text[..start], body, &text[stop..]))
+}
+
+/// `readme` with the settings table and the differences table regenerated; `None` when the
+/// markers of either are missing.
 pub fn readme_with_settings(readme: &str) -> Option<String> {
-    let start = readme.find(README_BEGIN)? + README_BEGIN.len();
-    let end = start + readme[start..].find(README_END)?;
-    Some(format!(
-        "{}{}{}",
-        &readme[..start],
-        settings_table(),
-        &readme[end..]
-    ))
+    let readme = replace_between(readme, README_BEGIN, README_END, &settings_table())?;
+    replace_between(
+        &readme,
+        README_DIFF_BEGIN,
+        README_DIFF_END,
+        &crate::settings::compat::table(),
+    )
 }
 
 /// `config.yml.sample`: every setting, grouped by section, with comments.
@@ -198,8 +231,7 @@ pub(crate) fn config_sample() -> String {
                 format!("'{d}'")
             }
             (Some(d), _, _) => d.to_owned(),
-            (None, Kind::Uuid, _) => "'ChangeMe'".into(),
-            (None, _, true) => "'ChangeMe'".into(),
+            (None, _, true) => format!("'{}'", placeholder(def.env)),
             (None, _, false) => {
                 out.push_str(&format!("  # {key}:\n"));
                 continue;
@@ -215,16 +247,22 @@ const COMPOSE_VALUES: &[(&str, &str)] = &[
     ("OPENCTI_URL", "http://opencti:8080"),
     // The healthcheck below asks the metrics endpoint.
     ("CONNECTOR_EXPOSE_METRICS", "true"),
+    // The image's data directory, a volume below (used when CONNECTOR_SEND_TO_DIRECTORY=true).
+    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", "/data"),
 ];
 
-/// `docker-compose.yml`: the service beside an OpenCTI platform, every setting listed
-/// (`ChangeMe` where the operator must decide; optional ones commented out).
+/// `docker-compose.yml`: the service beside an OpenCTI platform, built from this clone, on
+/// the platform's network, every setting listed (`ChangeMe-...` where the operator must
+/// decide; optional ones commented out).
 pub(crate) fn compose() -> String {
     let mut out = String::from(
         "# Generated by `arcsight-incidents metadata` from the settings table; do not edit.\n\
-         # Every setting is listed: required ones say ChangeMe, optional ones without a default\n\
-         # are commented out. See __metadata__/CONNECTOR_CONFIG_DOC.md for what each one does.\n\
-         services:\n  connector-arcsight-incidents:\n    image: ",
+         # Every setting is listed: required ones say ChangeMe-<setting> (the connector refuses to\n\
+         # start while one is left), optional ones without a default are commented out. See\n\
+         # __metadata__/CONNECTOR_CONFIG_DOC.md for what each one does.\n\
+         services:\n  connector-arcsight-incidents:\n\
+         \x20   # Built from this directory on the first `docker compose up` and tagged as below.\n\
+         \x20   build: .\n    image: ",
     );
     out.push_str(&format!(
         "{}:{}\n    environment:\n",
@@ -243,22 +281,44 @@ pub(crate) fn compose() -> String {
             .find(|(name, _)| *name == def.env)
             .map(|(_, v)| *v)
             .or(def.default);
-        match (value, def.required || def.kind == Kind::Uuid) {
+        match (value, def.required) {
             (Some(v), _) => out.push_str(&format!("      - {}={v}\n", def.env)),
-            (None, true) => out.push_str(&format!("      - {}=ChangeMe\n", def.env)),
+            (None, true) => {
+                out.push_str(&format!("      - {}={}\n", def.env, placeholder(def.env)))
+            }
             (None, false) => out.push_str(&format!("      # - {}=\n", def.env)),
         }
     }
     out.push_str(
-        "    ports:\n\
-         \x20     # Prometheus metrics, /healthz and /readyz (CONNECTOR_METRICS_PORT).\n\
-         \x20     - \"9095:9095\"\n\
+        "    volumes:\n\
+         \x20     # Bundle files and the offline state (CONNECTOR_SEND_TO_DIRECTORY_PATH=/data):\n\
+         \x20     # the image's /data belongs to the connector's user, uid 10001.\n\
+         \x20     - arcsight-incidents-data:/data\n\
+         \x20     # A config.yml instead of (or besides) the variables above, where the Python\n\
+         \x20     # connector's image reads it:\n\
+         \x20     # - ./config.yml:/opt/opencti-connector-arcsight-incidents/config.yml:ro\n\
+         \x20   # Prometheus metrics, /healthz and /readyz (CONNECTOR_METRICS_PORT) are served inside\n\
+         \x20   # the platform's network only; to scrape from the host, publish the port:\n\
+         \x20   # ports:\n\
+         \x20   #   - \"127.0.0.1:9095:9095\"\n\
          \x20   healthcheck:\n\
          \x20     test: [\"CMD\", \"arcsight-incidents\", \"healthcheck\"]\n\
          \x20     interval: 30s\n\
          \x20     timeout: 10s\n\
          \x20     retries: 3\n\
-         \x20   restart: always\n",
+         \x20   networks:\n\
+         \x20     - opencti\n\
+         \x20   restart: always\n\
+         \n\
+         volumes:\n\
+         \x20 arcsight-incidents-data:\n\
+         \n\
+         networks:\n\
+         \x20 # The OpenCTI platform's network, where `opencti` (OPENCTI_URL) and `rabbitmq`\n\
+         \x20 # resolve: `docker network ls` shows its name (<platform's project>_default).\n\
+         \x20 opencti:\n\
+         \x20   external: true\n\
+         \x20   name: ${OPENCTI_NETWORK:-opencti_default}\n",
     );
     out
 }
@@ -314,10 +374,10 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert!(required.contains(&"ARCSIGHT_INCIDENTS_API_BASE_URL"));
-        assert!(
-            !required.contains(&"OPENCTI_TOKEN"),
-            "the manager provides the platform settings"
-        );
+        // As in the Python connector's schema.
+        assert!(required.contains(&"OPENCTI_URL") && required.contains(&"OPENCTI_TOKEN"));
+        assert_eq!(schema["properties"]["OPENCTI_TOKEN"]["writeOnly"], true);
+        assert!(schema["properties"].get("CONNECTOR_ID").is_none());
     }
 
     #[test]

@@ -61,7 +61,14 @@ pub struct Metrics {
     last_success_unix: Arc<AtomicI64>,
     last_success_gauge: Gauge,
     pub(crate) peak_rss_bytes: Gauge,
+    /// Unix seconds since which the platform has not answered at start-up; 0 when it has.
+    platform_down_since: Arc<AtomicI64>,
 }
+
+/// How long the platform may stay unreachable at start-up before `/healthz` (and so the
+/// container's healthcheck) reports unhealthy: long enough for a platform started beside us
+/// to come up, short enough that a broken deployment shows.
+pub const PLATFORM_DOWN_UNHEALTHY_AFTER: Duration = Duration::from_secs(300);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -71,7 +78,16 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::default();
+        Metrics::with_prefix(None)
+    }
+
+    /// With every metric name prefixed by `prefix_` (`CONNECTOR_METRICS_NAMESPACE` and
+    /// `_SUBSYSTEM`, as pycti prefixes its own).
+    pub fn with_prefix(prefix: Option<&str>) -> Metrics {
+        let mut registry = match prefix {
+            Some(p) => Registry::with_prefix(p),
+            None => Registry::default(),
+        };
         let m = Metrics {
             registry: Arc::new(Registry::default()),
             bundles_sent: Counter::default(),
@@ -90,6 +106,7 @@ impl Metrics {
             last_success_unix: Arc::new(AtomicI64::new(0)),
             last_success_gauge: Gauge::default(),
             peak_rss_bytes: Gauge::default(),
+            platform_down_since: Arc::new(AtomicI64::new(0)),
         };
         // pycti's names.
         registry.register(
@@ -192,6 +209,27 @@ impl Metrics {
         self.last_success_gauge.set(unix);
     }
 
+    /// The platform did not answer at `now_unix` (the first such time is kept).
+    pub fn platform_down(&self, now_unix: i64) {
+        let _ = self.platform_down_since.compare_exchange(
+            0,
+            now_unix.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The platform answered.
+    pub fn platform_up(&self) {
+        self.platform_down_since.store(0, Ordering::Relaxed);
+    }
+
+    /// For how long the platform has not answered, as of `now_unix`; `None` when it has.
+    pub(crate) fn platform_down_for(&self, now_unix: i64) -> Option<Duration> {
+        let since = self.platform_down_since.load(Ordering::Relaxed);
+        (since > 0).then(|| Duration::from_secs(now_unix.saturating_sub(since).max(0) as u64))
+    }
+
     /// Ready when the last run succeeded within `window` of `now_unix`.
     pub(crate) fn is_ready(&self, now_unix: i64, window: Duration) -> bool {
         let last = self.last_success_unix.load(Ordering::Relaxed);
@@ -199,7 +237,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub(crate) fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -217,7 +255,7 @@ struct ServerState {
 pub(crate) fn router(metrics: Metrics, ready_window: Duration) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health_handler))
         .route("/readyz", get(ready_handler))
         .with_state(ServerState {
             metrics,
@@ -233,6 +271,18 @@ async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
         )],
         s.metrics.encode(),
     )
+}
+
+/// Alive, unless the platform has been unreachable for longer than
+/// [`PLATFORM_DOWN_UNHEALTHY_AFTER`]: a connector that cannot start must not look healthy.
+async fn health_handler(State(s): State<ServerState>) -> impl IntoResponse {
+    match s.metrics.platform_down_for(chrono::Utc::now().timestamp()) {
+        Some(d) if d > PLATFORM_DOWN_UNHEALTHY_AFTER => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the platform has not answered for {} s", d.as_secs()),
+        ),
+        _ => (StatusCode::OK, "ok".to_owned()),
+    }
 }
 
 async fn ready_handler(State(s): State<ServerState>) -> impl IntoResponse {

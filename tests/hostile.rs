@@ -85,6 +85,7 @@ fn platform_config(base: &str) -> OpenCtiConfig {
         url: url::Url::parse(base).unwrap(),
         token: SecretString::from(TOKEN),
         ssl_verify: true,
+        ca_files: Vec::new(),
         custom_headers: vec![("X-Proxy-Key".into(), "proxy-header-secret-9".into())],
         timeout: Duration::from_secs(60),
         max_response_bytes: 8 * MIB,
@@ -514,13 +515,14 @@ fn a_secret_pasted_into_the_wrong_setting_is_never_shown() {
         &[
             ("ARCSIGHT_INCIDENTS_API_BASE_URL", "https://esm:8443".into()),
             ("OPENCTI_URL", "http://octi:8080".into()),
-            ("CONNECTOR_ID", PASSWORD[..12].into()),
+            // (CONNECTOR_ID takes any string, as pycti does: a word list checks the value.)
+            ("CONNECTOR_LOG_LEVEL", PASSWORD[..12].into()),
         ],
         Duration::from_secs(30),
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("CONNECTOR_ID:"), "{stderr}");
+    assert!(stderr.contains("CONNECTOR_LOG_LEVEL:"), "{stderr}");
     assert!(!stderr.contains(&PASSWORD[..12]), "{stderr}");
 }
 

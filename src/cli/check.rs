@@ -135,6 +135,7 @@ async fn check_broker(settings: &Settings) -> Check {
     mq.apply_overrides(&settings.mq);
     let opts = AmqpOptions {
         connect_timeout: Duration::from_secs(10),
+        tls: settings.mq_tls.clone(),
         ..AmqpOptions::default()
     };
     let outcome = match AmqpDelivery::connect(&mq, "check", opts).await {

@@ -17,14 +17,11 @@ use crate::stix::Tlp;
 #[derive(Debug, Parser)]
 #[command(name = "arcsight-incidents", version, about = "Imports ArcSight ESM cases into OpenCTI", long_about = None)]
 pub(crate) struct Cli {
-    /// config.yml to read (environment variables win over it, key by key).
-    #[arg(
-        long,
-        global = true,
-        env = "CONNECTOR_CONFIG_FILE",
-        default_value = "config.yml"
-    )]
-    pub(crate) config: PathBuf,
+    /// config.yml to read (environment variables win over it, key by key). Unset: ./config.yml,
+    /// else /opt/opencti-connector-arcsight-incidents/config.yml (where the Python connector's
+    /// image reads it), else none.
+    #[arg(long, global = true, env = "CONNECTOR_CONFIG_FILE")]
+    pub(crate) config: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -144,10 +141,32 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Metadata { root } => crate::metadata::write_all(&root)
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| CliError::failed("metadata", e)),
-        Command::CheckSettings => load_settings(&cli.config).map(|_| ExitCode::SUCCESS),
-        Command::Check => run_check(&cli.config),
-        Command::Healthcheck { port } => healthcheck(port),
-        Command::Run => run_daemon(load_settings(&cli.config)?),
+        Command::CheckSettings => {
+            let settings = load_settings(cli.config.as_deref())?;
+            settings.check_directory()?;
+            for line in settings.advice() {
+                eprintln!("warning: {line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => run_check(cli.config.as_deref()),
+        Command::Healthcheck { port } => {
+            // The image's HEALTHCHECK runs whatever the settings: with metrics off there is
+            // nothing to ask, and a connector that is not serving them is not unhealthy.
+            match load_settings(cli.config.as_deref()) {
+                Ok(s) if !s.connector.expose_metrics => {
+                    println!("metrics are off (CONNECTOR_EXPOSE_METRICS): nothing to check");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(s) => healthcheck(s.connector.metrics_port),
+                Err(_) => healthcheck(port),
+            }
+        }
+        Command::Run => {
+            let settings = load_settings(cli.config.as_deref())?;
+            settings.check_directory()?;
+            run_daemon(settings)
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
             crate::telemetry::init(false, crate::telemetry::LogLevel::Warn);
@@ -171,13 +190,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
-/// Loads and validates the settings (the config file only when it exists).
-fn load_settings(config: &std::path::Path) -> Result<Settings, CliError> {
-    let file = config.is_file().then_some(config);
-    Ok(Settings::load(file)?)
+/// Loads and validates the settings, from the config file [`Settings::config_file`] picks.
+fn load_settings(config: Option<&std::path::Path>) -> Result<Settings, CliError> {
+    let file = Settings::config_file(config)?;
+    Ok(Settings::load(file.as_deref())?)
 }
 
-fn run_check(config: &std::path::Path) -> Result<ExitCode, CliError> {
+fn run_check(config: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
     let settings = match load_settings(config) {
         Ok(s) => s,
         // `check` reports on stdout, one line per check: settings problems are lines too.
@@ -201,7 +220,8 @@ fn run_check(config: &std::path::Path) -> Result<ExitCode, CliError> {
     )))
 }
 
-/// `GET /healthz` on the local metrics endpoint; exit 0 on HTTP 200.
+/// `GET /healthz` on the local metrics endpoint; exit 0 on HTTP 200 (503 once the platform
+/// has been unreachable for too long).
 fn healthcheck(port: u16) -> Result<ExitCode, CliError> {
     let probe = async move {
         let client = reqwest::Client::builder()
@@ -240,6 +260,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
     use crate::sync::schedule::{on_signals, shutdown_pair};
     crate::telemetry::init(settings.opencti.json_logging, settings.connector.log_level);
+    for line in settings.advice() {
+        tracing::warn!("{line}");
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -250,7 +273,8 @@ fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
     Ok(rt.block_on(async move {
         let (trigger, shutdown) = shutdown_pair();
         on_signals(trigger);
-        let metrics = crate::metrics::Metrics::new();
+        let metrics =
+            crate::metrics::Metrics::with_prefix(settings.connector.metrics_prefix.as_deref());
         // The daemon serves the metrics (when exposed) and awaits that task at shutdown.
         match crate::sync::daemon::run_daemon(settings, metrics, shutdown).await {
             Ok(true) => ExitCode::SUCCESS,

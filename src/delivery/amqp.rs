@@ -8,7 +8,8 @@ use base64::Engine;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
+    AsyncTcpStream, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    PublisherConfirm,
 };
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -30,6 +31,31 @@ pub struct AmqpOptions {
     pub publish_timeout: Duration,
     /// How long to wait for the TCP/TLS/AMQP handshake.
     pub connect_timeout: Duration,
+    /// Trust and identity when the connection is TLS.
+    pub tls: MqTls,
+}
+
+/// The broker's TLS (`MQ_USE_SSL_*`, with pycti's meaning), used when the connection is TLS
+/// (`use_ssl` from the platform or `MQ_USE_SSL`).
+#[derive(Debug, Clone)]
+pub struct MqTls {
+    /// `MQ_USE_SSL_CA`: trusted besides the bundled public roots and the OS store.
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// `MQ_USE_SSL_CERT` and `_KEY`: a client certificate.
+    pub(crate) identity: Option<crate::tls::Identity>,
+    /// `MQ_USE_SSL_REJECT_UNAUTHORIZED`: verify the broker's certificate (on by default,
+    /// unlike pycti).
+    pub verify: bool,
+}
+
+impl Default for MqTls {
+    fn default() -> Self {
+        MqTls {
+            ca_certs: Vec::new(),
+            identity: None,
+            verify: true,
+        }
+    }
 }
 
 impl Default for AmqpOptions {
@@ -38,6 +64,7 @@ impl Default for AmqpOptions {
             confirm_window: 1024,
             publish_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
+            tls: MqTls::default(),
         }
     }
 }
@@ -176,11 +203,38 @@ impl AmqpDelivery {
         };
         let props = ConnectionProperties::default()
             .with_connection_name(concat!("arcsight-incidents/", env!("CARGO_PKG_VERSION")).into());
-        let connection =
-            tokio::time::timeout(opts.connect_timeout, Connection::connect_uri(uri, props))
-                .await
-                .map_err(|_| connect_err(format!("no answer within {:?}", opts.connect_timeout)))?
-                .map_err(|e| connect_err(e.to_string()))?;
+        let connect = async {
+            if !mq.use_ssl {
+                return Connection::connect_uri(uri, props).await;
+            }
+            // Our own TLS set-up: lapin's cannot turn verification off
+            // (MQ_USE_SSL_REJECT_UNAUTHORIZED=false) nor take an encrypted client key.
+            let tls = &opts.tls;
+            let config =
+                crate::tls::client_config(&tls.ca_certs, tls.verify, tls.identity.as_ref())
+                    .map_err(std::io::Error::other)?;
+            let connector = lapin::tcp::RustlsConnector::from(config);
+            let runtime = lapin::runtime::default_runtime()?;
+            Connection::connector(
+                uri,
+                runtime,
+                async move |uri, runtime| {
+                    let host = uri.authority.host.clone();
+                    let addrs: Vec<std::net::SocketAddr> =
+                        tokio::net::lookup_host((host.as_str(), uri.authority.port))
+                            .await?
+                            .collect();
+                    let tcp = AsyncTcpStream::connect(&runtime, addrs).await?;
+                    Ok(tcp.into_rustls(&connector, &host).await?)
+                },
+                props,
+            )
+            .await
+        };
+        let connection = tokio::time::timeout(opts.connect_timeout, connect)
+            .await
+            .map_err(|_| connect_err(format!("no answer within {:?}", opts.connect_timeout)))?
+            .map_err(|e| connect_err(e.to_string()))?;
         let channel = connection
             .create_channel()
             .await

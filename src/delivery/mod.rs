@@ -19,7 +19,7 @@ pub mod split;
 use std::future::Future;
 use std::path::PathBuf;
 
-pub use amqp::{AmqpDelivery, AmqpOptions, message_body};
+pub use amqp::{AmqpDelivery, AmqpOptions, MqTls, message_body};
 pub(crate) use api::ApiDelivery;
 pub use directory::{DirectoryDelivery, DirectoryIdentity, file_prefix};
 pub use error::DeliveryError;

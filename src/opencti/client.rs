@@ -57,11 +57,16 @@ impl OpenCtiClient {
             v.set_sensitive(true);
             headers.insert(n, v);
         }
+        // Trust as operators of the Python connector expect: the OS store (and SSL_CERT_FILE),
+        // the CA files of the settings, the public roots; or nothing when verification is off.
+        let extra = crate::tls::certificates_of_files(&cfg.ca_files).map_err(config_err)?;
+        let mut tls =
+            crate::tls::client_config(&extra, cfg.ssl_verify, None).map_err(config_err)?;
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
-            .use_rustls_tls()
+            .use_preconfigured_tls(tls)
             .user_agent(concat!("arcsight-incidents/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
-            .danger_accept_invalid_certs(!cfg.ssl_verify)
             .timeout(cfg.timeout)
             // A redirect would re-send the token and the custom headers elsewhere, maybe in
             // clear text: the platform never redirects its API.

@@ -26,6 +26,8 @@ pub struct OpenCtiConfig {
     pub url: url::Url,
     pub token: SecretString,
     pub ssl_verify: bool,
+    /// PEM bundles of CA certificates trusted besides the bundled roots and the OS store.
+    pub ca_files: Vec<std::path::PathBuf>,
     pub custom_headers: Vec<(String, String)>,
     pub timeout: std::time::Duration,
     /// Largest answer body read, in bytes (`OPENCTI_MAX_RESPONSE_MB`).
@@ -38,6 +40,7 @@ impl std::fmt::Debug for OpenCtiConfig {
             .field("url", &self.url.as_str())
             .field("token", &self.token)
             .field("ssl_verify", &self.ssl_verify)
+            .field("ca_files", &self.ca_files)
             .field("custom_headers", &header_names(&self.custom_headers))
             .field("timeout", &self.timeout)
             .field("max_response_bytes", &self.max_response_bytes)

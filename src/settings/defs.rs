@@ -24,15 +24,16 @@ pub(crate) enum Kind {
     Bool,
     /// An integer within `[min, max]`.
     Int { min: i64, max: i64 },
-    /// A UUID.
-    Uuid,
-    /// An ISO-8601 duration (`PT15M`, `P1D`), or `0`.
+    /// A decimal number, zero or more.
+    Float,
+    /// A duration as pydantic's `timedelta` reads it: ISO-8601 (`PT15M`, `P1M` = 30 days),
+    /// `HH:MM:SS`, or a number of seconds; zero runs once.
     Duration,
     /// One of a fixed list of words.
     Enum(&'static [&'static str]),
     /// A filesystem path.
     Path,
-    /// A comma-separated list.
+    /// A list: a YAML list, or a comma-separated string.
     List,
 }
 
@@ -62,7 +63,7 @@ pub mod kinds {
         )*};
     }
     kinds!(
-        Text, Secret, Url, Bool, Int, Uuid, Duration, Enum, Path, List
+        Text, Secret, Url, Bool, Int, Float, Duration, Enum, Path, List
     );
 }
 
@@ -120,7 +121,7 @@ macro_rules! simple {
         }
     )*};
 }
-simple!(Text, Secret, Url, Bool, Uuid, Duration, Path, List);
+simple!(Text, Secret, Url, Bool, Float, Duration, Path, List);
 
 const fn def(
     env: &'static str,
@@ -217,7 +218,14 @@ pub(crate) const OPENCTI_SSL_VERIFY: Key<Bool> = key(
     "opencti.ssl_verify",
     Some("true"),
     false,
-    "Verify the platform's TLS certificate.",
+    "Verify the platform's TLS certificate (against the bundled public roots, the OS store, SSL_CERT_FILE, REQUESTS_CA_BUNDLE and OPENCTI_CA_FILE). As with pycti, the path of a PEM CA bundle also means true, trusting that bundle.",
+);
+pub(crate) const OPENCTI_CA_FILE: Key<Path> = key(
+    "OPENCTI_CA_FILE",
+    "opencti.ca_file",
+    None,
+    false,
+    "PEM bundle of extra CA certificates to trust for the platform (a private CA).",
 );
 pub(crate) const OPENCTI_JSON_LOGGING: Key<Bool> = key(
     "OPENCTI_JSON_LOGGING",
@@ -253,12 +261,12 @@ pub(crate) const OPENCTI_UNREACHABLE_TIMEOUT: Key<Int> = int(
 );
 
 // --- connector
-pub(crate) const CONNECTOR_ID: Key<Uuid> = key(
+pub(crate) const CONNECTOR_ID: Key<Text> = key(
     "CONNECTOR_ID",
     "connector.id",
     None,
     true,
-    "A unique UUIDv4 identifying this connector instance.",
+    "A unique id of this connector instance, a UUIDv4 preferably (any other string is accepted, with a warning, as pycti does).",
 );
 pub(crate) const CONNECTOR_NAME: Key<Text> = key(
     "CONNECTOR_NAME",
@@ -272,7 +280,7 @@ pub(crate) const CONNECTOR_SCOPE: Key<List> = key(
     "connector.scope",
     None,
     false,
-    "Comma-separated scope of the connector.",
+    "Scope of the connector: a YAML list, or a comma-separated string.",
 );
 pub(crate) const CONNECTOR_LOG_LEVEL: Key<Enum> = choice(
     "CONNECTOR_LOG_LEVEL",
@@ -287,15 +295,14 @@ pub(crate) const CONNECTOR_DURATION_PERIOD: Key<Duration> = key(
     "connector.duration_period",
     Some("PT15M"),
     false,
-    "Time between the end of a run and the start of the next, ISO-8601 (`PT15M`, `PT1H30M`, `P1D`); `0` runs once.",
+    "Time between the end of a run and the start of the next: ISO-8601 (`PT15M`, `PT1.5H`, `P1D`, `P1W`, `P1M` = 30 days, `P1Y` = 365 days), `HH:MM:SS`, or seconds; zero (`PT0S`, `0`) runs once.",
 );
-pub(crate) const CONNECTOR_QUEUE_THRESHOLD: Key<Int> = int(
+pub(crate) const CONNECTOR_QUEUE_THRESHOLD: Key<Float> = key(
     "CONNECTOR_QUEUE_THRESHOLD",
     "connector.queue_threshold",
-    POSITIVE,
     Some("500"),
     false,
-    "Skip a run while the connector's queue in the platform holds more than this many MB.",
+    "Skip a run (reporting `buffering`) while the connector's queue in the platform holds this many MB (10^6 bytes) or more; a decimal number.",
 );
 pub(crate) const CONNECTOR_RUN_AND_TERMINATE: Key<Bool> = key(
     "CONNECTOR_RUN_AND_TERMINATE",
@@ -311,13 +318,14 @@ pub(crate) const CONNECTOR_QUEUE_PROTOCOL: Key<Enum> = choice(
     Some("amqp"),
     false,
     "How bundles reach the platform: `amqp` (RabbitMQ) or `api` (GraphQL stixBundlePush).",
-);
+)
+.aliases(&["QUEUE_PROTOCOL"]);
 pub(crate) const CONNECTOR_SEND_TO_QUEUE: Key<Bool> = key(
     "CONNECTOR_SEND_TO_QUEUE",
     "connector.send_to_queue",
     Some("true"),
     false,
-    "Send bundles to the platform.",
+    "Send bundles to the platform (false: no work is created in the platform either).",
 );
 pub(crate) const CONNECTOR_SEND_TO_DIRECTORY: Key<Bool> = key(
     "CONNECTOR_SEND_TO_DIRECTORY",
@@ -363,6 +371,20 @@ pub(crate) const CONNECTOR_METRICS_PORT: Key<Int> = int(
     Some("9095"),
     false,
     "Port of the metrics server.",
+);
+pub(crate) const CONNECTOR_METRICS_NAMESPACE: Key<Text> = key(
+    "CONNECTOR_METRICS_NAMESPACE",
+    "connector.metrics_namespace",
+    None,
+    false,
+    "Prefix of every metric name (Prometheus namespace), as in pycti.",
+);
+pub(crate) const CONNECTOR_METRICS_SUBSYSTEM: Key<Text> = key(
+    "CONNECTOR_METRICS_SUBSYSTEM",
+    "connector.metrics_subsystem",
+    None,
+    false,
+    "Second prefix of every metric name (Prometheus subsystem), after the namespace, as in pycti.",
 );
 
 // --- arcsight_incidents
@@ -530,6 +552,41 @@ pub(crate) const MQ_USE_SSL: Key<Bool> = key(
     false,
     "Connect to RabbitMQ over TLS.",
 );
+pub(crate) const MQ_USE_SSL_CA: Key<Text> = key(
+    "MQ_USE_SSL_CA",
+    "mq.use_ssl_ca",
+    None,
+    false,
+    "CA certificates to trust for RabbitMQ: a PEM file's path, or the PEM text itself (as pycti).",
+);
+pub(crate) const MQ_USE_SSL_CERT: Key<Text> = key(
+    "MQ_USE_SSL_CERT",
+    "mq.use_ssl_cert",
+    None,
+    false,
+    "Client certificate (chain) for RabbitMQ: a PEM file's path, or the PEM text itself.",
+);
+pub(crate) const MQ_USE_SSL_KEY: Key<Secret> = key(
+    "MQ_USE_SSL_KEY",
+    "mq.use_ssl_key",
+    None,
+    false,
+    "Private key of that certificate: a PEM file's path, or the PEM text itself (PKCS#8, PKCS#1 or SEC1; encrypted PKCS#8 with MQ_USE_SSL_PASSPHRASE).",
+);
+pub(crate) const MQ_USE_SSL_PASSPHRASE: Key<Secret> = key(
+    "MQ_USE_SSL_PASSPHRASE",
+    "mq.use_ssl_passphrase",
+    None,
+    false,
+    "Passphrase of an encrypted MQ_USE_SSL_KEY.",
+);
+pub(crate) const MQ_USE_SSL_REJECT_UNAUTHORIZED: Key<Bool> = key(
+    "MQ_USE_SSL_REJECT_UNAUTHORIZED",
+    "mq.use_ssl_reject_unauthorized",
+    Some("true"),
+    false,
+    "Verify RabbitMQ's TLS certificate (pycti's default is false: see the differences table).",
+);
 pub(crate) const MQ_USER: Key<Text> = key("MQ_USER", "mq.user", None, false, "RabbitMQ user.");
 pub(crate) const MQ_PASS: Key<Secret> =
     key("MQ_PASS", "mq.pass", None, false, "RabbitMQ password.");
@@ -541,6 +598,7 @@ pub(crate) const DEFS: &[Def] = &[
     OPENCTI_URL.def,
     OPENCTI_TOKEN.def,
     OPENCTI_SSL_VERIFY.def,
+    OPENCTI_CA_FILE.def,
     OPENCTI_JSON_LOGGING.def,
     OPENCTI_CUSTOM_HEADERS.def,
     OPENCTI_MAX_RESPONSE_MB.def,
@@ -561,6 +619,8 @@ pub(crate) const DEFS: &[Def] = &[
     CONNECTOR_EXPOSE_METRICS.def,
     CONNECTOR_METRICS_HOST.def,
     CONNECTOR_METRICS_PORT.def,
+    CONNECTOR_METRICS_NAMESPACE.def,
+    CONNECTOR_METRICS_SUBSYSTEM.def,
     // --- arcsight_incidents
     ARCSIGHT_INCIDENTS_API_BASE_URL.def,
     ARCSIGHT_INCIDENTS_USERNAME.def,
@@ -585,6 +645,11 @@ pub(crate) const DEFS: &[Def] = &[
     MQ_PORT.def,
     MQ_VHOST.def,
     MQ_USE_SSL.def,
+    MQ_USE_SSL_CA.def,
+    MQ_USE_SSL_CERT.def,
+    MQ_USE_SSL_KEY.def,
+    MQ_USE_SSL_PASSPHRASE.def,
+    MQ_USE_SSL_REJECT_UNAUTHORIZED.def,
     MQ_USER.def,
     MQ_PASS.def,
 ];

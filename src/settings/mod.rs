@@ -5,6 +5,7 @@
 //! is collected, so an operator fixes all of them in one go, and no message ever shows a
 //! secret's value.
 
+pub mod compat;
 pub mod defs;
 
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
-use uuid::Uuid;
 
+use crate::delivery::MqTls;
 use crate::esm::{ApiDialect, EsmConfig};
 use crate::opencti::{DEFAULT_TIMEOUT, MqOverrides, OpenCtiConfig, header_names};
 use crate::stix::Tlp;
@@ -68,7 +69,11 @@ pub struct OpenCtiSettings {
     pub url: Option<Url>,
     /// Set whenever `url` is.
     pub token: Option<SecretString>,
-    pub(crate) ssl_verify: bool,
+    pub ssl_verify: bool,
+    /// PEM bundles trusted for the platform besides the bundled roots and the OS store:
+    /// `OPENCTI_CA_FILE`, a path given as `OPENCTI_SSL_VERIFY` (pycti passes it to requests as
+    /// `verify=`), and `REQUESTS_CA_BUNDLE` (which requests, under pycti, reads).
+    pub(crate) ca_files: Vec<PathBuf>,
     pub json_logging: bool,
     /// `OPENCTI_CUSTOM_HEADERS`, parsed.
     pub(crate) custom_headers: Vec<(String, String)>,
@@ -85,6 +90,7 @@ impl fmt::Debug for OpenCtiSettings {
             .field("url", &self.url.as_ref().map(Url::as_str))
             .field("token", &self.token)
             .field("ssl_verify", &self.ssl_verify)
+            .field("ca_files", &self.ca_files)
             .field("json_logging", &self.json_logging)
             .field("custom_headers", &header_names(&self.custom_headers))
             .field("max_response_mb", &self.max_response_mb)
@@ -101,6 +107,7 @@ impl OpenCtiSettings {
             url: self.url.clone()?,
             token: self.token.clone()?,
             ssl_verify: self.ssl_verify,
+            ca_files: self.ca_files.clone(),
             custom_headers: self.custom_headers.clone(),
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: self.max_response_mb.saturating_mul(crate::http::MIB),
@@ -111,22 +118,27 @@ impl OpenCtiSettings {
 /// The connector's own behaviour.
 #[derive(Debug, Clone)]
 pub struct ConnectorSettings {
-    pub(crate) id: Uuid,
+    /// Any string, as pycti takes it; a UUID is advised ([`Settings::advice`]).
+    pub id: String,
     pub name: String,
-    pub(crate) scope: Vec<String>,
+    pub scope: Vec<String>,
     pub(crate) log_level: LogLevel,
-    /// `None`: run once and exit (`CONNECTOR_DURATION_PERIOD=0` or run_and_terminate).
+    /// `None`: run once and exit (a zero `CONNECTOR_DURATION_PERIOD`, or run_and_terminate).
     pub duration_period: Option<Duration>,
-    pub queue_threshold_mb: u64,
+    /// MB of 10^6 bytes, as pycti: a run is skipped while the queue holds this much or more.
+    pub queue_threshold_mb: f64,
     pub run_and_terminate: bool,
     pub queue_protocol: QueueProtocol,
-    pub(crate) send_to_queue: bool,
+    pub send_to_queue: bool,
     /// `Some` when `CONNECTOR_SEND_TO_DIRECTORY` is true.
     pub(crate) send_to_directory: Option<PathBuf>,
     pub(crate) send_to_directory_retention_days: u32,
     pub(crate) expose_metrics: bool,
     pub metrics_host: std::net::IpAddr,
     pub metrics_port: u16,
+    /// `CONNECTOR_METRICS_NAMESPACE` and `_SUBSYSTEM`: the prefix of every metric name, as
+    /// pycti builds it (`namespace_subsystem_name`); `None` when both are unset.
+    pub metrics_prefix: Option<String>,
 }
 
 impl ConnectorSettings {
@@ -155,6 +167,8 @@ pub struct Settings {
     pub esm: EsmSettings,
     /// `MQ_*`.
     pub(crate) mq: MqOverrides,
+    /// `MQ_USE_SSL_*`: the broker's TLS.
+    pub mq_tls: MqTls,
 }
 
 /// Where raw values come from: environment first, then config.yml, then defaults.
@@ -201,6 +215,15 @@ impl Sources {
             yml,
             yml_mappings,
         })
+    }
+
+    /// An environment variable that is not a setting of ours but changes what we do (as
+    /// `REQUESTS_CA_BUNDLE` does); `None` when unset or empty.
+    pub(crate) fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     /// The raw text of a setting, if set anywhere (empty counts as unset).
@@ -397,12 +420,16 @@ impl<'a> Reader<'a> {
         self.sources.raw(key.def())
     }
 
-    /// The trimmed value, or the default; records a problem when a required one is missing.
+    /// The trimmed value, or the default; records a problem when a required one is missing
+    /// or still the placeholder of the compose file or config.yml.sample.
     fn text<K>(&mut self, key: &Key<K>) -> Option<String> {
         let def = key.def();
         let raw = self.raw(key).or_else(|| def.default.map(str::to_owned));
         if raw.is_none() && def.required {
             self.fail::<K, ()>(key, "is required but not set".into());
+        }
+        if raw.as_deref().is_some_and(is_placeholder) {
+            return self.fail(key, PLACEHOLDER_PROBLEM.into());
         }
         raw.map(|s| s.trim().to_owned())
     }
@@ -437,6 +464,7 @@ impl<'a> Reader<'a> {
     fn secret(&mut self, key: &Key<kinds::Secret>) -> Option<SecretString> {
         // Secrets are not trimmed: a password may legitimately end with a space.
         match self.raw(key) {
+            Some(v) if is_placeholder(&v) => self.fail(key, PLACEHOLDER_PROBLEM.into()),
             Some(v) => Some(SecretString::from(v)),
             None if key.def().required => self.fail(key, "is required but not set".into()),
             None => None,
@@ -518,15 +546,17 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn uuid(&mut self, key: &Key<kinds::Uuid>) -> Option<Uuid> {
+    /// A decimal number, zero or more (pycti reads the queue threshold with `float()`).
+    fn float(&mut self, key: &Key<kinds::Float>) -> Option<f64> {
         let raw = self.text(key)?;
-        match Uuid::parse_str(&raw) {
-            Ok(u) => Some(u),
-            Err(_) => self.fail(key, format!("{raw:?} is not a UUID")),
+        match raw.parse::<f64>() {
+            Ok(n) if n.is_finite() && n >= 0.0 => Some(n),
+            Ok(_) => self.fail(key, format!("{raw:?} is not a number of zero or more")),
+            Err(_) => self.fail(key, format!("{raw:?} is not a number")),
         }
     }
 
-    /// `Some(None)` for `0` (run once).
+    /// `Some(None)` for a zero duration (run once).
     fn period(&mut self, key: &Key<kinds::Duration>) -> Option<Option<Duration>> {
         let raw = self.text(key)?;
         match parse_period(&raw) {
@@ -552,42 +582,144 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `true/false/yes/no` in any case (also `1/0`, `on/off`, which pycti's YAML loader accepts).
+/// What the generated compose file and config.yml.sample put where the operator must decide:
+/// `ChangeMe`, or `ChangeMe-<what>` so that no two settings share a value (a shared one would
+/// be hidden as a secret's value in every message).
+pub(crate) const PLACEHOLDER: &str = "ChangeMe";
+
+const PLACEHOLDER_PROBLEM: &str =
+    "is still the placeholder (ChangeMe...) of the compose file or config.yml.sample: set it";
+
+/// Is `value` a placeholder left in ([`PLACEHOLDER`], alone or followed by `-` or `_`)?
+pub(crate) fn is_placeholder(value: &str) -> bool {
+    let v = value.trim();
+    v.get(..PLACEHOLDER.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PLACEHOLDER))
+        && matches!(
+            v.as_bytes().get(PLACEHOLDER.len()),
+            None | Some(b'-' | b'_')
+        )
+}
+
+/// `true/false/yes/no` in any case, which is what pycti takes; also what pydantic's `bool`
+/// takes (`1/0`, `on/off`, `t/f`, `y/n`), for the settings the Python connector reads through
+/// pydantic. (pycti keeps `0` or `off` as a string, which Python then finds true: ours is the
+/// sane reading, see the differences table.)
 pub(crate) fn parse_bool(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "1" | "on" => Some(true),
-        "false" | "no" | "0" | "off" => Some(false),
+        "true" | "yes" | "1" | "on" | "t" | "y" => Some(true),
+        "false" | "no" | "0" | "off" | "f" | "n" => Some(false),
         _ => None,
     }
 }
 
-/// An ISO-8601 duration in days, hours, minutes and seconds (or weeks); `0` means "run once"
-/// and is returned as `None`. Months and years are refused: their length varies.
+/// Seconds per unit of an ISO-8601 duration, as pydantic counts them: a month is 30 days, a
+/// year 365.
+const DAY: f64 = 86_400.0;
+
+/// A duration as pydantic's `timedelta` reads one (what the Python connector accepts for
+/// `CONNECTOR_DURATION_PERIOD`): ISO-8601 (`PT15M`, `PT1.5H`, `P1W`, `P1M` = 30 days,
+/// `P1Y` = 365 days), `[D day[s], ]HH:MM:SS[.ffffff]`, or a number of seconds (a YAML
+/// integer arrives as one). A zero duration means "run once" and is returned as `None`.
+/// Negative durations are refused: pycti would loop without pause.
 pub(crate) fn parse_period(s: &str) -> Result<Option<Duration>, String> {
     let t = s.trim();
-    if t == "0" {
+    let secs = if t.starts_with(['P', 'p']) {
+        iso_duration_secs(t)
+    } else if t.contains(':') {
+        clock_duration_secs(t)
+    } else {
+        t.parse::<f64>().ok().filter(|n| n.is_finite())
+    }
+    .ok_or_else(|| {
+        format!(
+            "{t:?} is not a duration such as PT15M, PT1H30M, P1D, 01:30:00 or 900 (seconds); zero runs once"
+        )
+    })?;
+    if secs < 0.0 {
+        return Err(format!("{t:?} is negative"));
+    }
+    if secs == 0.0 {
         return Ok(None);
     }
+    Duration::try_from_secs_f64(secs)
+        .map(Some)
+        .map_err(|_| format!("{t:?} is too long"))
+}
+
+/// `P[nY][nM][nW][nD][T[nH][nM][nS]]`, each `n` possibly a decimal (`.` or `,`), any case.
+fn iso_duration_secs(t: &str) -> Option<f64> {
     let upper = t.to_ascii_uppercase();
-    if !upper.starts_with('P') || upper == "P" || upper.ends_with('T') {
-        return Err(format!(
-            "{t:?} is not an ISO-8601 duration such as PT15M, PT1H30M, P1D or P1W (or 0 to run once)"
-        ));
+    let rest = upper.strip_prefix('P')?;
+    let (date, time) = match rest.split_once('T') {
+        Some((d, tm)) if !tm.is_empty() => (d, Some(tm)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    let date_units: &[(char, f64)] = &[
+        ('Y', 365.0 * DAY),
+        ('M', 30.0 * DAY),
+        ('W', 7.0 * DAY),
+        ('D', DAY),
+    ];
+    let time_units: &[(char, f64)] = &[('H', 3600.0), ('M', 60.0), ('S', 1.0)];
+    let mut total = 0.0;
+    let mut any = false;
+    for (part, units) in [(Some(date), date_units), (time, time_units)] {
+        let Some(mut part) = part else { continue };
+        let mut next_unit = 0;
+        while !part.is_empty() {
+            let end = part.find(|c: char| c.is_ascii_alphabetic())?;
+            let number: f64 = part[..end].replace(',', ".").parse().ok()?;
+            if part[..end].starts_with(['+', '-']) || !number.is_finite() {
+                return None;
+            }
+            let unit = part[end..].chars().next()?;
+            // Units in order, each at most once.
+            let i = units[next_unit..].iter().position(|(u, _)| *u == unit)? + next_unit;
+            total += number * units[i].1;
+            next_unit = i + 1;
+            any = true;
+            part = &part[end + 1..];
+        }
     }
-    let date_part = upper[1..].split('T').next().unwrap_or_default();
-    if date_part.contains('Y') || date_part.contains('M') {
-        return Err(format!(
-            "{t:?} uses years or months, whose length varies; use days or weeks (e.g. P30D)"
-        ));
+    any.then_some(total)
+}
+
+/// `[D day[s], ]HH:MM:SS[.ffffff]` (Python's `str(timedelta)`), or `HH:MM:SS` alone.
+fn clock_duration_secs(t: &str) -> Option<f64> {
+    let (days, clock) = match t.split_once(',') {
+        Some((d, c)) => {
+            let d = d.trim();
+            let n = d
+                .strip_suffix("days")
+                .or_else(|| d.strip_suffix("day"))?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            (n as f64, c.trim())
+        }
+        None => (0.0, t),
+    };
+    let mut parts = clock.split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
     }
-    let parsed = iso8601::duration(&upper).map_err(|_| {
-        format!("{t:?} is not an ISO-8601 duration such as PT15M, PT1H30M, P1D or P1W (or 0 to run once)")
-    })?;
-    let d: Duration = parsed.into();
-    if d.is_zero() {
-        return Err(format!("{t:?} is zero; use 0 to run once"));
+    let whole = |x: &str| {
+        (!x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| x.parse::<u64>().ok())
+            .flatten()
+    };
+    let (h, m) = (whole(h)?, whole(m)?);
+    let sec: f64 = sec
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)?;
+    if m >= 60 || sec >= 60.0 {
+        return None;
     }
-    Ok(Some(d))
+    Some(days * DAY + h as f64 * 3600.0 + m as f64 * 60.0 + sec)
 }
 
 /// `h1:v1;h2:v2` -> pairs. Header values are secrets-adjacent (they may carry API keys), so
@@ -623,6 +755,74 @@ impl Settings {
         Settings::from_sources(&Sources::from_process(config_file)?)
     }
 
+    /// Where config.yml is read from when `CONNECTOR_CONFIG_FILE` (or `--config`) does not say:
+    /// the working directory, then where the Python connector's image has operators mount it.
+    pub const CONFIG_FILE_CANDIDATES: &'static [&'static str] = &[
+        "config.yml",
+        "/opt/opencti-connector-arcsight-incidents/config.yml",
+    ];
+
+    /// The config file to read: `explicit` (which must then exist), else the first of
+    /// [`Settings::CONFIG_FILE_CANDIDATES`] that exists, else none.
+    pub(crate) fn config_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, SettingsError> {
+        match explicit {
+            Some(p) if p.is_file() => Ok(Some(p.to_owned())),
+            Some(p) => Err(SettingsError::File {
+                path: p.to_owned(),
+                message: "not found (CONNECTOR_CONFIG_FILE names a file that does not exist)"
+                    .into(),
+            }),
+            None => Ok(Self::CONFIG_FILE_CANDIDATES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())),
+        }
+    }
+
+    /// Advice that does not stop the connector: one line each, logged as warnings at start-up.
+    pub fn advice(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if uuid::Uuid::parse_str(&self.connector.id).is_err() {
+            out.push(
+                "CONNECTOR_ID is not a UUID: it works (pycti takes any string), but a UUIDv4 is \
+                 what the platform's connector manager and other tools expect"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
+    /// What only the file system can tell, checked at start-up rather than at the first
+    /// delivery: that this process's user can write the bundle directory (creating it if
+    /// needed).
+    pub(crate) fn check_directory(&self) -> Result<(), SettingsError> {
+        let Some(dir) = &self.connector.send_to_directory else {
+            return Ok(());
+        };
+        let probe = dir.join(format!(
+            ".arcsight-incidents-write-test-{}",
+            std::process::id()
+        ));
+        let result = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&probe, b""))
+            .and_then(|()| std::fs::remove_file(&probe));
+        result.map_err(|e| {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| m.uid().to_string())
+                .unwrap_or_else(|_| "?".into());
+            SettingsError::Invalid(vec![Problem {
+                name: CONNECTOR_SEND_TO_DIRECTORY_PATH.def().env,
+                message: format!(
+                    "{} is not writable by this process (uid {uid}): {}; give that user the \
+                     directory (for a bind mount: chown {uid} on the host's directory)",
+                    dir.display(),
+                    e.kind()
+                ),
+            }])
+        })
+    }
+
     /// Builds and validates settings from explicit sources.
     pub fn from_sources(sources: &Sources) -> Result<Settings, SettingsError> {
         let mut r = Reader::new(sources);
@@ -648,11 +848,13 @@ fn read_sections(r: &mut Reader<'_>) -> Option<Settings> {
     let connector = read_connector(r, send_to_queue);
     let esm = read_esm(r);
     let mq = read_mq(r);
+    let mq_tls = read_mq_tls(r);
     Some(Settings {
         opencti: opencti?,
         connector: connector?,
         esm: esm?,
         mq,
+        mq_tls: mq_tls?,
     })
 }
 
@@ -667,7 +869,26 @@ fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenC
         &OPENCTI_TOKEN,
         Reader::secret,
     );
-    let ssl_verify = r.bool(&OPENCTI_SSL_VERIFY);
+    let (ssl_verify, verify_bundle) = read_ssl_verify(r);
+    let mut ca_files: Vec<PathBuf> = Vec::new();
+    for (name, path) in [
+        (OPENCTI_CA_FILE.def().env, r.path(&OPENCTI_CA_FILE)),
+        (OPENCTI_SSL_VERIFY.def().env, verify_bundle),
+        (
+            "REQUESTS_CA_BUNDLE",
+            r.sources.env_var("REQUESTS_CA_BUNDLE").map(PathBuf::from),
+        ),
+    ] {
+        let Some(path) = path else { continue };
+        if path.is_file() {
+            ca_files.push(path);
+        } else {
+            r.problems.push(Problem {
+                name,
+                message: format!("{} is not a readable file", path.display()),
+            });
+        }
+    }
     let json_logging = r.bool(&OPENCTI_JSON_LOGGING);
     let custom_headers = match r.string(&OPENCTI_CUSTOM_HEADERS) {
         Some(h) => match parse_custom_headers(&h) {
@@ -682,6 +903,7 @@ fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenC
         url,
         token,
         ssl_verify: ssl_verify?,
+        ca_files,
         json_logging: json_logging?,
         custom_headers: custom_headers?,
         max_response_mb: max_response_mb? as u64,
@@ -689,9 +911,33 @@ fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenC
     })
 }
 
+/// `OPENCTI_SSL_VERIFY`: a boolean, or (as pycti passes it to requests' `verify=`) the path
+/// of a PEM CA bundle, which means "verify, trusting that bundle too". The second value is
+/// that path.
+fn read_ssl_verify(r: &mut Reader<'_>) -> (Option<bool>, Option<PathBuf>) {
+    let Some(raw) = r.text(&OPENCTI_SSL_VERIFY) else {
+        return (None, None);
+    };
+    match parse_bool(&raw) {
+        Some(b) => (Some(b), None),
+        None if raw.contains(['/', '\\']) || raw.ends_with(".pem") || raw.ends_with(".crt") => {
+            (Some(true), Some(PathBuf::from(raw)))
+        }
+        None => (
+            r.fail(
+                &OPENCTI_SSL_VERIFY,
+                format!(
+                    "{raw:?} is neither a boolean (true, false, yes, no) nor a CA bundle's path"
+                ),
+            ),
+            None,
+        ),
+    }
+}
+
 /// `connector.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid.
 fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<ConnectorSettings> {
-    let id = r.uuid(&CONNECTOR_ID);
+    let id = r.string(&CONNECTOR_ID);
     let name = r.string(&CONNECTOR_NAME);
     let scope = r.list(&CONNECTOR_SCOPE);
     let log_level = r.choice(&CONNECTOR_LOG_LEVEL).map(|l| match l {
@@ -701,7 +947,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         _ => LogLevel::Error,
     });
     let period = r.period(&CONNECTOR_DURATION_PERIOD);
-    let queue_threshold = r.int(&CONNECTOR_QUEUE_THRESHOLD);
+    let queue_threshold = r.float(&CONNECTOR_QUEUE_THRESHOLD);
     let run_and_terminate = r.bool(&CONNECTOR_RUN_AND_TERMINATE);
     let queue_protocol = r.choice(&CONNECTOR_QUEUE_PROTOCOL).map(|p| match p {
         "api" => QueueProtocol::Api,
@@ -727,13 +973,17 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
     let expose_metrics = r.bool(&CONNECTOR_EXPOSE_METRICS);
     let metrics_host = r.ip(&CONNECTOR_METRICS_HOST);
     let metrics_port = r.int(&CONNECTOR_METRICS_PORT);
+    let metrics_prefix = metrics_prefix(
+        r.string(&CONNECTOR_METRICS_NAMESPACE),
+        r.string(&CONNECTOR_METRICS_SUBSYSTEM),
+    );
     Some(ConnectorSettings {
         id: id?,
         name: name?,
         scope,
         log_level: log_level?,
         duration_period: period?,
-        queue_threshold_mb: queue_threshold? as u64,
+        queue_threshold_mb: queue_threshold?,
         run_and_terminate: run_and_terminate?,
         queue_protocol: queue_protocol?,
         send_to_queue: send_to_queue?,
@@ -742,7 +992,14 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         expose_metrics: expose_metrics?,
         metrics_host: metrics_host?,
         metrics_port: metrics_port? as u16,
+        metrics_prefix,
     })
+}
+
+/// `namespace_subsystem`, as prometheus_client (Python) joins them; either may be unset.
+fn metrics_prefix(namespace: Option<String>, subsystem: Option<String>) -> Option<String> {
+    let parts: Vec<String> = [namespace, subsystem].into_iter().flatten().collect();
+    (!parts.is_empty()).then(|| parts.join("_"))
 }
 
 /// `arcsight_incidents.*`: the ESM client's configuration and what to import.
@@ -816,6 +1073,73 @@ fn read_mq(r: &mut Reader<'_>) -> MqOverrides {
     }
 }
 
+/// `MQ_USE_SSL_*`, with pycti's meaning: each certificate or key is a PEM file's path or the
+/// PEM text itself. Read here, so a missing file or a key that does not decrypt stops the
+/// connector at start-up rather than at its first delivery.
+fn read_mq_tls(r: &mut Reader<'_>) -> Option<MqTls> {
+    let ca = r.string(&MQ_USE_SSL_CA);
+    let cert = r.string(&MQ_USE_SSL_CERT);
+    let key = r.secret(&MQ_USE_SSL_KEY);
+    let passphrase = r.secret(&MQ_USE_SSL_PASSPHRASE);
+    let verify = r.bool(&MQ_USE_SSL_REJECT_UNAUTHORIZED);
+    let mut ok = true;
+    let ca_certs = match ca.as_deref().map(crate::tls::certificates_from) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            ok = false;
+            r.fail::<_, ()>(&MQ_USE_SSL_CA, e);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            use secrecy::ExposeSecret;
+            let certs = crate::tls::certificates_from(&cert);
+            let key = crate::tls::private_key_from(
+                key.expose_secret(),
+                passphrase.as_ref().map(|p| p.expose_secret()),
+            );
+            match (certs, key) {
+                (Ok(c), Ok(k)) => Some(crate::tls::Identity::new(c, k)),
+                (c, k) => {
+                    ok = false;
+                    if let Err(e) = c {
+                        r.fail::<_, ()>(&MQ_USE_SSL_CERT, e);
+                    }
+                    if let Err(e) = k {
+                        r.fail::<_, ()>(&MQ_USE_SSL_KEY, e);
+                    }
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            ok = false;
+            r.fail::<_, ()>(
+                &MQ_USE_SSL_KEY,
+                "is required when MQ_USE_SSL_CERT is set".into(),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            ok = false;
+            r.fail::<_, ()>(
+                &MQ_USE_SSL_CERT,
+                "is required when MQ_USE_SSL_KEY is set".into(),
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let verify = verify?;
+    ok.then_some(MqTls {
+        ca_certs,
+        identity,
+        verify,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -829,8 +1153,49 @@ mod tests {
         assert_eq!(p("P1W"), Ok(Some(Duration::from_secs(7 * 86400))));
         assert_eq!(p("pt30s"), Ok(Some(Duration::from_secs(30))));
         assert_eq!(p("0"), Ok(None));
-        for bad in ["PT", "P", "P1M", "P1Y", "15m", "", "PT0S", "P1DT"] {
+        // pydantic's timedelta: months of 30 days, years of 365, fractions, clocks, seconds.
+        assert_eq!(p("P1M"), Ok(Some(Duration::from_secs(30 * 86400))));
+        assert_eq!(p("P1Y"), Ok(Some(Duration::from_secs(365 * 86400))));
+        assert_eq!(
+            p("P1Y2M3W4DT5H6M7S"),
+            Ok(Some(Duration::from_secs(
+                365 * 86400 + 60 * 86400 + 21 * 86400 + 4 * 86400 + 5 * 3600 + 6 * 60 + 7
+            )))
+        );
+        assert_eq!(p("PT1.5H"), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(p("PT0,5M"), Ok(Some(Duration::from_secs(30))));
+        assert_eq!(p("PT0S"), Ok(None));
+        assert_eq!(p("00:00:00"), Ok(None));
+        assert_eq!(p("01:30:00"), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(p("0:00:01.5"), Ok(Some(Duration::from_millis(1500))));
+        assert_eq!(
+            p("2 days, 01:00:00"),
+            Ok(Some(Duration::from_secs(2 * 86400 + 3600)))
+        );
+        assert_eq!(p("1 day, 0:00:30"), Ok(Some(Duration::from_secs(86430))));
+        assert_eq!(p("900"), Ok(Some(Duration::from_secs(900))));
+        assert_eq!(p("1.5"), Ok(Some(Duration::from_millis(1500))));
+        for bad in [
+            "PT", "P", "15m", "", "P1DT", "PT1M1H", "P1D1D", "-PT1M", "P-1D", "-5", "01:60:00",
+            "1:2", "abc", "NaN", "inf", "P1.5.5D",
+        ] {
             assert!(p(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn placeholders() {
+        for p in [
+            "ChangeMe",
+            "changeme",
+            "ChangeMe-opencti-token",
+            "ChangeMe_X",
+            " ChangeMe ",
+        ] {
+            assert!(is_placeholder(p), "{p}");
+        }
+        for v in ["ChangeMeNot", "change", "my-ChangeMe", ""] {
+            assert!(!is_placeholder(v), "{v}");
         }
     }
 

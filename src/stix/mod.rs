@@ -60,7 +60,7 @@ impl Tlp {
     ];
 
     /// The setting's spelling: `clear`, `white`, `green`, `amber`, `amber+strict`, `red`.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Tlp::Clear => "clear",
             Tlp::White => "white",

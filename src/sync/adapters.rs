@@ -40,6 +40,9 @@ impl CaseSource for EsmClient {
 pub(crate) struct PlatformTracker {
     pub(crate) client: OpenCtiClient,
     pub(crate) connector_id: String,
+    /// Whether runs are tracked as works: only when bundles go to the platform's queue
+    /// (`CONNECTOR_SEND_TO_QUEUE`), as pycti does.
+    pub(crate) works: bool,
     /// What a ping reports besides the state.
     pub(crate) info: Mutex<ConnectorInfo>,
     /// The one writer: every ping (liveness or save) waits its turn here, then snapshots the
@@ -51,10 +54,16 @@ pub(crate) struct PlatformTracker {
 const TO_PROCESSED_ATTEMPTS: u32 = 3;
 
 impl PlatformTracker {
-    pub(crate) fn new(client: OpenCtiClient, connector_id: String, info: ConnectorInfo) -> Self {
+    pub(crate) fn new(
+        client: OpenCtiClient,
+        connector_id: String,
+        works: bool,
+        info: ConnectorInfo,
+    ) -> Self {
         PlatformTracker {
             client,
             connector_id,
+            works,
             info: Mutex::new(info),
             writer: tokio::sync::Mutex::new(()),
         }
@@ -86,6 +95,9 @@ impl PlatformTracker {
 
 impl Tracker for PlatformTracker {
     async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError> {
+        if !self.works {
+            return Ok(None);
+        }
         Ok(Some(
             self.client
                 .work_add(&self.connector_id, friendly_name)

@@ -38,6 +38,10 @@ pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(40);
 /// Longest wait between two attempts to reach the platform at start-up.
 const MAX_STARTUP_WAIT: Duration = Duration::from_secs(60);
 
+/// After this long without the platform, "not ready" is said at error level: the default log
+/// level is `error`, and an operator must see a deployment that cannot start.
+const NOT_READY_IS_AN_ERROR_AFTER: Duration = Duration::from_secs(60);
+
 /// Why the daemon could not start (a failed run is a report, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -139,7 +143,8 @@ impl Daemon {
         let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
             Some(cfg) => {
                 let client = OpenCtiClient::new(cfg)?;
-                let Some(registration) = connect(&client, &settings, shutdown).await? else {
+                let Some(registration) = connect(&client, &settings, &metrics, shutdown).await?
+                else {
                     return Ok(None);
                 };
                 let state = State::from_platform(registration.connector_state.as_deref());
@@ -147,10 +152,12 @@ impl Daemon {
                 let tracker = Arc::new(PlatformTracker::new(
                     client.clone(),
                     connector_id.clone(),
+                    // pycti creates works only for what it sends to the platform's queue.
+                    settings.connector.send_to_queue,
                     ConnectorInfo {
                         run_and_terminate: settings.connector.run_once(),
                         buffering: false,
-                        queue_threshold: settings.connector.queue_threshold_mb as f64,
+                        queue_threshold: settings.connector.queue_threshold_mb,
                         queue_messages_size: 0.0,
                         next_run_datetime: None,
                         last_run_datetime: None,
@@ -235,9 +242,9 @@ impl Daemon {
         let run_shutdown = shutdown.clone();
         let mut first = true;
         let last_ok = repeat(period, &mut shutdown, async || {
-            // Back-pressure as pycti applies it: before every run but the first, so a restart
-            // (or a run-once job) always runs.
-            if !std::mem::replace(&mut first, false)
+            // Back-pressure as pycti applies it: before every run but the first after start-up,
+            // and before a run-and-terminate run.
+            if (!std::mem::replace(&mut first, false) || period.is_none())
                 && over_threshold(&self.backend, &self.settings, &self.connector_id).await
             {
                 self.metrics.runs_skipped.inc();
@@ -344,6 +351,7 @@ pub(crate) fn state_file(dir: &Path) -> PathBuf {
 async fn connect(
     client: &OpenCtiClient,
     settings: &Settings,
+    metrics: &Metrics,
     shutdown: &mut Shutdown,
 ) -> Result<Option<Registration>, DaemonError> {
     let deadline = settings
@@ -356,6 +364,7 @@ async fn connect(
         scope: settings.connector.scope.clone(),
     };
     let mut wait = Duration::from_secs(1);
+    let started = std::time::Instant::now();
     loop {
         let attempt = async {
             let version = client.health().await?;
@@ -367,6 +376,7 @@ async fn connect(
         };
         match outcome {
             Ok((version, mut r)) => {
+                metrics.platform_up();
                 info!(platform_version = %version, "registered with the platform");
                 r.mq.apply_overrides(&settings.mq);
                 return Ok(Some(r));
@@ -384,7 +394,13 @@ async fn connect(
                     }
                     sleep = sleep.min(left);
                 }
-                warn!(error = %e, retry_in_s = sleep.as_secs(), "the platform is not ready");
+                metrics.platform_down(Utc::now().timestamp());
+                let for_s = started.elapsed().as_secs();
+                if started.elapsed() >= NOT_READY_IS_AN_ERROR_AFTER {
+                    error!(error = %e, for_s, retry_in_s = sleep.as_secs(), "the platform is not ready");
+                } else {
+                    warn!(error = %e, retry_in_s = sleep.as_secs(), "the platform is not ready");
+                }
                 if !sleep_unless_shutdown(shutdown, sleep).await {
                     return Ok(None);
                 }
@@ -407,7 +423,10 @@ fn queue_sink(
         QueueProtocol::Amqp => AnySink::Amqp(AmqpDelivery::new(
             registration.mq.clone(),
             registration.connector_user_id.clone(),
-            AmqpOptions::default(),
+            AmqpOptions {
+                tls: settings.mq_tls.clone(),
+                ..AmqpOptions::default()
+            },
         )),
         QueueProtocol::Api => AnySink::Api(ApiDelivery::new(
             client.clone(),
@@ -425,22 +444,24 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
     if !settings.connector.send_to_queue {
         return false;
     }
-    let threshold_bytes = settings
-        .connector
-        .queue_threshold_mb
-        .saturating_mul(1024 * 1024);
     match client.queue_details(connector_id).await {
         Ok(q) => {
-            lock(&tracker.info).queue_messages_size = q.messages_size as f64 / 1_048_576.0;
-            if q.messages_size > threshold_bytes {
+            // pycti: MB of 10^6 bytes, and a queue at the threshold already buffers.
+            let size_mb = q.messages_size as f64 / 1_000_000.0;
+            let over = size_mb >= settings.connector.queue_threshold_mb;
+            {
+                let mut info = lock(&tracker.info);
+                info.queue_messages_size = size_mb;
+                info.buffering = over;
+            }
+            if over {
                 info!(
                     queue_bytes = q.messages_size,
                     threshold_mb = settings.connector.queue_threshold_mb,
-                    "the platform's queue is over the threshold: run skipped"
+                    "the platform's queue is at or over the threshold: run skipped (buffering)"
                 );
-                return true;
             }
-            false
+            over
         }
         Err(e) => {
             warn!(error = %e, "reading the queue size failed; running anyway");

@@ -36,7 +36,7 @@ impl Shutdown {
     }
 
     /// Resolves once shutdown is triggered (at once if it already was).
-    pub(crate) async fn wait(&mut self) {
+    pub async fn wait(&mut self) {
         // An error means every trigger was dropped: nobody can ask us to stop any more, so
         // this future must never resolve.
         if self.rx.wait_for(|stop| *stop).await.is_err() {

@@ -19,6 +19,7 @@ fn opts(window: usize) -> AmqpOptions {
         confirm_window: window,
         publish_timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(10),
+        ..AmqpOptions::default()
     }
 }
 

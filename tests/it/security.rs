@@ -49,7 +49,7 @@ fn invalid_values_in_a_settings_file_with_secrets_are_reported_without_them() {
         dir.join("config.yml"),
         format!(
             "opencti:\n  url: 'not a url {YML_TOKEN}'\n  token: '{YML_TOKEN}'\n\
-             connector:\n  id: 'not-a-uuid'\n\
+             connector:\n  id: 'x'\n  duration_period: 'not-a-duration'\n\
              arcsight_incidents:\n  api_base_url: 'https://admin:{YML_PASSWORD}@esm:8443'\n\
              \x20 username: 'admin'\n  password: '{YML_PASSWORD}'\n  tlp_level: '{YML_PASSWORD}'\n\
              mq:\n  pass: '{YML_MQ_PASS}'\n  port: '{YML_MQ_PASS}'\n"
@@ -66,7 +66,7 @@ fn invalid_values_in_a_settings_file_with_secrets_are_reported_without_them() {
         );
         for name in [
             "OPENCTI_URL",
-            "CONNECTOR_ID",
+            "CONNECTOR_DURATION_PERIOD",
             "ARCSIGHT_INCIDENTS_API_BASE_URL",
             "ARCSIGHT_INCIDENTS_TLP_LEVEL",
             "MQ_PORT",

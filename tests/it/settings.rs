@@ -55,7 +55,7 @@ fn defaults_match_the_reference_connector() {
     assert!(s.esm.import_observables);
     assert_eq!(s.esm.client.dialect, ApiDialect::Auto);
     assert_eq!(s.connector.queue_protocol, QueueProtocol::Amqp);
-    assert_eq!(s.connector.queue_threshold_mb, 500);
+    assert_eq!(s.connector.queue_threshold_mb, 500.0);
     assert_eq!(s.connector.metrics_port, 9095);
     assert!(s.opencti.json_logging);
     assert!(!s.connector.run_once());
@@ -110,8 +110,9 @@ fn the_old_url_name_is_an_alias() {
 fn every_problem_is_reported_once_with_its_variable() {
     let mut env = minimal_env();
     env.insert("ARCSIGHT_INCIDENTS_TLP_LEVEL".into(), "purple".into());
-    env.insert("CONNECTOR_ID".into(), "not-a-uuid".into());
-    env.insert("CONNECTOR_DURATION_PERIOD".into(), "P1M".into());
+    // Any string is an id (as for pycti), but not the compose file's placeholder.
+    env.insert("CONNECTOR_ID".into(), "ChangeMe".into());
+    env.insert("CONNECTOR_DURATION_PERIOD".into(), "P1X".into());
     env.insert("ARCSIGHT_INCIDENTS_MAX_CASES".into(), "0".into());
     env.insert("ARCSIGHT_INCIDENTS_SSL_VERIFY".into(), "maybe".into());
     env.insert("OPENCTI_URL".into(), "not a url".into());
@@ -137,8 +138,8 @@ fn every_problem_is_reported_once_with_its_variable() {
 }
 
 #[test]
-fn periods_refuse_months_years_and_empty_pt() {
-    for bad in ["P1M", "P1Y", "PT", "15"] {
+fn periods_refuse_what_pydantic_refuses_and_negative_ones() {
+    for bad in ["P1X", "PT", "15m", "-PT15M"] {
         let mut env = minimal_env();
         env.insert("CONNECTOR_DURATION_PERIOD".into(), bad.into());
         let lines = problems(env, None);
@@ -225,7 +226,7 @@ fn the_binary_exits_2_with_one_line_per_problem() {
         cmd.env(k, v);
     }
     cmd.env("ARCSIGHT_INCIDENTS_TLP_LEVEL", "purple");
-    cmd.env("CONNECTOR_ID", "nope");
+    cmd.env("CONNECTOR_ID", "ChangeMe-connector-id");
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -233,7 +234,7 @@ fn the_binary_exits_2_with_one_line_per_problem() {
     assert_eq!(
         lines,
         [
-            "CONNECTOR_ID: \"nope\" is not a UUID",
+            "CONNECTOR_ID: is still the placeholder (ChangeMe...) of the compose file or config.yml.sample: set it",
             "ARCSIGHT_INCIDENTS_TLP_LEVEL: \"purple\" is not one of clear, white, green, amber, amber+strict, red",
         ]
     );

@@ -49,6 +49,8 @@ pub struct Recorded {
     pub token: String,
     pub connector_state: Option<String>,
     pub pings: Vec<Option<String>>,
+    /// The `connectorInfo` of each ping.
+    pub ping_infos: Vec<Value>,
     pub works: Vec<Work>,
     pub pushed_bundles: Vec<String>,
     pub invalid_documents: Vec<String>,
@@ -204,6 +206,7 @@ async fn graphql(
         "pingConnector" => {
             let sent = vars["state"].as_str().map(str::to_owned);
             s.pings.push(sent.clone());
+            s.ping_infos.push(vars["connectorInfo"].clone());
             s.ping_signal.notify_one();
             // As the platform does: it stores the state it is sent, except right after an
             // operator's reset, when it keeps (and answers) the empty state once.
