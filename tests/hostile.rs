@@ -627,3 +627,63 @@ fn metrics_host_defaults_to_all_interfaces_as_pycti() {
     let e = env(&[("CONNECTOR_METRICS_HOST", "not an address")]).unwrap_err();
     assert!(e.to_string().contains("CONNECTOR_METRICS_HOST"), "{e}");
 }
+
+#[test]
+fn epoch_timestamps_render_as_python_computes_them() {
+    // Expected values from CPython 3.11, the reference's rule run as is:
+    // `datetime.fromtimestamp(n / 1000 if n > 1e12 else n, tz=timezone.utc)`, formatted
+    // `%Y-%m-%dT%H:%M:%S.%f` cut to milliseconds. The float division and the microsecond
+    // rounding (half to even) make some far-future milliseconds differ from the integer ones;
+    // -1 is under 1e12, so seconds, in Python as here.
+    let cases: [(serde_json::Value, &str); 9] = [
+        (json!(-1), "1969-12-31T23:59:59.000Z"),
+        (
+            json!("1969-12-31T23:59:59.999Z"),
+            "1969-12-31T23:59:59.999Z",
+        ),
+        (json!(1_000_000_000_001i64), "2001-09-09T01:46:40.001Z"),
+        (json!(1_708_898_191_213i64), "2024-02-25T21:56:31.213Z"),
+        (json!(14_920_339_938_960i64), "2442-10-22T02:52:18.959Z"),
+        (json!(32_503_680_000_001i64), "3000-01-01T00:00:00.000Z"),
+        (json!("32503680000001"), "3000-01-01T00:00:00.000Z"),
+        (json!(215_192_146_929_020i64), "8789-03-02T20:22:09.019Z"),
+        (json!(253_402_300_799_999i64), "9999-12-31T23:59:59.998Z"),
+    ];
+    let dir = std::env::temp_dir().join(format!("hostile-ts-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("cases.jsonl");
+    let lines: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (ts, _))| {
+            json!({"case": {"resourceid": format!("c{i}"), "name": "n", "createdTimestamp": ts},
+                   "events": [{"eventId": i + 1, "endTime": ts}]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (out, _) = run_bin(
+        &["convert", input.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let bundles: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(bundles.len(), cases.len(), "{stdout}");
+    for ((input, want), bundle) in cases.iter().zip(&bundles) {
+        for kind in ["case-incident", "incident"] {
+            let object = bundle["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["type"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} for {input}: {bundle}"));
+            assert_eq!(object["created"], *want, "{kind} for {input}");
+        }
+    }
+}
