@@ -4,4 +4,5 @@ pub mod amqp;
 pub mod data;
 pub mod fake_platform;
 pub mod logs;
+pub mod tls;
 pub mod world;
