@@ -687,3 +687,80 @@ fn epoch_timestamps_render_as_python_computes_them() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_that_times_out_is_a_warning_and_the_run_still_ends() {
+    const SESSION: &str = "esm-session-token-XYZ";
+    let esm = HostileServer::start(|req: &Request| {
+        if req.path.contains("LoginService/logout") {
+            Reply::Hang
+        } else if req.path.contains("LoginService/login") {
+            login_answer()
+        } else if req.path.contains("findAllIds") {
+            Reply::json(
+                200,
+                json!({"cas.findAllIdsResponse": {"cas.return": ["c1"]}}),
+            )
+        } else if req.path.contains("getResourcesByIds") {
+            Reply::json(
+                200,
+                json!({"cas.getResourcesByIdsResponse": {"cas.return": [case("c1")]}}),
+            )
+        } else {
+            Reply::json(404, json!({}))
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hostile-lo-{}", uuid::Uuid::new_v4().simple()));
+    let (out, took) = tokio::task::spawn_blocking({
+        let (e, d) = (esm.url(), dir.display().to_string());
+        move || {
+            run_bin(
+                &["run"],
+                &[
+                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
+                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
+                    ("OPENCTI_JSON_LOGGING", "true".into()),
+                    ("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT", "2".into()),
+                    ("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "1".into()),
+                ],
+                Duration::from_secs(60),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let bundles = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = text(&out.stderr);
+    // The case was delivered and the run succeeded: a logout is ESM's housekeeping.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(bundles, 1, "{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert_eq!(esm.count("logout"), 1, "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let warned = lines.iter().find(|l| {
+        l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains("logout"))
+    });
+    let warned = warned.unwrap_or_else(|| panic!("no warning about the logout:\n{stderr}"));
+    assert!(
+        warned.to_string().contains("timed out"),
+        "the warning does not say it timed out: {warned}"
+    );
+    assert_no_secret(&stderr);
+    assert!(
+        !stderr.contains(SESSION),
+        "the ESM session token shown:\n{stderr}"
+    );
+}
