@@ -764,3 +764,104 @@ async fn a_logout_that_times_out_is_a_warning_and_the_run_still_ends() {
         "the ESM session token shown:\n{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_kb_case_id_fails_that_case_only_and_never_reaches_the_state() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let long_id = "L".repeat(100 * 1024);
+    let listed = json!({"cas.findAllIdsResponse": {"cas.return": ["c1", long_id, "c2"]}});
+    let carried = Arc::new(AtomicUsize::new(0));
+    let esm = HostileServer::start({
+        let carried = carried.clone();
+        move |req: &Request| {
+            if req.body.contains("LLLLLLLLLLLLLLLL") || req.path.contains("LLLLLLLLLLLLLLLL") {
+                carried.fetch_add(1, Ordering::SeqCst);
+            }
+            if req.path.contains("LoginService/login") {
+                login_answer()
+            } else if req.path.contains("findAllIds") {
+                Reply::json(200, listed.clone())
+            } else if req.path.contains("getResourcesByIds") {
+                let cases: Vec<_> = ["c1", "c2"]
+                    .into_iter()
+                    .filter(|id| req.body.contains(&format!("\"{id}\"")))
+                    .map(case)
+                    .collect();
+                Reply::json(
+                    200,
+                    json!({"cas.getResourcesByIdsResponse": {"cas.return": cases}}),
+                )
+            } else {
+                Reply::json(200, json!({}))
+            }
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hostile-id-{}", uuid::Uuid::new_v4().simple()));
+    let (out, _) = tokio::task::spawn_blocking({
+        let (e, d) = (esm.url(), dir.display().to_string());
+        move || {
+            run_bin(
+                &["run"],
+                &[
+                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
+                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
+                ],
+                Duration::from_secs(60),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let mut bundles = String::new();
+    let mut state = None;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let content = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            state = Some(content);
+        } else {
+            bundles.push_str(&content);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = text(&out.stderr);
+    // That case failed, so the run did; the two others were delivered.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for id in ["c1", "c2"] {
+        assert!(
+            bundles.contains(&format!("\"external_id\":\"{id}\"")),
+            "{id} not delivered:\n{stderr}"
+        );
+    }
+    assert!(
+        !bundles.contains("LLLLLLLLLLLLLLLL"),
+        "the long id was delivered"
+    );
+    let state = state.expect("the run saved its state");
+    assert!(
+        !state.contains("LLLLLLLLLLLLLLLL") && state.len() < 10 * 1024,
+        "the long id went into the state ({} bytes)",
+        state.len()
+    );
+    assert_eq!(
+        carried.load(Ordering::SeqCst),
+        0,
+        "the long id was sent to ESM"
+    );
+    // Said, by size, and counted as a failure; the id itself is not copied into the logs.
+    assert!(
+        stderr.contains("far longer than any real one") && stderr.contains("102400"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed=1"), "{stderr}");
+    assert!(
+        !stderr.contains("LLLLLLLLLLLLLLLL"),
+        "the long id was logged"
+    );
+    assert_no_secret(&stderr);
+}

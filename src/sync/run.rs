@@ -17,6 +17,7 @@ use super::schedule::Shutdown;
 use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
+use crate::esm::client::MAX_ID_LEN;
 use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
 use crate::opencti::OpenCtiError;
@@ -347,12 +348,28 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
 
     /// Lists every case, reads each one's version, and selects what to send.
     async fn list_and_select(&mut self) -> Result<Vec<Seen>, RunError> {
-        let ids = self
+        let mut ids = self
             .source
             .find_all_ids()
             .await
             .map_err(RunError::ListCases)?;
         self.report.cases_seen = ids.len();
+        // An id far longer than any real one fails its case here, before the state (which
+        // would keep it) or any request (which would carry it) sees it.
+        let listed = ids.len();
+        ids.retain(|id| {
+            let ok = id.len() <= MAX_ID_LEN;
+            if !ok {
+                // Logged by size only: the id itself is what is wrong, and may be anything.
+                warn!(
+                    bytes = id.len(),
+                    limit = MAX_ID_LEN,
+                    "ESM listed a case id far longer than any real one; that case fails"
+                );
+            }
+            ok
+        });
+        let too_long = listed - ids.len();
         self.run_no = self
             .state
             .update_unless_reset(self.resets, State::start_run)
@@ -412,8 +429,8 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
             })
             .ok_or(RunError::Reset)?;
         drop(seen);
-        self.report.cases_failed += failed.len();
-        self.report.cases_changed = selection.changed + failed.len();
+        self.report.cases_failed += failed.len() + too_long;
+        self.report.cases_changed = selection.changed + failed.len() + too_long;
         self.report.cases_selected = selection.cases.len();
         info!(
             seen = self.report.cases_seen,
