@@ -403,3 +403,78 @@ async fn check_names_the_setting_that_fixes_a_refused_certificate() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `check`'s output with stdout and stderr on a pseudo-terminal (util-linux `script`), or on
+/// pipes when `terminal` is false; `NO_COLOR` set to `no_color` when given.
+async fn check_output(terminal: bool, no_color: Option<&str>) -> String {
+    // Closed ports: every check fails quickly, so every line has a status word to colour.
+    let closed = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut env = vec![
+        (
+            "CONNECTOR_ID",
+            "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11".to_owned(),
+        ),
+        ("OPENCTI_URL", format!("http://127.0.0.1:{}", closed())),
+        ("OPENCTI_TOKEN", OPENCTI_TOKEN.into()),
+        (
+            "ARCSIGHT_INCIDENTS_API_BASE_URL",
+            format!("http://127.0.0.1:{}", closed()),
+        ),
+        ("ARCSIGHT_INCIDENTS_USERNAME", "admin".into()),
+        ("ARCSIGHT_INCIDENTS_PASSWORD", ESM_PASSWORD.into()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+    ];
+    if let Some(v) = no_color {
+        env.push(("NO_COLOR", v.into()));
+    }
+    let out = if terminal {
+        let mut cmd = tokio::process::Command::new("script");
+        // -q: no banner; -e: the command's status; -c: the command; no typescript file.
+        cmd.args(["-qec", &format!("{BIN} check"), "/dev/null"])
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.output()
+            .await
+            .expect("util-linux `script` runs (this test needs it for a pseudo-terminal)")
+    } else {
+        run(&["check"], &env).await
+    };
+    let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("FAILED"), "{shown}");
+    assert!(!shown.contains(ESM_PASSWORD) && !shown.contains(OPENCTI_TOKEN));
+    shown
+}
+
+#[tokio::test]
+async fn check_colours_only_a_terminal_and_honours_no_color() {
+    let on_terminal = check_output(true, None).await;
+    assert!(
+        on_terminal.contains("\u{1b}[31mFAILED\u{1b}[0m"),
+        "no colour on a terminal:\n{on_terminal:?}"
+    );
+    // The columns still line up: the padding is outside the colour.
+    assert!(
+        on_terminal.contains("platform     \u{1b}[31mFAILED\u{1b}[0m  "),
+        "{on_terminal:?}"
+    );
+    for (what, shown) in [
+        ("NO_COLOR=1", check_output(true, Some("1")).await),
+        ("a pipe", check_output(false, None).await),
+    ] {
+        assert!(
+            !shown.contains('\u{1b}'),
+            "an escape sequence with {what}:\n{shown:?}"
+        );
+    }
+    // An empty NO_COLOR does not count (no-color.org).
+    let empty = check_output(true, Some("")).await;
+    assert!(empty.contains("\u{1b}[31mFAILED"), "{empty:?}");
+}
