@@ -865,3 +865,86 @@ async fn a_100_kb_case_id_fails_that_case_only_and_never_reaches_the_state() {
     );
     assert_no_secret(&stderr);
 }
+
+/// The local address the process listens on at `port`, from the kernel's table
+/// (`/proc/net/tcp`: hex address and port, state `0A` = listening).
+fn listening_address(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (addr, p) = cols.get(1)?.split_once(':')?;
+        if cols.get(3) != Some(&"0A") || u16::from_str_radix(p, 16).ok()? != port {
+            return None;
+        }
+        let ip = u32::from_str_radix(addr, 16).ok()?;
+        // The kernel prints the address in host byte order (little-endian here).
+        Some(std::net::Ipv4Addr::from(ip.swap_bytes()).to_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_server_binds_the_host_it_is_given() {
+    let esm = HostileServer::start(|req: &Request| {
+        if req.path.contains("LoginService/login") {
+            login_answer()
+        } else {
+            Reply::json(200, json!({"cas.findAllIdsResponse": {"cas.return": []}}))
+        }
+    })
+    .await;
+    for (host, want) in [(None, "0.0.0.0"), (Some("127.0.0.1"), "127.0.0.1")] {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir =
+            std::env::temp_dir().join(format!("hostile-mh-{}", uuid::Uuid::new_v4().simple()));
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("run")
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .env("CONNECTOR_ID", "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11")
+            .env("ARCSIGHT_INCIDENTS_API_BASE_URL", esm.url())
+            .env("ARCSIGHT_INCIDENTS_USERNAME", "admin")
+            .env("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD)
+            .env("CONNECTOR_SEND_TO_QUEUE", "false")
+            .env("CONNECTOR_SEND_TO_DIRECTORY", "true")
+            .env("CONNECTOR_SEND_TO_DIRECTORY_PATH", &dir)
+            .env("CONNECTOR_DURATION_PERIOD", "PT1H")
+            .env("CONNECTOR_LOG_LEVEL", "info")
+            .env("OPENCTI_JSON_LOGGING", "true")
+            .env("CONNECTOR_EXPOSE_METRICS", "true")
+            .env("CONNECTOR_METRICS_PORT", port.to_string())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(h) = host {
+            cmd.env("CONNECTOR_METRICS_HOST", h);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // The metrics server is up before the first run; its summary line says the run is over.
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut logs = String::new();
+        let first_run = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                logs.push_str(&line);
+                logs.push('\n');
+                if line.contains("\"run finished\"") {
+                    return;
+                }
+            }
+            panic!("the daemon exited before finishing a run:\n{logs}");
+        };
+        tokio::time::timeout(Duration::from_secs(60), first_run)
+            .await
+            .expect("the first run finishes");
+        let bound = listening_address(port);
+        child.kill().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            bound.as_deref(),
+            Some(want),
+            "CONNECTOR_METRICS_HOST={host:?}"
+        );
+    }
+}
