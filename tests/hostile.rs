@@ -866,6 +866,74 @@ async fn a_100_kb_case_id_fails_that_case_only_and_never_reaches_the_state() {
     assert_no_secret(&stderr);
 }
 
+/// The connector as a daemon (a run an hour, offline into `dir`, JSON logs) against `esm`.
+struct Daemon {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    logs: String,
+}
+
+impl Daemon {
+    fn start(esm: &str, dir: &std::path::Path, extra: &[(&str, String)]) -> Daemon {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("run")
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .env("CONNECTOR_ID", "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11")
+            .env("ARCSIGHT_INCIDENTS_API_BASE_URL", esm)
+            .env("ARCSIGHT_INCIDENTS_USERNAME", "admin")
+            .env("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD)
+            .env("CONNECTOR_SEND_TO_QUEUE", "false")
+            .env("CONNECTOR_SEND_TO_DIRECTORY", "true")
+            .env("CONNECTOR_SEND_TO_DIRECTORY_PATH", dir)
+            .env("CONNECTOR_DURATION_PERIOD", "PT1H")
+            .env("CONNECTOR_LOG_LEVEL", "info")
+            .env("OPENCTI_JSON_LOGGING", "true")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        Daemon {
+            child,
+            lines,
+            logs: String::new(),
+        }
+    }
+
+    /// Reads the logs up to a line holding `text` (a minute at most).
+    async fn wait_for(&mut self, text: &str) {
+        let found = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                self.logs.push_str(&line);
+                self.logs.push('\n');
+                if line.contains(text) {
+                    return true;
+                }
+            }
+            false
+        };
+        let found = tokio::time::timeout(Duration::from_secs(60), found).await;
+        assert!(
+            matches!(found, Ok(true)),
+            "no log line with {text}:\n{}",
+            self.logs
+        );
+    }
+
+    /// Every log line, once the process has ended.
+    async fn rest(&mut self) -> &str {
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            self.logs.push_str(&line);
+            self.logs.push('\n');
+        }
+        &self.logs
+    }
+}
+
 /// The local address the process listens on at `port`, from the kernel's table
 /// (`/proc/net/tcp`: hex address and port, state `0A` = listening).
 fn listening_address(port: u16) -> Option<String> {
@@ -899,47 +967,18 @@ async fn the_metrics_server_binds_the_host_it_is_given() {
         };
         let dir =
             std::env::temp_dir().join(format!("hostile-mh-{}", uuid::Uuid::new_v4().simple()));
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.arg("run")
-            .env_clear()
-            .current_dir(std::env::temp_dir())
-            .env("CONNECTOR_ID", "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11")
-            .env("ARCSIGHT_INCIDENTS_API_BASE_URL", esm.url())
-            .env("ARCSIGHT_INCIDENTS_USERNAME", "admin")
-            .env("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD)
-            .env("CONNECTOR_SEND_TO_QUEUE", "false")
-            .env("CONNECTOR_SEND_TO_DIRECTORY", "true")
-            .env("CONNECTOR_SEND_TO_DIRECTORY_PATH", &dir)
-            .env("CONNECTOR_DURATION_PERIOD", "PT1H")
-            .env("CONNECTOR_LOG_LEVEL", "info")
-            .env("OPENCTI_JSON_LOGGING", "true")
-            .env("CONNECTOR_EXPOSE_METRICS", "true")
-            .env("CONNECTOR_METRICS_PORT", port.to_string())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut extra = vec![
+            ("CONNECTOR_EXPOSE_METRICS", "true".to_owned()),
+            ("CONNECTOR_METRICS_PORT", port.to_string()),
+        ];
         if let Some(h) = host {
-            cmd.env("CONNECTOR_METRICS_HOST", h);
+            extra.push(("CONNECTOR_METRICS_HOST", h.to_owned()));
         }
-        let mut child = cmd.spawn().unwrap();
-        // The metrics server is up before the first run; its summary line says the run is over.
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut logs = String::new();
-        let first_run = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                logs.push_str(&line);
-                logs.push('\n');
-                if line.contains("\"run finished\"") {
-                    return;
-                }
-            }
-            panic!("the daemon exited before finishing a run:\n{logs}");
-        };
-        tokio::time::timeout(Duration::from_secs(60), first_run)
-            .await
-            .expect("the first run finishes");
+        // The metrics server is up before the first run.
+        let mut daemon = Daemon::start(&esm.url(), &dir, &extra);
+        daemon.wait_for("\"run finished\"").await;
         let bound = listening_address(port);
-        child.kill().await.unwrap();
+        daemon.child.kill().await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(
             bound.as_deref(),
@@ -947,4 +986,62 @@ async fn the_metrics_server_binds_the_host_it_is_given() {
             "CONNECTOR_METRICS_HOST={host:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_request_during_a_hanging_logout_ends_the_daemon_within_docker_grace() {
+    let esm = HostileServer::start(|req: &Request| {
+        if req.path.contains("LoginService/logout") {
+            Reply::Hang
+        } else if req.path.contains("LoginService/login") {
+            login_answer()
+        } else {
+            Reply::json(200, json!({"cas.findAllIdsResponse": {"cas.return": []}}))
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hostile-st-{}", uuid::Uuid::new_v4().simple()));
+    // The default request timeout (30 s) and retries: the logout alone outlasts Docker's grace.
+    let mut daemon = Daemon::start(&esm.url(), &dir, &[]);
+    daemon.wait_for("\"cases listed\"").await;
+    // The run's last step is the logout: wait until ESM holds it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while esm.count("logout") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no logout request");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopped = std::time::Instant::now();
+    let pid = daemon.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(60), daemon.child.wait())
+        .await
+        .expect("the daemon ends")
+        .unwrap();
+    let took = stopped.elapsed();
+    let logs = daemon.rest().await.to_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Docker sends SIGKILL 10 s after SIGTERM.
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?} to stop:\n{logs}"
+    );
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let warned = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("logout timed out"))
+        });
+    assert!(warned, "no warning about the logout:\n{logs}");
+    assert_no_secret(&logs);
+    assert!(!logs.contains("esm-session-token-XYZ"), "{logs}");
 }

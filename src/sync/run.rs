@@ -290,7 +290,7 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
                     None => self.pages().await,
                 };
                 stopping = shutdown.is_some_and(Shutdown::is_triggered);
-                self.cleanup(stopping).await;
+                self.cleanup(stopping, shutdown).await;
                 result
             }
         };
@@ -304,9 +304,14 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
         self.report
     }
 
-    /// Logout and closing the sinks; bounded only when stopping.
-    async fn cleanup(&mut self, stopping: bool) {
-        if bounded(stopping, self.source.logout()).await.is_none() {
+    /// Logout and closing the sinks; bounded only when stopping. The logout is also bounded
+    /// when the stop request comes while it waits: ESM may hang there for its whole request
+    /// timeout and retries, far past Docker's grace.
+    async fn cleanup(&mut self, stopping: bool, shutdown: Option<&Shutdown>) {
+        if bounded_from_stop(stopping, shutdown, self.source.logout())
+            .await
+            .is_none()
+        {
             warn!(
                 timeout_s = STOP_CLEANUP_TIMEOUT.as_secs(),
                 "ESM logout timed out; the session ends when ESM expires it"
@@ -799,6 +804,25 @@ async fn bounded<F: std::future::Future>(stopping: bool, f: F) -> Option<F::Outp
         tokio::time::timeout(STOP_CLEANUP_TIMEOUT, f).await.ok()
     } else {
         Some(f.await)
+    }
+}
+
+/// `f`, given [`STOP_CLEANUP_TIMEOUT`] from the stop request, whether it came before `f`
+/// started (`stopping`) or comes while `f` runs; `None` when that time ran out.
+async fn bounded_from_stop<F: std::future::Future>(
+    stopping: bool,
+    shutdown: Option<&Shutdown>,
+    f: F,
+) -> Option<F::Output> {
+    let Some(sd) = shutdown.filter(|_| !stopping) else {
+        return bounded(stopping, f).await;
+    };
+    let mut sd = sd.clone();
+    let mut f = std::pin::pin!(f);
+    tokio::select! {
+        biased;
+        r = &mut f => Some(r),
+        () = sd.wait() => tokio::time::timeout(STOP_CLEANUP_TIMEOUT, f).await.ok(),
     }
 }
 
