@@ -58,8 +58,9 @@ fn charset_of(content_type: &str) -> Option<&str> {
 pub(crate) const MIB: u64 = 1024 * 1024;
 
 /// A hint naming the setting that fixes a certificate failure, when `error_text` (a transport
-/// error's text) is one; empty otherwise.
-pub(crate) fn tls_hint(error_text: &str, settings: &str) -> String {
+/// error's text) is one; empty otherwise. `ca_setting` is the setting that adds a trusted CA,
+/// when the client has one; `verify_setting` turns verification off.
+pub(crate) fn tls_hint(error_text: &str, ca_setting: Option<&str>, verify_setting: &str) -> String {
     const MARKERS: &[&str] = &[
         "UnknownIssuer",
         "CaUsedAsEndEntity",
@@ -69,8 +70,25 @@ pub(crate) fn tls_hint(error_text: &str, settings: &str) -> String {
         "invalid peer certificate",
         "certificate",
     ];
-    if MARKERS.iter().any(|m| error_text.contains(m)) {
-        format!(" (the server's TLS certificate was refused: {settings})")
+    if error_text.contains("CaUsedAsEndEntity") {
+        // Trusting the CA cannot help here: the certificate itself is the wrong kind, which
+        // is what a server given its self-made CA's certificate (instead of one issued by
+        // that CA) presents.
+        format!(
+            " (the server presents a CA certificate as its own, which no trusted CA can make \
+             valid: give the server a certificate issued by that CA, or set {verify_setting}=false)"
+        )
+    } else if MARKERS.iter().any(|m| error_text.contains(m)) {
+        match ca_setting {
+            Some(ca) => format!(
+                " (the server's TLS certificate was refused: set {ca} to the CA that signed it, \
+                 or {verify_setting}=false)"
+            ),
+            None => format!(
+                " (the server's TLS certificate was refused: set {verify_setting}=false if it \
+                 cannot be verified)"
+            ),
+        }
     } else {
         String::new()
     }
@@ -94,9 +112,24 @@ mod tests {
     fn certificate_failures_get_a_hint() {
         let h = tls_hint(
             "error sending request: invalid peer certificate: UnknownIssuer",
-            "set X",
+            Some("CA_X"),
+            "VERIFY_X",
         );
-        assert!(h.contains("set X"), "{h}");
-        assert_eq!(tls_hint("connection refused", "set X"), "");
+        assert!(
+            h.contains("set CA_X") && h.contains("VERIFY_X=false"),
+            "{h}"
+        );
+        let h = tls_hint("invalid peer certificate: UnknownIssuer", None, "VERIFY_X");
+        assert!(h.contains("set VERIFY_X=false"), "{h}");
+        let h = tls_hint(
+            "invalid peer certificate: CaUsedAsEndEntity",
+            Some("CA_X"),
+            "VERIFY_X",
+        );
+        assert!(
+            h.contains("CA certificate as its own") && !h.contains("CA_X"),
+            "{h}"
+        );
+        assert_eq!(tls_hint("connection refused", Some("CA_X"), "VERIFY_X"), "");
     }
 }

@@ -629,3 +629,421 @@ fn metrics_host_defaults_to_all_interfaces_as_pycti() {
     let e = env(&[("CONNECTOR_METRICS_HOST", "not an address")]).unwrap_err();
     assert!(e.to_string().contains("CONNECTOR_METRICS_HOST"), "{e}");
 }
+
+#[test]
+fn epoch_timestamps_render_as_python_computes_them() {
+    // Expected values from CPython 3.11, the reference's rule run as is:
+    // `datetime.fromtimestamp(n / 1000 if n > 1e12 else n, tz=timezone.utc)`, formatted
+    // `%Y-%m-%dT%H:%M:%S.%f` cut to milliseconds. The float division and the microsecond
+    // rounding (half to even) make some far-future milliseconds differ from the integer ones;
+    // -1 is under 1e12, so seconds, in Python as here.
+    let cases: [(serde_json::Value, &str); 9] = [
+        (json!(-1), "1969-12-31T23:59:59.000Z"),
+        (
+            json!("1969-12-31T23:59:59.999Z"),
+            "1969-12-31T23:59:59.999Z",
+        ),
+        (json!(1_000_000_000_001i64), "2001-09-09T01:46:40.001Z"),
+        (json!(1_708_898_191_213i64), "2024-02-25T21:56:31.213Z"),
+        (json!(14_920_339_938_960i64), "2442-10-22T02:52:18.959Z"),
+        (json!(32_503_680_000_001i64), "3000-01-01T00:00:00.000Z"),
+        (json!("32503680000001"), "3000-01-01T00:00:00.000Z"),
+        (json!(215_192_146_929_020i64), "8789-03-02T20:22:09.019Z"),
+        (json!(253_402_300_799_999i64), "9999-12-31T23:59:59.998Z"),
+    ];
+    let dir = std::env::temp_dir().join(format!("hostile-ts-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("cases.jsonl");
+    let lines: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (ts, _))| {
+            json!({"case": {"resourceid": format!("c{i}"), "name": "n", "createdTimestamp": ts},
+                   "events": [{"eventId": i + 1, "endTime": ts}]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let (out, _) = run_bin(
+        &["convert", input.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let bundles: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(bundles.len(), cases.len(), "{stdout}");
+    for ((input, want), bundle) in cases.iter().zip(&bundles) {
+        for kind in ["case-incident", "incident"] {
+            let object = bundle["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["type"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} for {input}: {bundle}"));
+            assert_eq!(object["created"], *want, "{kind} for {input}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_that_times_out_is_a_warning_and_the_run_still_ends() {
+    const SESSION: &str = "esm-session-token-XYZ";
+    let esm = HostileServer::start(|req: &Request| {
+        if req.path.contains("LoginService/logout") {
+            Reply::Hang
+        } else if req.path.contains("LoginService/login") {
+            login_answer()
+        } else if req.path.contains("findAllIds") {
+            Reply::json(
+                200,
+                json!({"cas.findAllIdsResponse": {"cas.return": ["c1"]}}),
+            )
+        } else if req.path.contains("getResourcesByIds") {
+            Reply::json(
+                200,
+                json!({"cas.getResourcesByIdsResponse": {"cas.return": [case("c1")]}}),
+            )
+        } else {
+            Reply::json(404, json!({}))
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hostile-lo-{}", uuid::Uuid::new_v4().simple()));
+    let (out, took) = tokio::task::spawn_blocking({
+        let (e, d) = (esm.url(), dir.display().to_string());
+        move || {
+            run_bin(
+                &["run"],
+                &[
+                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
+                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
+                    ("OPENCTI_JSON_LOGGING", "true".into()),
+                    ("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT", "2".into()),
+                    ("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "1".into()),
+                ],
+                Duration::from_secs(60),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let bundles = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = text(&out.stderr);
+    // The case was delivered and the run succeeded: a logout is ESM's housekeeping.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(bundles, 1, "{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert_eq!(esm.count("logout"), 1, "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let warned = lines.iter().find(|l| {
+        l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains("logout"))
+    });
+    let warned = warned.unwrap_or_else(|| panic!("no warning about the logout:\n{stderr}"));
+    assert!(
+        warned.to_string().contains("timed out"),
+        "the warning does not say it timed out: {warned}"
+    );
+    assert_no_secret(&stderr);
+    assert!(
+        !stderr.contains(SESSION),
+        "the ESM session token shown:\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_kb_case_id_fails_that_case_only_and_never_reaches_the_state() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let long_id = "L".repeat(100 * 1024);
+    let listed = json!({"cas.findAllIdsResponse": {"cas.return": ["c1", long_id, "c2"]}});
+    let carried = Arc::new(AtomicUsize::new(0));
+    let esm = HostileServer::start({
+        let carried = carried.clone();
+        move |req: &Request| {
+            if req.body.contains("LLLLLLLLLLLLLLLL") || req.path.contains("LLLLLLLLLLLLLLLL") {
+                carried.fetch_add(1, Ordering::SeqCst);
+            }
+            if req.path.contains("LoginService/login") {
+                login_answer()
+            } else if req.path.contains("findAllIds") {
+                Reply::json(200, listed.clone())
+            } else if req.path.contains("getResourcesByIds") {
+                let cases: Vec<_> = ["c1", "c2"]
+                    .into_iter()
+                    .filter(|id| req.body.contains(&format!("\"{id}\"")))
+                    .map(case)
+                    .collect();
+                Reply::json(
+                    200,
+                    json!({"cas.getResourcesByIdsResponse": {"cas.return": cases}}),
+                )
+            } else {
+                Reply::json(200, json!({}))
+            }
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hostile-id-{}", uuid::Uuid::new_v4().simple()));
+    let (out, _) = tokio::task::spawn_blocking({
+        let (e, d) = (esm.url(), dir.display().to_string());
+        move || {
+            run_bin(
+                &["run"],
+                &[
+                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
+                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
+                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
+                ],
+                Duration::from_secs(60),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let mut bundles = String::new();
+    let mut state = None;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let content = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            state = Some(content);
+        } else {
+            bundles.push_str(&content);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = text(&out.stderr);
+    // That case failed, so the run did; the two others were delivered.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for id in ["c1", "c2"] {
+        assert!(
+            bundles.contains(&format!("\"external_id\":\"{id}\"")),
+            "{id} not delivered:\n{stderr}"
+        );
+    }
+    assert!(
+        !bundles.contains("LLLLLLLLLLLLLLLL"),
+        "the long id was delivered"
+    );
+    let state = state.expect("the run saved its state");
+    assert!(
+        !state.contains("LLLLLLLLLLLLLLLL") && state.len() < 10 * 1024,
+        "the long id went into the state ({} bytes)",
+        state.len()
+    );
+    assert_eq!(
+        carried.load(Ordering::SeqCst),
+        0,
+        "the long id was sent to ESM"
+    );
+    // Said, by size, and counted as a failure; the id itself is not copied into the logs.
+    assert!(
+        stderr.contains("far longer than any real one") && stderr.contains("102400"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed=1"), "{stderr}");
+    assert!(
+        !stderr.contains("LLLLLLLLLLLLLLLL"),
+        "the long id was logged"
+    );
+    assert_no_secret(&stderr);
+}
+
+/// The connector as a daemon (a run an hour, offline into `dir`, JSON logs) against `esm`.
+struct Daemon {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    logs: String,
+}
+
+impl Daemon {
+    fn start(esm: &str, dir: &std::path::Path, extra: &[(&str, String)]) -> Daemon {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("run")
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .env("CONNECTOR_ID", "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11")
+            .env("ARCSIGHT_INCIDENTS_API_BASE_URL", esm)
+            .env("ARCSIGHT_INCIDENTS_USERNAME", "admin")
+            .env("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD)
+            .env("CONNECTOR_SEND_TO_QUEUE", "false")
+            .env("CONNECTOR_SEND_TO_DIRECTORY", "true")
+            .env("CONNECTOR_SEND_TO_DIRECTORY_PATH", dir)
+            .env("CONNECTOR_DURATION_PERIOD", "PT1H")
+            .env("CONNECTOR_LOG_LEVEL", "info")
+            .env("OPENCTI_JSON_LOGGING", "true")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        Daemon {
+            child,
+            lines,
+            logs: String::new(),
+        }
+    }
+
+    /// Reads the logs up to a line holding `text` (a minute at most).
+    async fn wait_for(&mut self, text: &str) {
+        let found = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                self.logs.push_str(&line);
+                self.logs.push('\n');
+                if line.contains(text) {
+                    return true;
+                }
+            }
+            false
+        };
+        let found = tokio::time::timeout(Duration::from_secs(60), found).await;
+        assert!(
+            matches!(found, Ok(true)),
+            "no log line with {text}:\n{}",
+            self.logs
+        );
+    }
+
+    /// Every log line, once the process has ended.
+    async fn rest(&mut self) -> &str {
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            self.logs.push_str(&line);
+            self.logs.push('\n');
+        }
+        &self.logs
+    }
+}
+
+/// The local address the process listens on at `port`, from the kernel's table
+/// (`/proc/net/tcp`: hex address and port, state `0A` = listening).
+fn listening_address(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (addr, p) = cols.get(1)?.split_once(':')?;
+        if cols.get(3) != Some(&"0A") || u16::from_str_radix(p, 16).ok()? != port {
+            return None;
+        }
+        let ip = u32::from_str_radix(addr, 16).ok()?;
+        // The kernel prints the address in host byte order (little-endian here).
+        Some(std::net::Ipv4Addr::from(ip.swap_bytes()).to_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_server_binds_the_host_it_is_given() {
+    let esm = HostileServer::start(|req: &Request| {
+        if req.path.contains("LoginService/login") {
+            login_answer()
+        } else {
+            Reply::json(200, json!({"cas.findAllIdsResponse": {"cas.return": []}}))
+        }
+    })
+    .await;
+    for (host, want) in [(None, "0.0.0.0"), (Some("127.0.0.1"), "127.0.0.1")] {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir =
+            std::env::temp_dir().join(format!("hostile-mh-{}", uuid::Uuid::new_v4().simple()));
+        let mut extra = vec![
+            ("CONNECTOR_EXPOSE_METRICS", "true".to_owned()),
+            ("CONNECTOR_METRICS_PORT", port.to_string()),
+        ];
+        if let Some(h) = host {
+            extra.push(("CONNECTOR_METRICS_HOST", h.to_owned()));
+        }
+        // The metrics server is up before the first run.
+        let mut daemon = Daemon::start(&esm.url(), &dir, &extra);
+        daemon.wait_for("\"run finished\"").await;
+        let bound = listening_address(port);
+        daemon.child.kill().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            bound.as_deref(),
+            Some(want),
+            "CONNECTOR_METRICS_HOST={host:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_request_during_a_hanging_logout_ends_the_daemon_within_docker_grace() {
+    let esm = HostileServer::start(|req: &Request| {
+        if req.path.contains("LoginService/logout") {
+            Reply::Hang
+        } else if req.path.contains("LoginService/login") {
+            login_answer()
+        } else {
+            Reply::json(200, json!({"cas.findAllIdsResponse": {"cas.return": []}}))
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hostile-st-{}", uuid::Uuid::new_v4().simple()));
+    // The default request timeout (30 s) and retries: the logout alone outlasts Docker's grace.
+    let mut daemon = Daemon::start(&esm.url(), &dir, &[]);
+    daemon.wait_for("\"cases listed\"").await;
+    // The run's last step is the logout: wait until ESM holds it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while esm.count("logout") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no logout request");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopped = std::time::Instant::now();
+    let pid = daemon.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(60), daemon.child.wait())
+        .await
+        .expect("the daemon ends")
+        .unwrap();
+    let took = stopped.elapsed();
+    let logs = daemon.rest().await.to_owned();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Docker sends SIGKILL 10 s after SIGTERM.
+    assert!(
+        took < Duration::from_secs(8),
+        "took {took:?} to stop:\n{logs}"
+    );
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let warned = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("logout timed out"))
+        });
+    assert!(warned, "no warning about the logout:\n{logs}");
+    assert_no_secret(&logs);
+    assert!(!logs.contains("esm-session-token-XYZ"), "{logs}");
+}

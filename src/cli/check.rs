@@ -157,8 +157,9 @@ fn host_of(url: &url::Url) -> String {
     }
 }
 
-/// Prints one line per check; `true` when none failed.
-pub(crate) fn print(checks: &[Check], mut w: impl Write) -> std::io::Result<bool> {
+/// Prints one line per check; `true` when none failed. `colour` (a person at a terminal, see
+/// [`crate::telemetry::use_colour`]) colours the status word.
+pub(crate) fn print(checks: &[Check], mut w: impl Write, colour: bool) -> std::io::Result<bool> {
     let mut all_ok = true;
     for c in checks {
         let (word, reason) = match &c.outcome {
@@ -169,7 +170,22 @@ pub(crate) fn print(checks: &[Check], mut w: impl Write) -> std::io::Result<bool
             }
             Outcome::Skipped(r) => ("SKIPPED", r),
         };
-        writeln!(w, "{:<12} {word:<7} {reason}", c.name)?;
+        writeln!(w, "{:<12} {} {reason}", c.name, status_word(word, colour))?;
     }
     Ok(all_ok)
+}
+
+/// The status word padded to its column, in green, red or yellow when `colour`.
+pub(crate) fn status_word(word: &str, colour: bool) -> String {
+    let padded = format!("{word:<7}");
+    if !colour {
+        return padded;
+    }
+    let code = match word {
+        "OK" => "32",
+        "FAILED" => "31",
+        _ => "33",
+    };
+    // Only the word is coloured; the padding stays outside so columns line up.
+    format!("\x1b[{code}m{word}\x1b[0m{}", &padded[word.len()..])
 }

@@ -201,9 +201,11 @@ fn run_check(config: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
         Ok(s) => s,
         // `check` reports on stdout, one line per check: settings problems are lines too.
         Err(CliError::Settings(e)) => {
+            let colour = crate::telemetry::use_colour(std::io::stdout().is_terminal());
             let mut out = std::io::stdout().lock();
             for line in e.lines() {
-                let _ = writeln!(out, "{:<12} {:<7} {line}", "settings", "FAILED");
+                let word = check::status_word("FAILED", colour);
+                let _ = writeln!(out, "{:<12} {word} {line}", "settings");
             }
             return Ok(ExitCode::from(EXIT_SETTINGS));
         }
@@ -215,7 +217,11 @@ fn run_check(config: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::failed("check", e))?
         .block_on(check::run(&settings));
     Ok(status(matches!(
-        check::print(&checks, std::io::stdout().lock()),
+        check::print(
+            &checks,
+            std::io::stdout().lock(),
+            crate::telemetry::use_colour(std::io::stdout().is_terminal()),
+        ),
         Ok(true)
     )))
 }

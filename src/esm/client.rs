@@ -28,8 +28,8 @@ const LOGOUT_PATH: &str = "/www/core-service/rest/LoginService/logout";
 const CASE_SERVICE: &str = "/www/manager-service/rest/CaseService/";
 const EVENTS_PATH: &str = "/www/manager-service/rest/SecurityEventService/getSecurityEvents";
 
-/// Longest case id accepted: ESM's are a few dozen characters; anything far longer is not an id
-/// but junk that would end up in the state.
+/// Longest case id a run accepts: ESM's are a few dozen characters; anything far longer is not
+/// an id but junk that would end up in the state.
 pub(crate) const MAX_ID_LEN: usize = 1024;
 /// Longest string accepted in a case or an event: a description of a megabyte is already far
 /// beyond what an analyst writes, and it would be copied into every bundle.
@@ -253,18 +253,6 @@ impl EsmClient {
             .filter_map(as_string)
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
-            .filter(|s| {
-                // Logged by size only: the id itself is what is wrong, and may be anything.
-                let ok = s.len() <= MAX_ID_LEN;
-                if !ok {
-                    tracing::warn!(
-                        bytes = s.len(),
-                        limit = MAX_ID_LEN,
-                        "ESM listed a case id far longer than any real one; that case is skipped"
-                    );
-                }
-                ok
-            })
             .collect())
     }
 

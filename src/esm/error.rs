@@ -199,7 +199,8 @@ impl EsmError {
         let mut message = crate::telemetry::reqwest_error_text(e);
         message.push_str(&crate::http::tls_hint(
             &message,
-            "set ARCSIGHT_INCIDENTS_CA_FILE to the CA that signed it, or ARCSIGHT_INCIDENTS_SSL_VERIFY=false",
+            Some("ARCSIGHT_INCIDENTS_CA_FILE"),
+            "ARCSIGHT_INCIDENTS_SSL_VERIFY",
         ));
         EsmError::Transport {
             operation,

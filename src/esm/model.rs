@@ -113,13 +113,32 @@ pub(crate) fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
 
 fn epoch(n: i64) -> Option<DateTime<Utc>> {
     let t = if n > 1_000_000_000_000 {
-        DateTime::from_timestamp_millis(n)
+        python_seconds(n as f64 / 1000.0)
     } else {
         DateTime::from_timestamp(n, 0)
     };
     // Python's datetime stops at year 9999: beyond it the reference has no timestamp, and a
     // five-digit year is not a valid STIX timestamp anyway.
     t.filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
+}
+
+/// `datetime.fromtimestamp(secs)` for a float, as CPython computes it: the fraction is rounded
+/// to the microsecond, half to even. The reference divides milliseconds by 1000 in floating
+/// point, so from about the year 2240 on (8.6e12 ms) its millisecond is not always the integer
+/// one (`32503680000001` ms is `3000-01-01T00:00:00.000Z`): the ids hash that text, so ours
+/// must be the same. `n as f64` is exact below 2^53 ms, far beyond the year 9999.
+fn python_seconds(secs: f64) -> Option<DateTime<Utc>> {
+    let whole = secs.trunc();
+    let mut micros = ((secs - whole) * 1e6).round_ties_even();
+    let mut whole = whole as i64;
+    if micros >= 1e6 {
+        micros -= 1e6;
+        whole += 1;
+    } else if micros < 0.0 {
+        micros += 1e6;
+        whole -= 1;
+    }
+    DateTime::from_timestamp(whole, (micros as u32) * 1000)
 }
 
 fn parse_iso8601(s: &str) -> Option<DateTime<Utc>> {

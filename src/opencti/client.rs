@@ -472,10 +472,8 @@ fn transport(op: &'static str, e: reqwest::Error) -> OpenCtiError {
         TransportKind::Other
     };
     let mut reason = crate::telemetry::reqwest_error_text(e);
-    reason.push_str(&crate::http::tls_hint(
-        &reason,
-        "set OPENCTI_SSL_VERIFY=false if the platform's certificate cannot be verified",
-    ));
+    // No setting adds a CA for the platform: the built-in roots are what it is checked against.
+    reason.push_str(&crate::http::tls_hint(&reason, None, "OPENCTI_SSL_VERIFY"));
     OpenCtiError::Transport {
         operation: op,
         kind,

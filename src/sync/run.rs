@@ -17,6 +17,7 @@ use super::schedule::Shutdown;
 use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
+use crate::esm::client::MAX_ID_LEN;
 use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
 use crate::opencti::OpenCtiError;
@@ -289,7 +290,7 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
                     None => self.pages().await,
                 };
                 stopping = shutdown.is_some_and(Shutdown::is_triggered);
-                self.cleanup(stopping).await;
+                self.cleanup(stopping, shutdown).await;
                 result
             }
         };
@@ -303,9 +304,14 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
         self.report
     }
 
-    /// Logout and closing the sinks; bounded only when stopping.
-    async fn cleanup(&mut self, stopping: bool) {
-        if bounded(stopping, self.source.logout()).await.is_none() {
+    /// Logout and closing the sinks; bounded only when stopping. The logout is also bounded
+    /// when the stop request comes while it waits: ESM may hang there for its whole request
+    /// timeout and retries, far past Docker's grace.
+    async fn cleanup(&mut self, stopping: bool, shutdown: Option<&Shutdown>) {
+        if bounded_from_stop(stopping, shutdown, self.source.logout())
+            .await
+            .is_none()
+        {
             warn!(
                 timeout_s = STOP_CLEANUP_TIMEOUT.as_secs(),
                 "ESM logout timed out; the session ends when ESM expires it"
@@ -347,12 +353,28 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
 
     /// Lists every case, reads each one's version, and selects what to send.
     async fn list_and_select(&mut self) -> Result<Vec<Seen>, RunError> {
-        let ids = self
+        let mut ids = self
             .source
             .find_all_ids()
             .await
             .map_err(RunError::ListCases)?;
         self.report.cases_seen = ids.len();
+        // An id far longer than any real one fails its case here, before the state (which
+        // would keep it) or any request (which would carry it) sees it.
+        let listed = ids.len();
+        ids.retain(|id| {
+            let ok = id.len() <= MAX_ID_LEN;
+            if !ok {
+                // Logged by size only: the id itself is what is wrong, and may be anything.
+                warn!(
+                    bytes = id.len(),
+                    limit = MAX_ID_LEN,
+                    "ESM listed a case id far longer than any real one; that case fails"
+                );
+            }
+            ok
+        });
+        let too_long = listed - ids.len();
         self.run_no = self
             .state
             .update_unless_reset(self.resets, State::start_run)
@@ -412,8 +434,8 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
             })
             .ok_or(RunError::Reset)?;
         drop(seen);
-        self.report.cases_failed += failed.len();
-        self.report.cases_changed = selection.changed + failed.len();
+        self.report.cases_failed += failed.len() + too_long;
+        self.report.cases_changed = selection.changed + failed.len() + too_long;
         self.report.cases_selected = selection.cases.len();
         info!(
             seen = self.report.cases_seen,
@@ -782,6 +804,25 @@ async fn bounded<F: std::future::Future>(stopping: bool, f: F) -> Option<F::Outp
         tokio::time::timeout(STOP_CLEANUP_TIMEOUT, f).await.ok()
     } else {
         Some(f.await)
+    }
+}
+
+/// `f`, given [`STOP_CLEANUP_TIMEOUT`] from the stop request, whether it came before `f`
+/// started (`stopping`) or comes while `f` runs; `None` when that time ran out.
+async fn bounded_from_stop<F: std::future::Future>(
+    stopping: bool,
+    shutdown: Option<&Shutdown>,
+    f: F,
+) -> Option<F::Output> {
+    let Some(sd) = shutdown.filter(|_| !stopping) else {
+        return bounded(stopping, f).await;
+    };
+    let mut sd = sd.clone();
+    let mut f = std::pin::pin!(f);
+    tokio::select! {
+        biased;
+        r = &mut f => Some(r),
+        () = sd.wait() => tokio::time::timeout(STOP_CLEANUP_TIMEOUT, f).await.ok(),
     }
 }
 

@@ -332,3 +332,149 @@ async fn the_daemon_serves_metrics_and_stops_cleanly_on_sigterm() {
     assert!(!logs.contains(ESM_PASSWORD) && !logs.contains(OPENCTI_TOKEN));
     topo.drop_all().await;
 }
+
+/// `check` against ESM and a platform behind TLS servers whose certificates the connector
+/// cannot accept: each failure names the setting that fixes it.
+#[tokio::test]
+async fn check_names_the_setting_that_fixes_a_refused_certificate() {
+    use common::tls::{self, Presents};
+
+    let login = json!({"log.loginResponse": {"log.return": "tls-session-TOKEN-1"}}).to_string();
+    let dir = std::env::temp_dir().join(format!("check-tls-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for presents in [Presents::LeafFromCa, Presents::CaItself] {
+        let (esm_port, esm_ca) = tls::start(presents, login.clone()).await;
+        let (platform_port, _) = tls::start(presents, "{}".into()).await;
+        let mut env = vec![
+            (
+                "CONNECTOR_ID",
+                "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11".to_owned(),
+            ),
+            ("OPENCTI_URL", format!("https://localhost:{platform_port}")),
+            ("OPENCTI_TOKEN", OPENCTI_TOKEN.into()),
+            (
+                "ARCSIGHT_INCIDENTS_API_BASE_URL",
+                format!("https://localhost:{esm_port}"),
+            ),
+            ("ARCSIGHT_INCIDENTS_USERNAME", "admin".into()),
+            ("ARCSIGHT_INCIDENTS_PASSWORD", ESM_PASSWORD.into()),
+        ];
+        if presents == Presents::CaItself {
+            // The operator did trust the certificate ESM presents: no CA file can help.
+            let ca_file = dir.join("esm-ca.pem");
+            std::fs::write(&ca_file, esm_ca).unwrap();
+            env.push(("ARCSIGHT_INCIDENTS_CA_FILE", ca_file.display().to_string()));
+        }
+        let out = run(&["check"], &env).await;
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{presents:?}:\n{stdout}");
+        let esm = status_of(&stdout, "esm");
+        let platform = status_of(&stdout, "platform");
+        assert!(
+            esm.contains("FAILED") && platform.contains("FAILED"),
+            "{stdout}"
+        );
+        assert!(esm.contains("ARCSIGHT_INCIDENTS_SSL_VERIFY=false"), "{esm}");
+        assert!(platform.contains("OPENCTI_SSL_VERIFY=false"), "{platform}");
+        match presents {
+            Presents::LeafFromCa => {
+                assert!(esm.contains("UnknownIssuer"), "{esm}");
+                assert!(esm.contains("set ARCSIGHT_INCIDENTS_CA_FILE"), "{esm}");
+            }
+            Presents::CaItself => {
+                assert!(esm.contains("CaUsedAsEndEntity"), "{esm}");
+                assert!(
+                    esm.contains("presents a CA certificate as its own"),
+                    "{esm}"
+                );
+                // Pointing at a CA file again would not help: not suggested.
+                assert!(!esm.contains("set ARCSIGHT_INCIDENTS_CA_FILE"), "{esm}");
+                assert!(platform.contains("CaUsedAsEndEntity"), "{platform}");
+                assert!(
+                    platform.contains("presents a CA certificate as its own"),
+                    "{platform}"
+                );
+            }
+        }
+        let all = format!("{stdout}{}", text(&out.stderr));
+        for secret in [ESM_PASSWORD, OPENCTI_TOKEN] {
+            assert!(!all.contains(secret), "{secret} printed:\n{all}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `check`'s output with stdout and stderr on a pseudo-terminal (util-linux `script`), or on
+/// pipes when `terminal` is false; `NO_COLOR` set to `no_color` when given.
+async fn check_output(terminal: bool, no_color: Option<&str>) -> String {
+    // Closed ports: every check fails quickly, so every line has a status word to colour.
+    let closed = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut env = vec![
+        (
+            "CONNECTOR_ID",
+            "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11".to_owned(),
+        ),
+        ("OPENCTI_URL", format!("http://127.0.0.1:{}", closed())),
+        ("OPENCTI_TOKEN", OPENCTI_TOKEN.into()),
+        (
+            "ARCSIGHT_INCIDENTS_API_BASE_URL",
+            format!("http://127.0.0.1:{}", closed()),
+        ),
+        ("ARCSIGHT_INCIDENTS_USERNAME", "admin".into()),
+        ("ARCSIGHT_INCIDENTS_PASSWORD", ESM_PASSWORD.into()),
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+    ];
+    if let Some(v) = no_color {
+        env.push(("NO_COLOR", v.into()));
+    }
+    let out = if terminal {
+        let mut cmd = tokio::process::Command::new("script");
+        // -q: no banner; -e: the command's status; -c: the command; no typescript file.
+        cmd.args(["-qec", &format!("{BIN} check"), "/dev/null"])
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.output()
+            .await
+            .expect("util-linux `script` runs (this test needs it for a pseudo-terminal)")
+    } else {
+        run(&["check"], &env).await
+    };
+    let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("FAILED"), "{shown}");
+    assert!(!shown.contains(ESM_PASSWORD) && !shown.contains(OPENCTI_TOKEN));
+    shown
+}
+
+#[tokio::test]
+async fn check_colours_only_a_terminal_and_honours_no_color() {
+    let on_terminal = check_output(true, None).await;
+    assert!(
+        on_terminal.contains("\u{1b}[31mFAILED\u{1b}[0m"),
+        "no colour on a terminal:\n{on_terminal:?}"
+    );
+    // The columns still line up: the padding is outside the colour.
+    assert!(
+        on_terminal.contains("platform     \u{1b}[31mFAILED\u{1b}[0m  "),
+        "{on_terminal:?}"
+    );
+    for (what, shown) in [
+        ("NO_COLOR=1", check_output(true, Some("1")).await),
+        ("a pipe", check_output(false, None).await),
+    ] {
+        assert!(
+            !shown.contains('\u{1b}'),
+            "an escape sequence with {what}:\n{shown:?}"
+        );
+    }
+    // An empty NO_COLOR does not count (no-color.org).
+    let empty = check_output(true, Some("")).await;
+    assert!(empty.contains("\u{1b}[31mFAILED"), "{empty:?}");
+}

@@ -27,6 +27,7 @@ const GET_BY_IDS: &str = "/www/manager-service/rest/CaseService/getResourcesById
 const EVENTS: &str = "/www/manager-service/rest/SecurityEventService/getSecurityEvents";
 
 use crate::common::data::fixture;
+use crate::common::tls::{self, Presents};
 
 fn fixture_json(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).expect("fixture is valid JSON")
@@ -994,83 +995,9 @@ async fn no_error_and_no_log_line_ever_shows_the_password_or_the_token() {
 
 // ---- TLS -------------------------------------------------------------------------------
 
-/// A one-request-per-connection HTTPS server answering every request with the login fixture,
-/// its certificate issued by a fresh private CA. Returns the port and the CA's PEM.
+/// An HTTPS server answering every request with the login fixture.
 async fn tls_server() -> (u16, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
-
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-
-    let key: rustls::pki_types::PrivateKeyDer<'static> =
-        rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let answer = fixture("login.json");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                // Read the head and the body the request announces, then answer once.
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = tls.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
-                }
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                    answer.len(),
-                    answer
-                );
-                let _ = tls.write_all(resp.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (port, ca_cert.pem())
+    tls::start(Presents::LeafFromCa, fixture("login.json")).await
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ pub enum Reply {
         status: u16,
         location: String,
     },
+    /// No answer at all: the connection stays open until the client gives up.
+    Hang,
 }
 
 impl Reply {
@@ -167,6 +169,11 @@ async fn serve(
                 "HTTP/1.1 {status} X\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
             stream.write_all(head.as_bytes()).await?;
+        }
+        Reply::Hang => {
+            // Returns once the client closes its side (its timeout), so no task outlives it.
+            while stream.read(&mut chunk).await? > 0 {}
+            return Ok(());
         }
         Reply::Huge { bytes, sized } => {
             let framing = if sized {

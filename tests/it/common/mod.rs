@@ -4,5 +4,6 @@ pub mod amqp;
 pub mod data;
 pub mod fake_platform;
 pub mod logs;
+pub mod tls;
 pub mod tls_proxy;
 pub mod world;
