@@ -127,6 +127,9 @@ pub struct ConnectorSettings {
     pub(crate) expose_metrics: bool,
     pub metrics_host: std::net::IpAddr,
     pub metrics_port: u16,
+    /// How often the connector pings the platform (pycti: 40 s). Not read from the
+    /// environment; tests shorten it to make pings race the run's saves.
+    pub ping_interval: Duration,
 }
 
 impl ConnectorSettings {
@@ -742,6 +745,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         expose_metrics: expose_metrics?,
         metrics_host: metrics_host?,
         metrics_port: metrics_port? as u16,
+        ping_interval: crate::sync::daemon::PING_INTERVAL,
     })
 }
 
