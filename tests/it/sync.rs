@@ -466,3 +466,20 @@ async fn a_case_esm_says_is_gone_leaves_the_ledger_at_once() {
     assert_all_latest_then_quiet(&env, &[&r1]).await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_first_import_reads_each_case_from_esm_once() {
+    let env = Env::start(12, 2).await;
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 12);
+    let counters = env.sim.counters();
+    let reads = |name: &str| counters.get(name).copied().unwrap_or(0);
+    // 12 cases fit one batch: read once while listing, not again for their three pages.
+    assert_eq!(
+        (reads("getResourcesByIds"), reads("getResourceById")),
+        (1, 0),
+        "{counters:?}"
+    );
+    assert_all_latest_then_quiet(&env, &[&r1]).await;
+    env.stop().await;
+}
