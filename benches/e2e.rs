@@ -34,6 +34,8 @@ const TOKEN: &str = "bench-token";
 
 struct Scenario {
     label: &'static str,
+    /// `ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES` (the default is on).
+    observables: bool,
     cases: usize,
     events_per_case: usize,
     latency_ms: u64,
@@ -65,6 +67,7 @@ fn main() {
             events_per_case: 5,
             latency_ms: 2,
             second_run: true,
+            observables: true,
         },
         Scenario {
             label: "2,000 cases x 5 events, 20 ms latency",
@@ -72,6 +75,7 @@ fn main() {
             events_per_case: 5,
             latency_ms: 20,
             second_run: false,
+            observables: true,
         },
         Scenario {
             label: "20,000 cases x 5 events, 2 ms latency",
@@ -79,6 +83,7 @@ fn main() {
             events_per_case: 5,
             latency_ms: 2,
             second_run: true,
+            observables: true,
         },
         // The state's size, the ping's payload and memory at scale (issue 12's budget: at most
         // 16 bytes of state a delivered case; peak RSS within 1.3x of that at 2,000 cases).
@@ -88,6 +93,7 @@ fn main() {
             events_per_case: 1,
             latency_ms: 0,
             second_run: true,
+            observables: true,
         },
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -96,9 +102,12 @@ fn main() {
         .build()
         .expect("runtime");
     let mut all = Vec::new();
+    // E2E_ONLY_OVERLAP: only the (a) / (b) / (c) figures of issue 15.
+    let only_overlap = std::env::var_os("E2E_ONLY_OVERLAP").is_some();
     for s in scenarios
         .iter()
         .take(if quick { 1 } else { scenarios.len() })
+        .filter(|_| !only_overlap)
     {
         let figures = rt.block_on(scenario(s));
         for f in &figures {
@@ -106,11 +115,28 @@ fn main() {
         }
         all.extend(figures);
     }
+    // Issue 15: how much of (a) ESM alone and (b) delivery alone the whole run (c) hides.
+    let mut overlap = Vec::new();
+    if !quick && std::env::var_os("E2E_SKIP_OVERLAP").is_none() {
+        for latency_ms in [2, 50] {
+            let o = rt.block_on(overlap_figures(latency_ms));
+            println!("{}", overlap_line(&o));
+            overlap.push(o);
+        }
+    }
     let mut report = String::from(
         "scenario | run | wall s | ESM requests | AMQP messages | cases delivered | peak RSS MB | state bytes | ping bytes\n",
     );
     for f in &all {
         let _ = writeln!(report, "{}", line(f));
+    }
+    if !overlap.is_empty() {
+        report.push_str(
+            "\n2,000 cases x 5 events, observables off | (a) ESM alone s | (b) delivery alone s | (c) whole run s | c / max(a, b) | peak RSS MB | messages\n",
+        );
+        for o in &overlap {
+            let _ = writeln!(report, "{}", overlap_line(o));
+        }
     }
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -183,6 +209,10 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
             .env("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD)
             // One full import: no per-run cap.
             .env("ARCSIGHT_INCIDENTS_MAX_CASES", "1000000")
+            .env(
+                "ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES",
+                if s.observables { "true" } else { "false" },
+            )
             .output()
             .await
             .expect("the connector starts");
@@ -236,4 +266,155 @@ fn requests(sim: &Simulator) -> u64 {
         .filter(|(k, _)| !k.starts_with("fault."))
         .map(|(_, v)| v)
         .sum()
+}
+
+struct Overlap {
+    latency_ms: u64,
+    esm_s: f64,
+    delivery_s: f64,
+    run: Figures,
+}
+
+fn overlap_line(o: &Overlap) -> String {
+    format!(
+        "{} ms per ESM request | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {}",
+        o.latency_ms,
+        o.esm_s,
+        o.delivery_s,
+        o.run.wall_s,
+        o.run.wall_s / o.esm_s.max(o.delivery_s),
+        o.run.peak_rss_mb,
+        o.run.messages
+    )
+}
+
+/// 2,000 cases x 5 events, observables off: (a) what ESM alone costs the connector's client
+/// (list, read every case, fetch every page's events, as a run does, with its batching and
+/// concurrency), (b) what publishing the same pages with confirms costs, (c) the whole run.
+async fn overlap_figures(latency_ms: u64) -> Overlap {
+    use arcsight_incidents::convert::{ConvertOptions, Converter};
+    use arcsight_incidents::delivery::{AmqpDelivery, AmqpOptions, Sink, split_bundle};
+    use arcsight_incidents::esm::EsmClient;
+    use arcsight_incidents::esm::model::{Case, SecurityEvent};
+    use arcsight_incidents::settings::{Settings, Sources};
+    use arcsight_incidents::stix::Bundle;
+
+    const PAGE: usize = 100;
+    let sim = Simulator::start(SimConfig {
+        cases: 2_000,
+        events_per_case: 5,
+        password: PASSWORD.into(),
+        faults: Faults {
+            latency: Duration::from_millis(latency_ms),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://127.0.0.1:1"),
+        ("OPENCTI_TOKEN", TOKEN),
+        ("CONNECTOR_ID", "6f1d3c8e-0000-4000-8000-00000000be4c"),
+        ("ARCSIGHT_INCIDENTS_API_BASE_URL", sim.base_url().as_str()),
+        ("ARCSIGHT_INCIDENTS_USERNAME", "admin"),
+        ("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let settings =
+        Settings::from_sources(&Sources::new(env, None).expect("sources")).expect("settings");
+
+    // (a) ESM alone.
+    let started = Instant::now();
+    let esm = EsmClient::new(settings.esm.client.clone()).expect("client");
+    esm.login().await.expect("login");
+    let ids = esm.find_all_ids().await.expect("listing");
+    // As a run reads: every case in chunks of batch x concurrency while listing, then each
+    // page's events (the client fetches a page's event batches concurrently).
+    let fetch_chunk = settings.esm.client.case_batch_size * settings.esm.client.concurrency;
+    let mut all_cases = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(fetch_chunk.max(1)) {
+        all_cases.extend(
+            esm.get_cases(chunk)
+                .await
+                .into_iter()
+                .filter_map(|(_, r)| r.ok().as_ref().and_then(Case::from_value)),
+        );
+    }
+    let mut pages: Vec<Vec<(Case, Vec<SecurityEvent>)>> = Vec::new();
+    for chunk in all_cases.chunks(PAGE) {
+        let cases = chunk.to_vec();
+        let event_ids: Vec<_> = cases.iter().flat_map(|c| c.event_ids.clone()).collect();
+        let fetched = esm.get_security_events(&event_ids).await;
+        pages.push(
+            cases
+                .into_iter()
+                .map(|c| {
+                    let events = c
+                        .event_ids
+                        .iter()
+                        .filter_map(|id| fetched.events.get(id))
+                        .filter_map(SecurityEvent::from_value)
+                        .collect();
+                    (c, events)
+                })
+                .collect(),
+        );
+    }
+    let _ = esm.logout().await;
+    let esm_s = started.elapsed().as_secs_f64();
+
+    // (b) Delivery alone: the same pages, converted beforehand, published with confirms.
+    let converter = Converter::new(ConvertOptions {
+        import_observables: false,
+        ..ConvertOptions::default()
+    });
+    let parts: Vec<_> = pages
+        .iter()
+        .map(|page| {
+            let mut objects: Vec<_> = page
+                .iter()
+                .flat_map(|(c, e)| converter.convert_case(c, e))
+                .collect();
+            objects.extend(converter.common_objects());
+            split_bundle(&Bundle::new(objects))
+        })
+        .collect();
+    drop(pages);
+    let topo = Topology::new().await;
+    let started = Instant::now();
+    let mut d = AmqpDelivery::connect(
+        &amqp::mq(&topo.exchange, &topo.routing),
+        "bench-applicant",
+        AmqpOptions::default(),
+    )
+    .await
+    .expect("broker");
+    for p in &parts {
+        d.publish(p, Some("bench-work")).await.expect("publish");
+    }
+    let delivery_s = started.elapsed().as_secs_f64();
+    let _ = d.close().await;
+    topo.drop_all().await;
+    sim.shutdown().await;
+
+    // (c) The whole run, as its own process.
+    let run = scenario(&Scenario {
+        label: "2,000 cases x 5 events, observables off",
+        cases: 2_000,
+        events_per_case: 5,
+        latency_ms,
+        second_run: false,
+        observables: false,
+    })
+    .await
+    .remove(0);
+    Overlap {
+        latency_ms,
+        esm_s,
+        delivery_s,
+        run,
+    }
 }

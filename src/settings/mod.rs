@@ -139,6 +139,9 @@ pub struct ConnectorSettings {
     /// `CONNECTOR_METRICS_NAMESPACE` and `_SUBSYSTEM`: the prefix of every metric name, as
     /// pycti builds it (`namespace_subsystem_name`); `None` when both are unset.
     pub metrics_prefix: Option<String>,
+    /// How often the connector pings the platform (pycti: 40 s). Not read from the
+    /// environment; tests shorten it to make pings race the run's saves.
+    pub ping_interval: Duration,
 }
 
 impl ConnectorSettings {
@@ -993,6 +996,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         metrics_host: metrics_host?,
         metrics_port: metrics_port? as u16,
         metrics_prefix,
+        ping_interval: crate::sync::daemon::PING_INTERVAL,
     })
 }
 

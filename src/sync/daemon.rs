@@ -207,6 +207,7 @@ impl Daemon {
         // Liveness: ping every 40 s with the latest state; adopt an operator's reset.
         if let Backend::Platform { tracker, .. } = &backend {
             background.push(tokio::spawn(ping_loop(
+                settings.connector.ping_interval,
                 tracker.clone(),
                 state.clone(),
                 metrics.clone(),
@@ -471,12 +472,13 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
 }
 
 async fn ping_loop(
+    interval: Duration,
     tracker: Arc<PlatformTracker>,
     state: Arc<SharedState>,
     metrics: Metrics,
     shutdown: Shutdown,
 ) {
-    every(PING_INTERVAL, shutdown, || {
+    every(interval, shutdown, || {
         let (tracker, state, metrics) = (tracker.clone(), state.clone(), metrics.clone());
         async move {
             metrics.ping_api.inc();

@@ -32,6 +32,11 @@ const STOP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// about 14; an ESM failing everything stops here instead of asking for each id twice.
 const BISECT_BUDGET: usize = 64;
 
+/// Changed cases kept from the listing's reads so their page does not read them again (a first
+/// import of up to this many cases reads each case once); beyond it, pages read their cases.
+/// Bounds the memory they take, whatever the number of cases.
+const READ_ONCE_BUDGET: usize = 5_000;
+
 /// Where the ESM data comes from: the real client, or anything shaped like it.
 #[allow(async_fn_in_trait)]
 pub(crate) trait CaseSource {
@@ -233,6 +238,7 @@ pub(crate) async fn run_once(
         run_no: 0,
         report: RunReport::default(),
         opened: false,
+        read_once: HashMap::new(),
     }
     .execute(shutdown)
     .await
@@ -269,9 +275,20 @@ struct Run<'a, S, K, T> {
     run_no: u64,
     report: RunReport,
     opened: bool,
+    /// Changed cases read while listing, kept (up to [`READ_ONCE_BUDGET`]) so their page does
+    /// not read them again.
+    read_once: HashMap<String, Case>,
 }
 
-impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
+impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
+    fn reader(&self) -> Reader<'a, S> {
+        Reader {
+            source: self.source,
+            state: self.state,
+            converter: self.converter,
+        }
+    }
+
     async fn execute(mut self, shutdown: Option<&Shutdown>) -> RunReport {
         let started = Instant::now();
         let mut stopping = false;
@@ -340,15 +357,46 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
         bounded(stopping, self.tracker.work_done(&work_id, &summary, failed)).await;
     }
 
+    /// Two pages in flight: the next page's cases and events are read while the current one is
+    /// delivered, confirmed and committed. Pages still commit in order, each after its
+    /// confirms, and memory holds at most two pages.
     async fn pages(&mut self) -> Result<(), RunError> {
         let selected = self.list_and_select().await?;
         let page_size = self.cfg.page_size.max(1);
-        for page in selected.chunks(page_size) {
-            let cases = self.fetch_page(page).await;
-            let delivered = self.deliver(&cases.ready).await?;
-            self.commit(cases, delivered).await?;
+        let reader = self.reader();
+        let mut pages = selected.chunks(page_size);
+        let Some(first) = pages.next() else {
+            return Ok(());
+        };
+        let mut cases = reader.fetch_page(first, self.cached(first)).await;
+        loop {
+            let next = pages.next();
+            let cached = next.map(|p| self.cached(p)).unwrap_or_default();
+            let fetch_next = async {
+                Ok(match next {
+                    Some(page) => Some(reader.fetch_page(page, cached).await),
+                    None => None,
+                })
+            };
+            let current = async {
+                let delivered = self.deliver(&cases.ready).await?;
+                self.commit(cases, delivered).await
+            };
+            // A failed page stops the run at once: the next page, read or not, is dropped
+            // uncommitted.
+            let ((), next_cases) = tokio::try_join!(current, fetch_next)?;
+            match next_cases {
+                Some(c) => cases = c,
+                None => return Ok(()),
+            }
         }
-        Ok(())
+    }
+
+    /// The cases of `page` read while listing (taken out of the cache).
+    fn cached(&mut self, page: &[Seen]) -> HashMap<String, Case> {
+        page.iter()
+            .filter_map(|s| self.read_once.remove(&s.id).map(|c| (s.id.clone(), c)))
+            .collect()
     }
 
     /// Lists every case, reads each one's version, and selects what to send.
@@ -386,14 +434,24 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
         let mut seen = Vec::with_capacity(ids.len());
         let mut failed = Vec::new();
         let mut gone = Vec::new();
+        let reader = self.reader();
         for chunk in ids.chunks(self.cfg.fetch_chunk.max(1)) {
-            for (id, answer) in self.read_cases(chunk).await {
+            for (id, answer) in reader.read_cases(chunk).await {
                 match answer.as_ref().map(|v| (v, Case::from_value(v))) {
-                    Ok((v, Some(case))) => seen.push(Seen {
-                        version: version_hash(v),
-                        modified_ms: case.modified_ms,
-                        id,
-                    }),
+                    Ok((v, Some(case))) => {
+                        let version = version_hash(v);
+                        let modified_ms = case.modified_ms;
+                        if self.read_once.len() < READ_ONCE_BUDGET
+                            && !self.state.update(|st| st.is_current(&id, version))
+                        {
+                            self.read_once.insert(id.clone(), case);
+                        }
+                        seen.push(Seen {
+                            version,
+                            modified_ms,
+                            id,
+                        });
+                    }
                     Err(e) if is_gone(e) => gone.push(id),
                     _ => {
                         note_read_failure(&id, &answer);
@@ -434,6 +492,10 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
             })
             .ok_or(RunError::Reset)?;
         drop(seen);
+        // Only the selected cases are kept for their pages.
+        let selected: HashSet<&str> = selection.cases.iter().map(|c| c.id.as_str()).collect();
+        self.read_once
+            .retain(|id, _| selected.contains(id.as_str()));
         self.report.cases_failed += failed.len() + too_long;
         self.report.cases_changed = selection.changed + failed.len() + too_long;
         self.report.cases_selected = selection.cases.len();
@@ -449,155 +511,6 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
             self.save().await?;
         }
         Ok(selection.cases)
-    }
-
-    /// Reads `ids`; when a batch fails, bisects the failed ids down to the ones that fail
-    /// alone, so one poison case costs only itself.
-    async fn read_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)> {
-        let mut out = Vec::with_capacity(ids.len());
-        let mut todo = vec![ids.to_vec()];
-        let mut budget = BISECT_BUDGET;
-        while let Some(group) = todo.pop() {
-            let mut failed = Vec::new();
-            for (id, answer) in self.source.get_cases(&group).await {
-                match &answer {
-                    Err(e) if !is_gone(e) && bisectable(e) => failed.push((id, answer)),
-                    _ => out.push((id, answer)),
-                }
-            }
-            if failed.len() > 1 && budget >= 2 {
-                budget -= 2;
-                let ids: Vec<String> = failed.into_iter().map(|(id, _)| id).collect();
-                let (a, b) = ids.split_at(ids.len() / 2);
-                warn!(
-                    cases = ids.len(),
-                    "a case batch failed; splitting it to find the case that fails it"
-                );
-                todo.push(b.to_vec());
-                todo.push(a.to_vec());
-            } else {
-                out.extend(failed);
-            }
-        }
-        out
-    }
-
-    /// Reads `ids`' events, bisecting failed batches as [`Self::read_cases`] does.
-    async fn read_events(&self, ids: &[EventId]) -> EventsFetch {
-        let mut out = EventsFetch::default();
-        let mut todo = vec![ids.to_vec()];
-        let mut budget = BISECT_BUDGET;
-        while let Some(group) = todo.pop() {
-            let EventsFetch { events, failed } = self.source.get_events(&group).await;
-            out.events.extend(events);
-            let retry: Vec<EventId> = failed
-                .iter()
-                .filter(|(_, e)| bisectable(e))
-                .map(|(id, _)| *id)
-                .collect();
-            let retried: HashSet<EventId> = retry.iter().copied().collect();
-            if retry.len() > 1 && budget >= 2 {
-                budget -= 2;
-                warn!(
-                    events = retry.len(),
-                    "an event batch failed; splitting it to find the event that fails it"
-                );
-                let (a, b) = retry.split_at(retry.len() / 2);
-                todo.push(b.to_vec());
-                todo.push(a.to_vec());
-                out.failed
-                    .extend(failed.into_iter().filter(|(id, _)| !retried.contains(id)));
-            } else {
-                out.failed.extend(failed);
-            }
-        }
-        out
-    }
-
-    /// Reads the page's cases again (their latest version) and their events, and converts
-    /// the ones that are complete (or have been incomplete for too long).
-    async fn fetch_page(&mut self, page: &[Seen]) -> PageCases {
-        let ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
-        let mut answers: HashMap<String, Result<Value, EsmError>> =
-            self.read_cases(&ids).await.into_iter().collect();
-        let mut out = PageCases::default();
-        let mut cases: Vec<(Seen, u64, Case)> = Vec::with_capacity(page.len());
-        for s in page {
-            let answer = answers.remove(&s.id).unwrap_or(Err(EsmError::NotReturned {
-                operation: "getResourcesByIds",
-            }));
-            match answer
-                .as_ref()
-                .map(|v| (version_hash(v), Case::from_value(v)))
-            {
-                Ok((version, Some(case))) => cases.push((s.clone(), version, case)),
-                Err(e) if is_gone(e) => out.gone.push(s.id.clone()),
-                _ => {
-                    note_read_failure(&s.id, &answer);
-                    out.failed.push(s.id.clone());
-                }
-            }
-        }
-        let event_ids: Vec<EventId> = {
-            let mut set = HashSet::new();
-            cases
-                .iter()
-                .flat_map(|(_, _, c)| c.event_ids.iter().copied())
-                .filter(|id| set.insert(*id))
-                .collect()
-        };
-        let fetched = if event_ids.is_empty() {
-            EventsFetch::default()
-        } else {
-            self.read_events(&event_ids).await
-        };
-        for (seen, version, case) in cases {
-            match self.convert(&fetched, &seen, &case) {
-                Some((objects, incidents)) => out.ready.push(Prepared {
-                    seen,
-                    version,
-                    objects,
-                    incidents,
-                }),
-                None => out.incomplete.push(seen.id),
-            }
-        }
-        out
-    }
-
-    /// The case's objects, or `None` when its events are incomplete and it is held back.
-    fn convert(
-        &self,
-        fetched: &EventsFetch,
-        seen: &Seen,
-        case: &Case,
-    ) -> Option<(Vec<StixObject>, usize)> {
-        let mut unique = HashSet::new();
-        let wanted: Vec<EventId> = case
-            .event_ids
-            .iter()
-            .copied()
-            .filter(|id| unique.insert(*id))
-            .collect();
-        let events: Vec<SecurityEvent> = wanted
-            .iter()
-            .filter_map(|id| fetched.events.get(id))
-            .filter_map(SecurityEvent::from_value)
-            .collect();
-        if events.len() < wanted.len() {
-            let failed = wanted
-                .iter()
-                .filter(|id| fetched.failed.contains_key(id))
-                .count();
-            let runs = self.state.snapshot_incomplete(&seen.id) + 1;
-            if runs < MAX_INCOMPLETE_RUNS {
-                info!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, "ESM returned fewer events than the case lists; case held back and tried again next run");
-                return None;
-            }
-            warn!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, runs, "ESM returned fewer events than the case lists, run after run; delivering the case with the events that exist");
-        }
-        let incidents = events.len();
-        Some((self.converter.convert_case(case, &events), incidents))
     }
 
     /// Delivers the page's cases. A failure that may be tied to the content is bisected down
@@ -785,6 +698,186 @@ impl<S: CaseSource, K: Sink, T: Tracker> Run<'_, S, K, T> {
                 Ok(())
             }
         }
+    }
+}
+
+/// The ESM side of a run: reading cases and events and converting them. Shared, so the next
+/// page is read while the current one is delivered.
+struct Reader<'a, S> {
+    source: &'a S,
+    state: &'a SharedState,
+    converter: &'a Converter,
+}
+
+impl<S> Clone for Reader<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Reader<'_, S> {}
+
+impl<S: CaseSource> Reader<'_, S> {
+    /// Reads `ids`; when a batch fails, bisects the failed ids down to the ones that fail
+    /// alone, so one poison case costs only itself.
+    async fn read_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut todo = vec![ids.to_vec()];
+        let mut budget = BISECT_BUDGET;
+        while let Some(group) = todo.pop() {
+            let mut failed = Vec::new();
+            for (id, answer) in self.source.get_cases(&group).await {
+                match &answer {
+                    Err(e) if !is_gone(e) && bisectable(e) => failed.push((id, answer)),
+                    _ => out.push((id, answer)),
+                }
+            }
+            if failed.len() > 1 && budget >= 2 {
+                budget -= 2;
+                let ids: Vec<String> = failed.into_iter().map(|(id, _)| id).collect();
+                let (a, b) = ids.split_at(ids.len() / 2);
+                warn!(
+                    cases = ids.len(),
+                    "a case batch failed; splitting it to find the case that fails it"
+                );
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+            } else {
+                out.extend(failed);
+            }
+        }
+        out
+    }
+
+    /// Reads `ids`' events, bisecting failed batches as [`Self::read_cases`] does.
+    async fn read_events(&self, ids: &[EventId]) -> EventsFetch {
+        let mut out = EventsFetch::default();
+        let mut todo = vec![ids.to_vec()];
+        let mut budget = BISECT_BUDGET;
+        while let Some(group) = todo.pop() {
+            let EventsFetch { events, failed } = self.source.get_events(&group).await;
+            out.events.extend(events);
+            let retry: Vec<EventId> = failed
+                .iter()
+                .filter(|(_, e)| bisectable(e))
+                .map(|(id, _)| *id)
+                .collect();
+            let retried: HashSet<EventId> = retry.iter().copied().collect();
+            if retry.len() > 1 && budget >= 2 {
+                budget -= 2;
+                warn!(
+                    events = retry.len(),
+                    "an event batch failed; splitting it to find the event that fails it"
+                );
+                let (a, b) = retry.split_at(retry.len() / 2);
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+                out.failed
+                    .extend(failed.into_iter().filter(|(id, _)| !retried.contains(id)));
+            } else {
+                out.failed.extend(failed);
+            }
+        }
+        out
+    }
+
+    /// Reads the page's cases again (their latest version) unless cached, and their events,
+    /// and converts the ones that are complete (or have been incomplete for too long).
+    /// `cached`: cases of the page read while listing, in the version selected; they are not
+    /// read again.
+    async fn fetch_page(&self, page: &[Seen], mut cached: HashMap<String, Case>) -> PageCases {
+        let ids: Vec<String> = page
+            .iter()
+            .filter(|s| !cached.contains_key(&s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        let mut answers: HashMap<String, Result<Value, EsmError>> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.read_cases(&ids).await.into_iter().collect()
+        };
+        let mut out = PageCases::default();
+        let mut cases: Vec<(Seen, u64, Case)> = Vec::with_capacity(page.len());
+        for s in page {
+            if let Some(case) = cached.remove(&s.id) {
+                cases.push((s.clone(), s.version, case));
+                continue;
+            }
+            let answer = answers.remove(&s.id).unwrap_or(Err(EsmError::NotReturned {
+                operation: "getResourcesByIds",
+            }));
+            match answer
+                .as_ref()
+                .map(|v| (version_hash(v), Case::from_value(v)))
+            {
+                Ok((version, Some(case))) => cases.push((s.clone(), version, case)),
+                Err(e) if is_gone(e) => out.gone.push(s.id.clone()),
+                _ => {
+                    note_read_failure(&s.id, &answer);
+                    out.failed.push(s.id.clone());
+                }
+            }
+        }
+        let event_ids: Vec<EventId> = {
+            let mut set = HashSet::new();
+            cases
+                .iter()
+                .flat_map(|(_, _, c)| c.event_ids.iter().copied())
+                .filter(|id| set.insert(*id))
+                .collect()
+        };
+        let fetched = if event_ids.is_empty() {
+            EventsFetch::default()
+        } else {
+            self.read_events(&event_ids).await
+        };
+        for (seen, version, case) in cases {
+            match self.convert(&fetched, &seen, &case) {
+                Some((objects, incidents)) => out.ready.push(Prepared {
+                    seen,
+                    version,
+                    objects,
+                    incidents,
+                }),
+                None => out.incomplete.push(seen.id),
+            }
+        }
+        out
+    }
+
+    /// The case's objects, or `None` when its events are incomplete and it is held back.
+    fn convert(
+        &self,
+        fetched: &EventsFetch,
+        seen: &Seen,
+        case: &Case,
+    ) -> Option<(Vec<StixObject>, usize)> {
+        let mut unique = HashSet::new();
+        let wanted: Vec<EventId> = case
+            .event_ids
+            .iter()
+            .copied()
+            .filter(|id| unique.insert(*id))
+            .collect();
+        let events: Vec<SecurityEvent> = wanted
+            .iter()
+            .filter_map(|id| fetched.events.get(id))
+            .filter_map(SecurityEvent::from_value)
+            .collect();
+        if events.len() < wanted.len() {
+            let failed = wanted
+                .iter()
+                .filter(|id| fetched.failed.contains_key(id))
+                .count();
+            let runs = self.state.snapshot_incomplete(&seen.id) + 1;
+            if runs < MAX_INCOMPLETE_RUNS {
+                info!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, "ESM returned fewer events than the case lists; case held back and tried again next run");
+                return None;
+            }
+            warn!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, runs, "ESM returned fewer events than the case lists, run after run; delivering the case with the events that exist");
+        }
+        let incidents = events.len();
+        Some((self.converter.convert_case(case, &events), incidents))
     }
 }
 

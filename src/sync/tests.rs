@@ -26,6 +26,8 @@ struct FakeEsm {
     logins: Mutex<usize>,
     logouts: Mutex<usize>,
     event_calls: Mutex<usize>,
+    /// How often each case was read.
+    case_reads: Mutex<HashMap<String, usize>>,
     /// From this event fetch on (0 = the first), signal `entered` and never answer.
     hang_from_call: Option<usize>,
     entered: std::sync::Arc<tokio::sync::Notify>,
@@ -75,6 +77,10 @@ impl CaseSource for FakeEsm {
     async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)> {
         let cases = self.cases.lock().unwrap();
         let failing = self.failing_cases.lock().unwrap();
+        let mut reads = self.case_reads.lock().unwrap();
+        for id in ids {
+            *reads.entry(id.clone()).or_default() += 1;
+        }
         ids.iter()
             .map(|id| {
                 let r = if failing.contains(id) {
@@ -124,6 +130,9 @@ impl CaseSource for FakeEsm {
 struct FakeSink {
     bundles: Vec<Bundle>,
     fail: bool,
+    /// Deliveries so far, and the one (0 = the first) that fails as a lost broker does.
+    delivers: usize,
+    fail_at: Option<usize>,
     opened: usize,
     closed: usize,
 }
@@ -157,7 +166,8 @@ impl Sink for FakeSink {
         bundle: &Bundle,
         _work_id: Option<&str>,
     ) -> Result<DeliveryReport, DeliveryError> {
-        if self.fail {
+        self.delivers += 1;
+        if self.fail || self.fail_at == Some(self.delivers - 1) {
             return Err(DeliveryError::Connect {
                 host: "broker".into(),
                 port: 5672,
@@ -446,4 +456,57 @@ async fn a_stop_request_abandons_the_page_in_flight_and_keeps_what_was_confirmed
     h.esm.hang_from_call = None;
     let r = h.run().await;
     assert_eq!(r.cases_delivered, 3, "{r:?}");
+}
+
+#[tokio::test]
+async fn pages_commit_in_order_and_a_failed_page_leaves_the_later_ones_uncommitted() {
+    let mut h = Harness::new(FakeEsm::with_cases(8, 1), 100, 2);
+    // Page 2 of 4 fails (not about its content): the run stops there.
+    h.sink.fail_at = Some(1);
+    let r = h.run().await;
+    assert!(
+        r.error.as_deref().unwrap().contains("broker refused"),
+        "{r:?}"
+    );
+    assert_eq!(r.cases_delivered, 2);
+    let first = h.sink.case_ids();
+    assert_eq!(first.len(), 2);
+    // Every save holds a prefix of the pages: never a later page without the ones before.
+    let ledgers: Vec<usize> = h
+        .tracker
+        .saved
+        .lock()
+        .unwrap()
+        .iter()
+        .map(State::delivered_count)
+        .collect();
+    assert!(ledgers.iter().all(|n| *n <= 2), "{ledgers:?}");
+    let st = h.state.snapshot();
+    assert_eq!(
+        st.delivered_count(),
+        2,
+        "pages 3 and 4 (read ahead or not) are not committed"
+    );
+    h.sink.fail_at = None;
+    let r = h.run().await;
+    assert_eq!(r.cases_delivered, 6, "{r:?}");
+    let all: HashSet<String> = h.sink.case_ids().into_iter().collect();
+    assert_eq!(all.len(), 8, "every case delivered across the two runs");
+    assert_eq!(h.run().await.cases_delivered, 0);
+}
+
+#[tokio::test]
+async fn a_first_import_reads_each_case_once() {
+    let mut h = Harness::new(FakeEsm::with_cases(7, 2), 100, 2);
+    let r = h.run().await;
+    assert_eq!(r.cases_delivered, 7);
+    let reads = h.esm.case_reads.lock().unwrap().clone();
+    assert_eq!(reads.len(), 7);
+    assert!(reads.values().all(|n| *n == 1), "{reads:?}");
+    // An edit: the edited case is read once more (listing), not twice.
+    h.esm.touch(3, 1_800_000_000_000);
+    h.esm.case_reads.lock().unwrap().clear();
+    assert_eq!(h.run().await.cases_delivered, 1);
+    let reads = h.esm.case_reads.lock().unwrap().clone();
+    assert!(reads.values().all(|n| *n == 1), "{reads:?}");
 }

@@ -3,7 +3,10 @@
 //! version, and a further run with nothing changed sends nothing.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use base64::Engine;
+use esm_simulator::Faults;
 use serde_json::Value;
 
 use crate::common::world::{Env, Run};
@@ -26,8 +29,20 @@ fn received(runs: &[&Run]) -> BTreeMap<String, Value> {
 
 /// Every case ESM holds arrived in its latest version, then a run sends nothing.
 async fn assert_all_latest_then_quiet(env: &Env, runs: &[&Run]) {
+    assert_all_latest(env, &received(runs));
+    let quiet = env.run().await;
+    assert!(quiet.succeeded);
+    assert!(
+        quiet.objects.is_empty(),
+        "nothing changed, yet {} messages were sent",
+        quiet.objects.len()
+    );
+    assert!(quiet.new_works.is_empty(), "no work when nothing is sent");
+}
+
+/// `got` (case-incidents by id) holds every case ESM holds, in its latest version.
+fn assert_all_latest(env: &Env, got: &BTreeMap<String, Value>) {
     let expected = env.expected_objects();
-    let got = received(runs);
     for id in env.all_case_incident_ids() {
         let want = &expected[&id];
         let have = got
@@ -39,14 +54,53 @@ async fn assert_all_latest_then_quiet(env: &Env, runs: &[&Run]) {
         );
         assert_eq!(have, want, "case {id} differs from its latest version");
     }
-    let quiet = env.run().await;
-    assert!(quiet.succeeded);
-    assert!(
-        quiet.objects.is_empty(),
-        "nothing changed, yet {} messages were sent",
-        quiet.objects.len()
-    );
-    assert!(quiet.new_works.is_empty(), "no work when nothing is sent");
+}
+
+/// The state the platform holds now.
+fn platform_state(env: &Env) -> Value {
+    let text = env
+        .platform
+        .recorded(|r| r.connector_state.clone())
+        .expect("a state was saved");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Cases in a state's ledger (12 bytes each, base64).
+fn ledger_len(state: &Value) -> usize {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(state["ledger"].as_str().unwrap_or_default())
+        .unwrap();
+    assert_eq!(bytes.len() % 12, 0, "whole ledger entries");
+    bytes.len() / 12
+}
+
+/// `stixBundlePush` calls so far (accepted or refused).
+fn push_calls(env: &Env) -> usize {
+    env.platform.recorded(|r| {
+        r.operations
+            .iter()
+            .filter(|o| *o == "stixBundlePush")
+            .count()
+    })
+}
+
+/// The case-incidents of the bundles the platform accepted, from the `from`th on.
+fn pushed_cases(env: &Env, from: usize) -> BTreeMap<String, Value> {
+    let bundles = env.platform.recorded(|r| r.pushed_bundles[from..].to_vec());
+    let mut out = BTreeMap::new();
+    for b in bundles {
+        let bundle: Value = serde_json::from_str(&b).unwrap();
+        for o in bundle["objects"].as_array().unwrap() {
+            if o["type"] == "case-incident" {
+                out.insert(o["id"].as_str().unwrap().to_owned(), o.clone());
+            }
+        }
+    }
+    out
+}
+
+fn accepted_bundles(env: &Env) -> usize {
+    env.platform.recorded(|r| r.pushed_bundles.len())
 }
 
 /// A case with at least `n` events, and its event ids.
@@ -267,5 +321,165 @@ async fn a_reset_seen_mid_run_stops_marking_and_the_next_run_starts_from_scratch
         "the next run starts from the empty state"
     );
     assert_all_latest_then_quiet(&env, &[&r2]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_undeliverable_case_is_isolated_retried_with_backoff_and_its_page_is_not_republished() {
+    let mut env = Env::start(8, 1).await;
+    env.set("CONNECTOR_QUEUE_PROTOCOL", "api");
+    let bad = env.sim.case_ids()[5].clone();
+    let bad_incident = env.case_incident_id(&bad);
+    // The API refuses any bundle holding this case (its size, say): tied to its content.
+    let needle = bad_incident.clone();
+    env.platform
+        .update(|r| r.refuse_bundles_containing = Some(needle));
+
+    let r1 = env.run().await;
+    assert!(!r1.succeeded, "a case no sink takes fails the run");
+    let first = pushed_cases(&env, 0);
+    assert_eq!(
+        first.len(),
+        7,
+        "every other case is delivered in the same run"
+    );
+    assert!(!first.contains_key(&bad_incident));
+    assert_eq!(
+        platform_state(&env)["retry"][&bad]["n"],
+        1,
+        "the case goes to retry"
+    );
+
+    // Next run: only the failing case is tried, on its own, once.
+    let (calls, accepted) = (push_calls(&env), accepted_bundles(&env));
+    let r2 = env.run().await;
+    assert!(!r2.succeeded);
+    assert_eq!(push_calls(&env) - calls, 1, "only the failing case, alone");
+    assert_eq!(accepted_bundles(&env), accepted);
+    assert_eq!(platform_state(&env)["retry"][&bad]["n"], 2);
+
+    // Then it backs off: a run without any publication.
+    let calls = push_calls(&env);
+    env.run().await;
+    assert_eq!(
+        push_calls(&env),
+        calls,
+        "the failing case waits its backoff"
+    );
+
+    env.platform.update(|r| r.refuse_bundles_containing = None);
+    let accepted = accepted_bundles(&env);
+    let r4 = env.run().await;
+    assert!(r4.succeeded);
+    let last = pushed_cases(&env, accepted);
+    assert_eq!(
+        last.keys().cloned().collect::<Vec<_>>(),
+        vec![bad_incident],
+        "once taken, the case arrives, and only it"
+    );
+    assert!(platform_state(&env)["retry"].is_null(), "retry is empty");
+    assert_all_latest(&env, &pushed_cases(&env, 0));
+
+    let calls = push_calls(&env);
+    let quiet = env.run().await;
+    assert!(quiet.succeeded);
+    assert_eq!(push_calls(&env), calls, "nothing changed: nothing is sent");
+    assert!(quiet.new_works.is_empty(), "no work when nothing is sent");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn pings_racing_the_runs_saves_never_send_an_older_state() {
+    let mut env = Env::start(48, 1).await;
+    // A ping every 2 ms while ESM takes 5 ms a request: pings land between every two saves.
+    // The platform takes pings in at uneven speeds, so two sent at once may land out of order.
+    env.ping_interval = Some(Duration::from_millis(2));
+    env.platform.update(|r| r.ping_jitter = true);
+    env.sim.set_faults(Faults {
+        latency: Duration::from_millis(5),
+        ..Faults::default()
+    });
+    let r1 = env.run().await;
+    assert!(r1.succeeded);
+    assert_eq!(r1.case_count(), 48);
+    let received: Vec<String> = env
+        .platform
+        .recorded(|r| r.pings.clone())
+        .into_iter()
+        .map(|p| p.expect("every ping carries the state"))
+        .collect();
+    let pages = 48 / 4;
+    assert!(
+        received.len() > 2 * pages,
+        "pings raced the {pages} page saves: {} states received",
+        received.len()
+    );
+    // Never backwards: the ledger only grows, and no state comes back once a newer one was
+    // sent.
+    let sizes: Vec<usize> = received
+        .iter()
+        .map(|t| ledger_len(&serde_json::from_str(t).unwrap()))
+        .collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] <= w[1]),
+        "the ledger went backwards: {sizes:?}"
+    );
+    for (i, text) in received.iter().enumerate() {
+        let earlier_then_left = received[..i]
+            .iter()
+            .rposition(|t| t == text)
+            .is_some_and(|j| received[j..i].iter().any(|t| t != text));
+        assert!(!earlier_then_left, "state {i} is an older one sent again");
+    }
+    assert_eq!(*sizes.last().unwrap(), 48);
+    assert_eq!(
+        received.last(),
+        env.platform
+            .recorded(|r| r.connector_state.clone())
+            .as_ref(),
+        "the platform keeps the final state"
+    );
+    env.sim.set_faults(Faults::default());
+    assert_all_latest_then_quiet(&env, &[&r1]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_case_esm_says_is_gone_leaves_the_ledger_at_once() {
+    let env = Env::start(6, 1).await;
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 6);
+    assert_eq!(ledger_len(&platform_state(&env)), 6);
+    // Listed, then deleted before it is read: ESM answers InvalidResourceIDException.
+    let gone = env.sim.case_ids()[2].clone();
+    env.sim.delete_case_after_next_listing(&gone);
+    let r2 = env.run().await;
+    assert!(r2.succeeded, "a deleted case is not a failure");
+    assert!(r2.objects.is_empty());
+    let state = platform_state(&env);
+    assert_eq!(
+        ledger_len(&state),
+        5,
+        "forgotten at once, not after several listings"
+    );
+    assert!(state["retry"].is_null(), "not retried: {state}");
+    assert_all_latest_then_quiet(&env, &[&r1]).await;
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_first_import_reads_each_case_from_esm_once() {
+    let env = Env::start(12, 2).await;
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 12);
+    let counters = env.sim.counters();
+    let reads = |name: &str| counters.get(name).copied().unwrap_or(0);
+    // 12 cases fit one batch: read once while listing, not again for their three pages.
+    assert_eq!(
+        (reads("getResourcesByIds"), reads("getResourceById")),
+        (1, 0),
+        "{counters:?}"
+    );
+    assert_all_latest_then_quiet(&env, &[&r1]).await;
     env.stop().await;
 }

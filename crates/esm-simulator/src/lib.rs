@@ -273,6 +273,13 @@ impl Simulator {
         self.shared.knobs(|k| k.create_after_listing = n);
     }
 
+    /// Deletes `id` right after the next listing is computed: listed, then gone when read (ESM
+    /// answers `InvalidResourceIDException`), as a case deleted while a listing runs.
+    pub fn delete_case_after_next_listing(&self, id: &str) {
+        self.shared
+            .knobs(|k| k.delete_after_listing.push(id.to_owned()));
+    }
+
     /// Every case batch (or single read) holding `id` fails with HTTP 500 until cleared.
     pub fn poison_case(&self, id: &str, on: bool) {
         self.shared.knobs(|k| {

@@ -126,6 +126,8 @@ pub(super) struct Knobs {
     pub listing_limit_once: Option<usize>,
     /// Cases created right after the next listing was computed (they miss it).
     pub create_after_listing: usize,
+    /// Cases deleted right after the next listing was computed (listed, then gone when read).
+    pub delete_after_listing: Vec<String>,
     /// A case batch (or single read) holding one of these ids fails with an error page.
     pub poison_cases: std::collections::HashSet<String>,
     /// An event batch holding one of these ids fails with an error page.
@@ -343,10 +345,11 @@ impl Shared {
         let value = match ep {
             Endpoint::FindAllIds => {
                 let mut ids = self.read_data(|d| d.case_ids());
-                let (limit, create) = self.knobs(|k| {
+                let (limit, create, delete) = self.knobs(|k| {
                     (
                         k.listing_limit_once.take(),
                         std::mem::take(&mut k.create_after_listing),
+                        std::mem::take(&mut k.delete_after_listing),
                     )
                 });
                 if let Some(n) = limit {
@@ -354,6 +357,9 @@ impl Shared {
                 }
                 if create > 0 {
                     self.with_data(|d| d.add_cases(create));
+                }
+                for id in &delete {
+                    self.with_data(|d| d.delete_case(id));
                 }
                 esm_list(ids.into_iter().map(Value::String).collect())
             }

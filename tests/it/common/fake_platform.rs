@@ -70,6 +70,13 @@ pub struct Recorded {
     pub fail_http: Vec<(String, usize)>,
     /// Operation names that answer with a GraphQL `errors` array while > 0.
     pub fail: Vec<(String, usize)>,
+    /// A `stixBundlePush` whose bundle holds this text is refused with HTTP 413, as a proxy's
+    /// or the API's body size limit refuses a bundle too large: a failure tied to content.
+    pub refuse_bundles_containing: Option<String>,
+    /// Every other `pingConnector` is taken in 20 ms late (several API nodes answering at
+    /// different speeds): of two pings sent at once, the later may land first.
+    pub ping_jitter: bool,
+    pings_seen: u64,
 }
 
 #[derive(Clone)]
@@ -155,6 +162,19 @@ async fn graphql(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
+    if body["query"]
+        .as_str()
+        .is_some_and(|q| q.contains("pingConnector"))
+    {
+        let delay = {
+            let mut s = state.lock().unwrap();
+            s.pings_seen += 1;
+            s.ping_jitter.then_some(20 * (s.pings_seen % 2))
+        };
+        if let Some(ms) = delay {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
     let mut s = state.lock().unwrap();
     let expected = format!("Bearer {}", s.token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
@@ -254,6 +274,16 @@ async fn graphql(
         }
         "toReceived" => json!({"workEdit": {"toReceived": vars["id"]}}),
         "stixBundlePush" => {
+            let bundle = vars["bundle"].as_str().unwrap_or_default();
+            if s.refuse_bundles_containing
+                .as_deref()
+                .is_some_and(|needle| bundle.contains(needle))
+            {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Json(json!({"errors": [{"message": "request entity too large"}]})),
+                );
+            }
             s.pushed_bundles
                 .push(vars["bundle"].as_str().unwrap_or_default().to_owned());
             json!({"stixBundlePush": true})

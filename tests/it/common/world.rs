@@ -33,6 +33,8 @@ pub struct Env {
     _guard: tracing::subscriber::DefaultGuard,
     pub extra: Vec<(&'static str, String)>,
     pub unset: Vec<&'static str>,
+    /// Overrides the 40 s ping interval (not an environment setting).
+    pub ping_interval: Option<std::time::Duration>,
 }
 
 /// What one process life did, as seen from outside.
@@ -82,6 +84,7 @@ impl Env {
             _guard: guard,
             extra: Vec::new(),
             unset: Vec::new(),
+            ping_interval: None,
         }
     }
 
@@ -131,7 +134,11 @@ impl Env {
 
     pub async fn run_with(&self, shutdown: Shutdown) -> Run {
         let works_before = self.platform.recorded(|r| r.works.len());
-        let succeeded = run_daemon(self.settings(), Metrics::new(), shutdown)
+        let mut settings = self.settings();
+        if let Some(every) = self.ping_interval {
+            settings.connector.ping_interval = every;
+        }
+        let succeeded = run_daemon(settings, Metrics::new(), shutdown)
             .await
             .expect("the daemon starts");
         let objects = self
