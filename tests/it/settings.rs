@@ -14,20 +14,7 @@ const TOKEN: &str = "opencti-token-PLUGH";
 const MQ_PASS: &str = "mq-pass-FROTZ";
 
 fn minimal_env() -> HashMap<String, String> {
-    [
-        ("OPENCTI_URL", "http://opencti:8080"),
-        ("OPENCTI_TOKEN", TOKEN),
-        ("CONNECTOR_ID", "2b7a3b4e-8f47-4d34-9a2e-1c7b3c2f1a10"),
-        (
-            "ARCSIGHT_INCIDENTS_API_BASE_URL",
-            "https://esm.example.com:8443",
-        ),
-        ("ARCSIGHT_INCIDENTS_USERNAME", "connector"),
-        ("ARCSIGHT_INCIDENTS_PASSWORD", PASSWORD),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    crate::common::env::required(TOKEN, PASSWORD)
 }
 
 fn load(env: HashMap<String, String>, yml: Option<&str>) -> Result<Settings, SettingsError> {

@@ -2,6 +2,7 @@
 
 pub mod amqp;
 pub mod data;
+pub mod env;
 pub mod fake_platform;
 pub mod logs;
 pub mod tls;
