@@ -2,7 +2,7 @@
 //!
 //! The ids are the contract with data already in the platform: an id that differs from pycti's by
 //! one bit makes OpenCTI create a duplicate instead of updating the object the Python connector
-//! created. Every function here is checked against `../shared/golden/pycti-ids.jsonl`.
+//! created. Every function here is checked against `tests/data/golden/pycti-ids.jsonl`.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
