@@ -56,12 +56,10 @@ LABEL org.opencontainers.image.title="arcsight-incidents" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/arcsight-incidents/arcsight-incidents" \
       org.opencontainers.image.version="0.1.0"
-# MALLOC_ARENA_MAX: glibc gives each thread its own malloc arena; two are plenty for this
-# I/O-bound process and cut the peak RSS of a 2,000-case import from about 37 to 33 MB
-# (benches/e2e.rs).
+# No MALLOC_* variables: the binary tunes glibc's allocator itself at start-up (one arena, a
+# fixed mmap threshold; see src/main.rs), which a MALLOC_* variable set here would override.
 ENV PATH=/usr/local/bin:/bin \
-    HOME=/home/connector \
-    MALLOC_ARENA_MAX=2
+    HOME=/home/connector
 # The Python image's directory: a config.yml mounted there (as for the Python connector) is read.
 WORKDIR /opt/opencti-connector-arcsight-incidents
 USER 10001:10001

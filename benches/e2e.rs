@@ -104,10 +104,19 @@ fn main() {
     let mut all = Vec::new();
     // E2E_ONLY_OVERLAP: only the (a) / (b) / (c) figures of issue 15.
     let only_overlap = std::env::var_os("E2E_ONLY_OVERLAP").is_some();
+    // E2E_SCENARIOS: only the scenarios whose label starts with one of these
+    // `;`-separated prefixes (say "2,000 cases x 5 events, 2 ms;100,000"), to measure one size
+    // without the others.
+    let wanted = std::env::var("E2E_SCENARIOS").ok();
     for s in scenarios
         .iter()
         .take(if quick { 1 } else { scenarios.len() })
         .filter(|_| !only_overlap)
+        .filter(|s| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| w.split(';').any(|p| s.label.starts_with(p.trim())))
+        })
     {
         let figures = rt.block_on(scenario(s));
         for f in &figures {
@@ -198,6 +207,7 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"))
             .arg("run")
             .env_clear()
+            .envs(malloc_tunables())
             .env("OPENCTI_URL", platform.url())
             .env("OPENCTI_TOKEN", TOKEN)
             .env("CONNECTOR_ID", "6f1d3c8e-0000-4000-8000-00000000be4c")
@@ -417,4 +427,12 @@ async fn overlap_figures(latency_ms: u64) -> Overlap {
         delivery_s,
         run,
     }
+}
+
+/// glibc's `MALLOC_*` tunables of the bench, passed on to the connector (`env_clear` drops
+/// them otherwise), to compare allocator settings without a rebuild.
+fn malloc_tunables() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("MALLOC_"))
+        .collect()
 }

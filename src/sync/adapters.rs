@@ -74,7 +74,7 @@ impl PlatformTracker {
     pub(crate) async fn ping(&self, state: &SharedState) -> Result<Saved, OpenCtiError> {
         let _turn = self.writer.lock().await;
         let resets = state.resets();
-        let text = state.snapshot().to_platform();
+        let text = state.to_platform();
         let info = lock(&self.info).clone();
         let answer = self
             .client
@@ -196,7 +196,7 @@ impl Tracker for LocalTracker {
         };
         // One writer: the file is written in turn, each time with the latest state.
         let _turn = self.writer.lock().await;
-        let text = state.snapshot().to_platform();
+        let text = state.to_platform();
         let target = path.clone();
         tokio::task::spawn_blocking(move || {
             let tmp = target.with_extension("json.tmp");

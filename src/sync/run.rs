@@ -14,7 +14,7 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use super::schedule::Shutdown;
-use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select, version_hash};
+use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select_owned, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
 use crate::esm::client::MAX_ID_LEN;
@@ -90,8 +90,15 @@ impl SharedState {
     }
 
     /// A copy of the state now.
+    #[cfg(test)]
     pub(crate) fn snapshot(&self) -> State {
         lock(&self.state).clone()
+    }
+
+    /// The state's JSON text now, built under the lock rather than from a copy: at 100,000
+    /// cases a copy of the ledger is megabytes more at every save.
+    pub(crate) fn to_platform(&self) -> String {
+        lock(&self.state).to_platform()
     }
 
     /// Changes the state.
@@ -431,12 +438,22 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         // Pass 1: every case's version. Cases are read in chunks and only their id, time and
         // version hash are kept, so memory does not grow with the size of ESM's cases; the
         // page step reads the selected ones again.
+        // The listed ids are kept as hashes only; each id string is dropped once its chunk is
+        // read, so the listing and `seen` do not both hold every id at the run's peak.
+        let listed_count = ids.len();
+        let listed: HashSet<u64> = ids.iter().map(|id| id_hash(id)).collect();
         let mut seen = Vec::with_capacity(ids.len());
         let mut failed = Vec::new();
         let mut gone = Vec::new();
         let reader = self.reader();
-        for chunk in ids.chunks(self.cfg.fetch_chunk.max(1)) {
-            for (id, answer) in reader.read_cases(chunk).await {
+        let chunk_len = self.cfg.fetch_chunk.max(1);
+        let mut rest = ids.into_iter();
+        loop {
+            let chunk: Vec<String> = rest.by_ref().take(chunk_len).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            for (id, answer) in reader.read_cases(&chunk).await {
                 match answer.as_ref().map(|v| (v, Case::from_value(v))) {
                     Ok((v, Some(case))) => {
                         let version = version_hash(v);
@@ -460,7 +477,8 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                 }
             }
         }
-        let whole = self.state.snapshot_whole(ids.len());
+        drop(rest);
+        let whole = self.state.snapshot_whole(listed_count);
         let run_no = self.run_no;
         let selection = self
             .state
@@ -473,7 +491,6 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                     st.mark_failed(id, run_no);
                 }
                 if whole {
-                    let listed: HashSet<u64> = ids.iter().map(|id| id_hash(id)).collect();
                     let forgotten = st.note_listing(&listed);
                     if forgotten > 0 {
                         info!(
@@ -483,15 +500,15 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                     }
                 } else {
                     error!(
-                        listed = ids.len(),
+                        listed = listed_count,
                         delivered = st.delivered_count(),
                         "ESM listed far fewer cases than were delivered before: the listing is not trusted to forget any case this run"
                     );
                 }
-                select(st, &seen, self.cfg.max_cases, run_no)
+                select_owned(st, seen, self.cfg.max_cases, run_no)
             })
             .ok_or(RunError::Reset)?;
-        drop(seen);
+        drop(listed);
         // Only the selected cases are kept for their pages.
         let selected: HashSet<&str> = selection.cases.iter().map(|c| c.id.as_str()).collect();
         self.read_once

@@ -215,10 +215,13 @@ impl State {
             absent.extend_from_slice(&id.to_le_bytes()[..6]);
             absent.push(*n);
         }
+        // Encoded, then the raw bytes freed, before the JSON text is built: one copy fewer
+        // at the save's peak.
+        let ledger = B64.encode(ledger);
         let wire = Wire {
             version: STATE_VERSION,
             last_run: self.last_run.clone(),
-            ledger: B64.encode(ledger),
+            ledger,
             absent: B64.encode(absent),
             runs: self.runs,
             retry: if self.retry.is_empty() {
@@ -370,38 +373,65 @@ pub(crate) struct Selection {
 /// The cases to send in run `run`: failing cases due now (at most half of `max_cases` when
 /// others wait, so a case that keeps failing never starves the rest), then new and changed
 /// cases, oldest modification first (ties by id); at most `max_cases`.
+#[cfg(test)]
 pub(crate) fn select(state: &State, seen: &[Seen], max_cases: usize, run: u64) -> Selection {
-    let mut due: Vec<&Seen> = Vec::new();
-    let mut fresh: Vec<&Seen> = Vec::new();
-    for c in seen {
+    let (picked, changed) = pick(state, seen, max_cases, run);
+    Selection {
+        cases: picked.into_iter().map(|i| seen[i].clone()).collect(),
+        changed,
+    }
+}
+
+/// [`select`], moving the chosen cases out of `seen` rather than copying them: at 100,000
+/// listed cases a copy of every id is megabytes at the run's peak.
+pub(crate) fn select_owned(
+    state: &State,
+    seen: Vec<Seen>,
+    max_cases: usize,
+    run: u64,
+) -> Selection {
+    let (picked, changed) = pick(state, &seen, max_cases, run);
+    let mut slots: Vec<Option<Seen>> = seen.into_iter().map(Some).collect();
+    Selection {
+        cases: picked.into_iter().filter_map(|i| slots[i].take()).collect(),
+        changed,
+    }
+}
+
+/// The indexes into `seen` of the cases a run sends, in the order it sends them, and the
+/// number of new, changed or due cases.
+fn pick(state: &State, seen: &[Seen], max_cases: usize, run: u64) -> (Vec<usize>, usize) {
+    let mut due: Vec<usize> = Vec::new();
+    let mut fresh: Vec<usize> = Vec::new();
+    for (i, c) in seen.iter().enumerate() {
         match state.retry.get(&c.id) {
-            Some(r) if r.not_before <= run => due.push(c),
+            Some(r) if r.not_before <= run => due.push(i),
             Some(_) => {}
-            None if !state.is_current(&c.id, c.version) => fresh.push(c),
+            None if !state.is_current(&c.id, c.version) => fresh.push(i),
             None => {}
         }
     }
-    let order = |a: &&Seen, b: &&Seen| {
+    let order = |a: &Seen, b: &Seen| {
         (a.modified_ms.unwrap_or(i64::MIN), &a.id).cmp(&(b.modified_ms.unwrap_or(i64::MIN), &b.id))
     };
-    due.sort_by(|a, b| {
+    due.sort_by(|&a, &b| {
+        let (a, b) = (&seen[a], &seen[b]);
         let (ra, rb) = (&state.retry[&a.id], &state.retry[&b.id]);
         (ra.attempts, ra.not_before)
             .cmp(&(rb.attempts, rb.not_before))
             .then_with(|| order(a, b))
     });
-    fresh.sort_by(order);
+    fresh.sort_by(|&a, &b| order(&seen[a], &seen[b]));
     let changed = due.len() + fresh.len();
     let retry_quota = if fresh.is_empty() {
         max_cases
     } else {
         max_cases.div_ceil(2)
     };
-    let take_due = due.len().min(retry_quota);
-    let mut cases: Vec<Seen> = due[..take_due].iter().map(|c| (*c).clone()).collect();
-    let room = max_cases.saturating_sub(cases.len());
-    cases.extend(fresh.into_iter().take(room).cloned());
-    Selection { cases, changed }
+    due.truncate(retry_quota);
+    let room = max_cases.saturating_sub(due.len());
+    due.extend(fresh.into_iter().take(room));
+    (due, changed)
 }
 
 #[cfg(test)]
