@@ -200,6 +200,14 @@ mod tests {
     const SECRET: &str = "s3cr3t-Tok3n/value";
 
     #[test]
+    fn a_secret_as_is_is_replaced_and_empty_ones_ignored() {
+        assert_eq!(
+            redact("token ABC expired", &["ABC", ""]),
+            "token [redacted] expired"
+        );
+    }
+
+    #[test]
     fn every_form_of_a_secret_is_recognised() {
         let pct: String = SECRET.bytes().map(|b| format!("%{b:02X}")).collect();
         let dec: String = SECRET.chars().map(|c| format!("&#{};", c as u32)).collect();

@@ -744,7 +744,7 @@ fn classify(
         });
     }
     if decode::is_html(content_type, text) {
-        let exception = decode::java_exception(text).map(|e| decode::redact(&e, secrets));
+        let exception = decode::java_exception(text).map(|e| crate::redact::redact(&e, secrets));
         if authenticated
             && (status == 401 || decode::says_token_invalid(exception.as_deref().unwrap_or(text)))
         {

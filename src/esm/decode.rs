@@ -315,12 +315,6 @@ pub(crate) fn is_permanent_exception(exception: &str) -> bool {
     MARKERS.iter().any(|m| e.contains(m))
 }
 
-/// `text` with every non-empty secret replaced, for text ESM echoes back to us (withheld whole
-/// when a secret shows in an encoded or case-folded form).
-pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
-    crate::redact::redact(text, secrets)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,13 +397,5 @@ mod tests {
             Some("com.x.InvalidResourceIDException: Invalid resource ID: [bogus] for Case")
         );
         assert_eq!(java_exception("<html><body>Not Found</body></html>"), None);
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(
-            redact("token ABC expired", &["ABC", ""]),
-            "token [redacted] expired"
-        );
     }
 }
