@@ -56,6 +56,11 @@ struct Figures {
     state_bytes: usize,
     /// The largest `pingConnector` request body of the run, in bytes.
     ping_bytes: usize,
+    /// CPU time (user + system) the connector process used, in seconds.
+    cpu_s: f64,
+    /// From the spawn to the platform's answer to the registration (the last step before the
+    /// run logs in to ESM): what the process costs before any work.
+    startup_s: f64,
 }
 
 fn main() {
@@ -127,21 +132,26 @@ fn main() {
     // Issue 15: how much of (a) ESM alone and (b) delivery alone the whole run (c) hides.
     let mut overlap = Vec::new();
     if !quick && std::env::var_os("E2E_SKIP_OVERLAP").is_none() {
-        for latency_ms in [2, 50] {
+        // E2E_LATENCIES: the ESM latencies measured, in ms, `,`-separated (2 and 50 unless told).
+        let latencies: Vec<u64> = std::env::var("E2E_LATENCIES")
+            .ok()
+            .map(|l| l.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![2, 50]);
+        for latency_ms in latencies {
             let o = rt.block_on(overlap_figures(latency_ms));
             println!("{}", overlap_line(&o));
             overlap.push(o);
         }
     }
     let mut report = String::from(
-        "scenario | run | wall s | ESM requests | AMQP messages | cases delivered | peak RSS MB | state bytes | ping bytes\n",
+        "scenario | run | wall s | CPU s | ESM requests | AMQP messages | cases delivered | peak RSS MB | state bytes | ping bytes\n",
     );
     for f in &all {
         let _ = writeln!(report, "{}", line(f));
     }
     if !overlap.is_empty() {
         report.push_str(
-            "\n2,000 cases x 5 events, observables off | (a) ESM alone s | (b) delivery alone s | (c) whole run s | c / max(a, b) | peak RSS MB | messages\n",
+            "\n2,000 cases x 5 events, observables off | (a) ESM alone s | (b) delivery alone s | (c) whole run s | start-up s | c / max(a, b) | (c - start-up) / max(a, b) | peak RSS MB | CPU s | messages\n",
         );
         for o in &overlap {
             let _ = writeln!(report, "{}", overlap_line(o));
@@ -161,10 +171,11 @@ fn main() {
 
 fn line(f: &Figures) -> String {
     format!(
-        "{} | {} | {:.2} | {} | {} | {} | {:.1} | {} | {}",
+        "{} | {} | {:.2} | {:.2} | {} | {} | {} | {:.1} | {} | {}",
         f.label,
         f.run,
         f.wall_s,
+        f.cpu_s,
         f.esm_requests,
         f.messages,
         f.delivered,
@@ -203,8 +214,23 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
     for run in runs {
         let before = requests(&sim);
         let pings_before = platform.recorded(|r| r.pings.len());
+        let cpu_before = children_cpu_s();
+        let spawned_at = std::time::SystemTime::now();
         let started = Instant::now();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_arcsight-incidents"))
+        // E2E_WRAP: a command line the connector runs under (`perf record -g -o FILE`, say).
+        let wrap: Vec<String> = std::env::var("E2E_WRAP")
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let bin = env!("CARGO_BIN_EXE_arcsight-incidents");
+        let mut command = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => tokio::process::Command::new(bin),
+        };
+        let child = command
             .arg("run")
             .env_clear()
             .envs(malloc_tunables())
@@ -227,7 +253,12 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
             .await
             .expect("the connector starts");
         let wall_s = started.elapsed().as_secs_f64();
+        let cpu_s = children_cpu_s() - cpu_before;
         let stderr = String::from_utf8_lossy(&child.stderr);
+        if let Some(dir) = std::env::var_os("E2E_LOG_DIR") {
+            let name = format!("{}-{}ms-{run}.log", s.label.replace([' ', ','], "_"), s.latency_ms);
+            let _ = std::fs::write(PathBuf::from(dir).join(name), stderr.as_bytes());
+        }
         let finished = stderr
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -261,6 +292,8 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
                     .max()
                     .unwrap_or(0)
             }),
+            cpu_s,
+            startup_s: startup_s(spawned_at, &stderr),
         });
     }
     topo.drop_all().await;
@@ -287,13 +320,16 @@ struct Overlap {
 
 fn overlap_line(o: &Overlap) -> String {
     format!(
-        "{} ms per ESM request | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {}",
+        "{} ms per ESM request | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.1} | {:.2} | {}",
         o.latency_ms,
         o.esm_s,
         o.delivery_s,
         o.run.wall_s,
+        o.run.startup_s,
         o.run.wall_s / o.esm_s.max(o.delivery_s),
+        (o.run.wall_s - o.run.startup_s) / o.esm_s.max(o.delivery_s),
         o.run.peak_rss_mb,
+        o.run.cpu_s,
         o.run.messages
     )
 }
@@ -435,4 +471,32 @@ fn malloc_tunables() -> Vec<(String, String)> {
     std::env::vars()
         .filter(|(k, _)| k.starts_with("MALLOC_"))
         .collect()
+}
+
+/// CPU seconds (user + system) of the bench's children that have ended: the connector runs.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Seconds from `spawned_at` to the connector's "registered with the platform" log line.
+fn startup_s(spawned_at: std::time::SystemTime, log: &str) -> f64 {
+    let registered = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "registered with the platform")
+        .and_then(|v| v["timestamp"].as_str().map(str::to_owned))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+    let Some(at) = registered else {
+        return f64::NAN;
+    };
+    let spawned: chrono::DateTime<chrono::Utc> = spawned_at.into();
+    (at.with_timezone(&chrono::Utc) - spawned)
+        .to_std()
+        .map_or(f64::NAN, |d| d.as_secs_f64())
 }

@@ -1,5 +1,6 @@
 //! pycti's bundle splitting: one object per message, dependencies first.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
@@ -58,7 +59,10 @@ fn survivors(objects: &[StixObject]) -> Vec<bool> {
 
 /// pycti's "cleanup inconsistent bundle": the surviving objects (see [`survivors`]), with
 /// their references to objects absent from the bundle dropped.
-pub(crate) fn cleanup(bundle: &Bundle) -> Vec<StixObject> {
+///
+/// An object with nothing to drop is borrowed, not copied: in a whole page every reference
+/// is present, so the common case copies nothing.
+pub(crate) fn cleanup(bundle: &Bundle) -> Vec<Cow<'_, StixObject>> {
     let alive = survivors(&bundle.objects);
     let present: HashSet<&str> = bundle
         .objects
@@ -67,25 +71,29 @@ pub(crate) fn cleanup(bundle: &Bundle) -> Vec<StixObject> {
         .filter(|(_, a)| **a)
         .map(|(o, _)| o.id())
         .collect();
-    let mut objects: Vec<StixObject> = bundle
+    bundle
         .objects
         .iter()
         .zip(&alive)
         .filter(|(_, a)| **a)
-        .map(|(o, _)| o.clone())
-        .collect();
-    for o in &mut objects {
-        // Every survivor keeps its ends, so this only drops optional references.
-        o.retain_refs(&|id| present.contains(id));
-    }
-    objects
+        .map(|(o, _)| {
+            if o.refs().iter().all(|r| present.contains(r)) {
+                Cow::Borrowed(o)
+            } else {
+                let mut o = o.clone();
+                // Every survivor keeps its ends, so this only drops optional references.
+                o.retain_refs(&|id| present.contains(id));
+                Cow::Owned(o)
+            }
+        })
+        .collect()
 }
 
 /// `nb_deps` of every object: 1 + the sum of the `nb_deps` of the objects it references
 /// (each reference counts, as in pycti). Iterative, so a long chain cannot overflow the
 /// stack; a reference that closes a cycle contributes nothing, so a cyclic bundle still
 /// gets finite values.
-fn nb_deps(objects: &[StixObject]) -> Vec<u64> {
+fn nb_deps(objects: &[Cow<'_, StixObject>]) -> Vec<u64> {
     // The first object wins on duplicate ids, like the bundle's own de-duplication.
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(objects.len());
     for (i, o) in objects.iter().enumerate() {

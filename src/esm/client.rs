@@ -19,7 +19,7 @@ use url::Url;
 
 use super::decode::{self, ApiDialect, Dialect, Service};
 use super::error::EsmError;
-use super::model::{EventId, as_i64, as_list, as_string};
+use super::model::{EventId, as_i64, as_list, as_string, into_list};
 use super::retry::{Jitter, RetryPolicy, parse_retry_after};
 use crate::util::lock;
 
@@ -386,9 +386,9 @@ impl EsmClient {
             match batch {
                 Ok(ret) => {
                     let mut by_id: HashMap<String, Value> = HashMap::new();
-                    for case in as_list(ret.as_ref()) {
-                        if let Some(id) = case_id(case) {
-                            by_id.insert(id, case.clone());
+                    for case in into_list(ret) {
+                        if let Some(id) = case_id(&case) {
+                            by_id.insert(id, case);
                         }
                     }
                     let mut out = Vec::with_capacity(ids.len());
@@ -478,10 +478,9 @@ impl EsmClient {
                 ],
             )
             .await?;
-        Ok(as_list(ret.as_ref())
+        Ok(into_list(ret)
             .into_iter()
             .filter(|v| v.is_object())
-            .cloned()
             .collect())
     }
 
@@ -525,7 +524,9 @@ impl EsmClient {
         ]);
         let url = self.url(LOGIN_PATH);
         let (status, answer) = self.send(OP, &url, &body, &[password]).await?;
-        let token = match decode::unwrap_answer(OP, &answer) {
+        // Detected before the answer is taken apart (a login answer is a few bytes).
+        let detected = Dialect::detect(&answer);
+        let token = match decode::unwrap_answer(OP, answer) {
             Ok(Some(Value::String(t))) if !t.trim().is_empty() => t,
             // Never echo the answer: it would be the token if it were only oddly shaped.
             _ => {
@@ -540,7 +541,7 @@ impl EsmClient {
             ApiDialect::Prefixed => Dialect::Prefixed,
             ApiDialect::Plain => Dialect::Plain,
             // An answer we could read but not place: the older, prefixed form is the safer bet.
-            ApiDialect::Auto => Dialect::detect(&answer).unwrap_or(Dialect::Prefixed),
+            ApiDialect::Auto => detected.unwrap_or(Dialect::Prefixed),
         };
         let generation = {
             let mut g = lock(&self.inner.generation);
@@ -580,7 +581,7 @@ impl EsmClient {
             let secrets = [token, self.inner.cfg.password.expose_secret()];
             match self.send(op, &url, &body, &secrets).await {
                 Ok((status, answer)) => {
-                    return decode::unwrap_answer(op, &answer).map_err(|message| {
+                    return decode::unwrap_answer(op, answer).map_err(|message| {
                         EsmError::Decode {
                             operation: op,
                             status,

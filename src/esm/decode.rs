@@ -80,13 +80,16 @@ impl Dialect {
     }
 }
 
-/// `name` itself or any `<prefix>.name`.
-fn find_key<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.rsplit_once('.').is_some_and(|(_, n)| n == name))
-            .map(|(_, v)| v)
-    })
+/// Takes `name` itself or any `<prefix>.name` out of `obj`.
+fn take_key(obj: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    if let Some(v) = obj.remove(name) {
+        return Some(v);
+    }
+    let key = obj
+        .keys()
+        .find(|k| k.rsplit_once('.').is_some_and(|(_, n)| n == name))?
+        .clone();
+    obj.remove(&key)
 }
 
 fn is_empty_value(v: &Value) -> bool {
@@ -102,25 +105,25 @@ fn is_empty_value(v: &Value) -> bool {
 /// The payload of `{"<p>.<op>Response": {"<p>.return": X}}` (either dialect): `Some(X)`, or
 /// `None` when ESM said "nothing" (missing `return`, `""`, `null`, `{}`, `[]`, empty body).
 /// An answer without the response key is a shape error (the message names no data).
-pub fn unwrap_answer(op: &str, answer: &Value) -> Result<Option<Value>, String> {
-    if is_empty_value(answer) {
+pub fn unwrap_answer(op: &str, answer: Value) -> Result<Option<Value>, String> {
+    if is_empty_value(&answer) {
         return Ok(None);
     }
-    let Value::Object(obj) = answer else {
+    let Value::Object(mut obj) = answer else {
         return Err(format!("expected an object with {op}Response"));
     };
-    let Some(response) = find_key(obj, &format!("{op}Response")) else {
+    // Moved out, not cloned: an answer can be tens of MiB of events, and a copy would double
+    // both the peak and the time spent on it.
+    let Some(response) = take_key(&mut obj, &format!("{op}Response")) else {
         return Err(format!("no {op}Response in the answer"));
     };
-    if is_empty_value(response) {
+    if is_empty_value(&response) {
         return Ok(None);
     }
     match response {
-        Value::Object(inner) => Ok(find_key(inner, "return")
-            .filter(|v| !is_empty_value(v))
-            .cloned()),
+        Value::Object(mut inner) => Ok(take_key(&mut inner, "return").filter(|v| !is_empty_value(v))),
         // Some renderers drop the `return` level when it is the only one.
-        other => Ok(Some(other.clone())),
+        other => Ok(Some(other)),
     }
 }
 
@@ -356,9 +359,9 @@ mod tests {
     #[test]
     fn envelopes_unwrap_in_both_dialects_and_empty_means_none() {
         let a = json!({"cas.findAllIdsResponse": {"cas.return": ["a", "b"]}});
-        assert_eq!(unwrap_answer("findAllIds", &a), Ok(Some(json!(["a", "b"]))));
+        assert_eq!(unwrap_answer("findAllIds", a), Ok(Some(json!(["a", "b"]))));
         let a = json!({"findAllIdsResponse": {"return": "a"}});
-        assert_eq!(unwrap_answer("findAllIds", &a), Ok(Some(json!("a"))));
+        assert_eq!(unwrap_answer("findAllIds", a), Ok(Some(json!("a"))));
         for empty in [
             json!({"sev.getSecurityEventsResponse": ""}),
             json!({"sev.getSecurityEventsResponse": {}}),
@@ -367,12 +370,12 @@ mod tests {
             Value::Null,
         ] {
             assert_eq!(
-                unwrap_answer("getSecurityEvents", &empty),
+                unwrap_answer("getSecurityEvents", empty.clone()),
                 Ok(None),
                 "{empty}"
             );
         }
-        assert!(unwrap_answer("findAllIds", &json!({"somethingElse": 1})).is_err());
+        assert!(unwrap_answer("findAllIds", json!({"somethingElse": 1})).is_err());
     }
 
     #[test]

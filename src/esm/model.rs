@@ -62,6 +62,21 @@ pub(crate) fn as_list(v: Option<&Value>) -> Vec<&Value> {
     }
 }
 
+/// [`as_list`], taking the items out of `v` rather than borrowing them: a batch answer's
+/// items are kept, and copying them would double the answer's cost.
+pub(crate) fn into_list(v: Option<Value>) -> Vec<Value> {
+    match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .filter(|v| !is_null_sentinel(v))
+            .collect(),
+        Some(other) if is_null_sentinel(&other) => Vec::new(),
+        Some(other) => vec![other],
+    }
+}
+
 /// An integer from a JSON integer or a decimal string (never through `f64`).
 pub(crate) fn as_i64(v: &Value) -> Option<i64> {
     if is_null_sentinel(v) {
@@ -430,6 +445,18 @@ mod tests {
         assert!(as_list(Some(&json!(""))).is_empty());
         assert!(as_list(None).is_empty());
         assert!(as_list(Some(&json!(-9223372036854775808i64))).is_empty());
+        for v in [
+            json!(5),
+            json!([1, 2, -9223372036854775808i64]),
+            json!(""),
+            json!(null),
+            json!(-9223372036854775808i64),
+            json!({"a": 1}),
+        ] {
+            let borrowed: Vec<Value> = as_list(Some(&v)).into_iter().cloned().collect();
+            assert_eq!(into_list(Some(v.clone())), borrowed, "{v}");
+        }
+        assert!(into_list(None).is_empty());
     }
 
     #[test]

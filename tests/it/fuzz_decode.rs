@@ -109,7 +109,7 @@ fn read_like_the_client(body: &str) {
             "getSecurityEvents",
             "login",
         ] {
-            if let Ok(Some(inner)) = unwrap_answer(op, &v) {
+            if let Ok(Some(inner)) = unwrap_answer(op, v.clone()) {
                 let case = Case::from_value(&inner);
                 let events: Vec<SecurityEvent> = match &inner {
                     Value::Array(items) => {
