@@ -151,7 +151,7 @@ fn main() {
     }
     if !overlap.is_empty() {
         report.push_str(
-            "\n2,000 cases x 5 events, observables off | (a) ESM alone s | (b) delivery alone s | (c) whole run s | start-up s | c / max(a, b) | (c - start-up) / max(a, b) | peak RSS MB | CPU s | messages\n",
+            "\n2,000 cases x 5 events, observables off | (a) ESM alone s | (b) delivery alone s | (c) whole run s | start-up s | c / max(a, b) | (c - start-up) / max(a, b) | peak RSS MB | CPU s | machine busy CPU s (a) / (b) / (c) | messages\n",
         );
         for o in &overlap {
             let _ = writeln!(report, "{}", overlap_line(o));
@@ -238,7 +238,10 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
             .env("OPENCTI_TOKEN", TOKEN)
             .env("CONNECTOR_ID", "6f1d3c8e-0000-4000-8000-00000000be4c")
             .env("CONNECTOR_RUN_AND_TERMINATE", "true")
-            .env("CONNECTOR_LOG_LEVEL", "info")
+            .env(
+                "CONNECTOR_LOG_LEVEL",
+                std::env::var("E2E_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            )
             .env("OPENCTI_JSON_LOGGING", "true")
             .env("ARCSIGHT_INCIDENTS_API_BASE_URL", sim.base_url().as_str())
             .env("ARCSIGHT_INCIDENTS_USERNAME", "admin")
@@ -256,7 +259,11 @@ async fn scenario(s: &Scenario) -> Vec<Figures> {
         let cpu_s = children_cpu_s() - cpu_before;
         let stderr = String::from_utf8_lossy(&child.stderr);
         if let Some(dir) = std::env::var_os("E2E_LOG_DIR") {
-            let name = format!("{}-{}ms-{run}.log", s.label.replace([' ', ','], "_"), s.latency_ms);
+            let name = format!(
+                "{}-{}ms-{run}.log",
+                s.label.replace([' ', ','], "_"),
+                s.latency_ms
+            );
             let _ = std::fs::write(PathBuf::from(dir).join(name), stderr.as_bytes());
         }
         let finished = stderr
@@ -315,12 +322,15 @@ struct Overlap {
     latency_ms: u64,
     esm_s: f64,
     delivery_s: f64,
+    /// CPU seconds the whole machine was busy during (a), (b) and (c): the simulator, the
+    /// broker and the connector share its cores, so this says when a phase is CPU-bound.
+    busy_s: [f64; 3],
     run: Figures,
 }
 
 fn overlap_line(o: &Overlap) -> String {
     format!(
-        "{} ms per ESM request | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.1} | {:.2} | {}",
+        "{} ms per ESM request | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} / {:.2} / {:.2} | {}",
         o.latency_ms,
         o.esm_s,
         o.delivery_s,
@@ -330,6 +340,9 @@ fn overlap_line(o: &Overlap) -> String {
         (o.run.wall_s - o.run.startup_s) / o.esm_s.max(o.delivery_s),
         o.run.peak_rss_mb,
         o.run.cpu_s,
+        o.busy_s[0],
+        o.busy_s[1],
+        o.busy_s[2],
         o.run.messages
     )
 }
@@ -373,6 +386,7 @@ async fn overlap_figures(latency_ms: u64) -> Overlap {
         Settings::from_sources(&Sources::new(env, None).expect("sources")).expect("settings");
 
     // (a) ESM alone.
+    let busy = machine_busy_s();
     let started = Instant::now();
     let esm = EsmClient::new(settings.esm.client.clone()).expect("client");
     esm.login().await.expect("login");
@@ -411,6 +425,7 @@ async fn overlap_figures(latency_ms: u64) -> Overlap {
     }
     let _ = esm.logout().await;
     let esm_s = started.elapsed().as_secs_f64();
+    let esm_busy = machine_busy_s() - busy;
 
     // (b) Delivery alone: the same pages, converted beforehand, published with confirms.
     let converter = Converter::new(ConvertOptions {
@@ -430,6 +445,7 @@ async fn overlap_figures(latency_ms: u64) -> Overlap {
         .collect();
     drop(pages);
     let topo = Topology::new().await;
+    let busy = machine_busy_s();
     let started = Instant::now();
     let mut d = AmqpDelivery::connect(
         &amqp::mq(&topo.exchange, &topo.routing),
@@ -442,11 +458,13 @@ async fn overlap_figures(latency_ms: u64) -> Overlap {
         d.publish(p, Some("bench-work")).await.expect("publish");
     }
     let delivery_s = started.elapsed().as_secs_f64();
+    let delivery_busy = machine_busy_s() - busy;
     let _ = d.close().await;
     topo.drop_all().await;
     sim.shutdown().await;
 
     // (c) The whole run, as its own process.
+    let busy = machine_busy_s();
     let run = scenario(&Scenario {
         label: "2,000 cases x 5 events, observables off",
         cases: 2_000,
@@ -457,10 +475,12 @@ async fn overlap_figures(latency_ms: u64) -> Overlap {
     })
     .await
     .remove(0);
+    let run_busy = machine_busy_s() - busy;
     Overlap {
         latency_ms,
         esm_s,
         delivery_s,
+        busy_s: [esm_busy, delivery_busy, run_busy],
         run,
     }
 }
@@ -499,4 +519,30 @@ fn startup_s(spawned_at: std::time::SystemTime, log: &str) -> f64 {
     (at.with_timezone(&chrono::Utc) - spawned)
         .to_std()
         .map_or(f64::NAN, |d| d.as_secs_f64())
+}
+
+/// CPU seconds all cores of the machine spent busy since boot (`/proc/stat`: everything but
+/// idle and iowait), NaN off Linux.
+fn machine_busy_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return f64::NAN;
+    };
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return f64::NAN;
+    };
+    let ticks: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    busy / hz
 }

@@ -581,12 +581,10 @@ impl EsmClient {
             let secrets = [token, self.inner.cfg.password.expose_secret()];
             match self.send(op, &url, &body, &secrets).await {
                 Ok((status, answer)) => {
-                    return decode::unwrap_answer(op, answer).map_err(|message| {
-                        EsmError::Decode {
-                            operation: op,
-                            status,
-                            message,
-                        }
+                    return decode::unwrap_answer(op, answer).map_err(|message| EsmError::Decode {
+                        operation: op,
+                        status,
+                        message,
                     });
                 }
                 Err(EsmError::Unauthorized { .. }) if !relogged => {

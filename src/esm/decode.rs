@@ -121,7 +121,9 @@ pub fn unwrap_answer(op: &str, answer: Value) -> Result<Option<Value>, String> {
         return Ok(None);
     }
     match response {
-        Value::Object(mut inner) => Ok(take_key(&mut inner, "return").filter(|v| !is_empty_value(v))),
+        Value::Object(mut inner) => {
+            Ok(take_key(&mut inner, "return").filter(|v| !is_empty_value(v)))
+        }
         // Some renderers drop the `return` level when it is the only one.
         other => Ok(Some(other)),
     }

@@ -68,10 +68,7 @@ pub(crate) fn into_list(v: Option<Value>) -> Vec<Value> {
     match v {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter(|v| !is_null_sentinel(v))
-            .collect(),
+        Some(Value::Array(items)) => items.into_iter().filter(|v| !is_null_sentinel(v)).collect(),
         Some(other) if is_null_sentinel(&other) => Vec::new(),
         Some(other) => vec![other],
     }

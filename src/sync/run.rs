@@ -365,38 +365,90 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
     }
 
     /// Two pages in flight: the next page's cases and events are read while the current one is
-    /// delivered, confirmed and committed. Pages still commit in order, each after its
-    /// confirms, and memory holds at most two pages.
+    /// delivered and confirmed, and the state save of the page before runs meanwhile too.
+    /// Pages still commit in order, each after its confirms, and memory holds at most two
+    /// pages.
     async fn pages(&mut self) -> Result<(), RunError> {
         let selected = self.list_and_select().await?;
         let page_size = self.cfg.page_size.max(1);
         let reader = self.reader();
+        let (tracker, state) = (self.tracker, self.state);
         let mut pages = selected.chunks(page_size);
         let Some(first) = pages.next() else {
             return Ok(());
         };
-        let mut cases = reader.fetch_page(first, self.cached(first)).await;
+        let cached = self.cached(first);
+        // The broker connection and the work are made while the first page is read: each is
+        // a round trip or more that would otherwise hold up the first delivery.
+        let (mut cases, ()) = tokio::try_join!(
+            async { Ok(reader.fetch_page(first, cached).await) },
+            self.prepare_delivery(),
+        )?;
+        // The previous page's save, running while the current page is delivered: it has its
+        // own round trip and carries the whole state, and the writer serializes saves in
+        // order.
+        let mut saving = None;
         loop {
             let next = pages.next();
             let cached = next.map(|p| self.cached(p)).unwrap_or_default();
             let fetch_next = async {
-                Ok(match next {
+                match next {
                     Some(page) => Some(reader.fetch_page(page, cached).await),
                     None => None,
-                })
+                }
+            };
+            let previous_save = saving.take();
+            let save_previous = async move {
+                match previous_save {
+                    Some(save) => save.await,
+                    None => Ok(()),
+                }
             };
             let current = async {
                 let delivered = self.deliver(&cases.ready).await?;
-                self.commit(cases, delivered).await
+                self.commit(cases, delivered)
             };
-            // A failed page stops the run at once: the next page, read or not, is dropped
-            // uncommitted.
-            let ((), next_cases) = tokio::try_join!(current, fetch_next)?;
+            // Joined, not raced: a delivery is never cut off halfway (its expectations would
+            // outlive its messages). A failed page stops the run: the next page, read or not,
+            // is dropped uncommitted.
+            let (delivered, next_cases, saved) = tokio::join!(current, fetch_next, save_previous);
+            saved?;
+            delivered?;
+            saving = Some(save_state(tracker, state));
             match next_cases {
                 Some(c) => cases = c,
-                None => return Ok(()),
+                None => break,
             }
         }
+        match saving {
+            Some(save) => save.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Opens the sinks and creates the work, once per run.
+    async fn prepare_delivery(&mut self) -> Result<(), RunError> {
+        if !self.opened {
+            for sink in self.sinks.iter_mut() {
+                sink.open().await.map_err(RunError::Open)?;
+            }
+            self.opened = true;
+        }
+        if self.report.work_id.is_none() {
+            self.report.work_id = self
+                .tracker
+                .work_add(&self.cfg.friendly_name)
+                .await
+                .map_err(RunError::WorkAdd)?;
+            // The sentinel: the work stays open (not `complete`) until the run reports it.
+            if let Some(work_id) = &self.report.work_id {
+                self.tracker
+                    .add_expectations(work_id, 1)
+                    .await
+                    .map_err(RunError::AddExpectations)?;
+            }
+        }
+        Ok(())
     }
 
     /// The cases of `page` read while listing (taken out of the cache).
@@ -538,12 +590,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         if ready.is_empty() {
             return Ok(delivered);
         }
-        if !self.opened {
-            for sink in self.sinks.iter_mut() {
-                sink.open().await.map_err(RunError::Open)?;
-            }
-            self.opened = true;
-        }
+        self.prepare_delivery().await?;
         let mut todo: Vec<Vec<usize>> = vec![(0..ready.len()).collect()];
         let mut first_error = None;
         while let Some(group) = todo.pop() {
@@ -595,20 +642,6 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             bundle.extend_dedup(ready[*i].objects.iter().cloned());
         }
         bundle.extend_dedup(self.converter.common_objects());
-        if self.report.work_id.is_none() {
-            self.report.work_id = self
-                .tracker
-                .work_add(&self.cfg.friendly_name)
-                .await
-                .map_err(RunError::WorkAdd)?;
-            // The sentinel: the work stays open (not `complete`) until the run reports it.
-            if let Some(work_id) = &self.report.work_id {
-                self.tracker
-                    .add_expectations(work_id, 1)
-                    .await
-                    .map_err(RunError::AddExpectations)?;
-            }
-        }
         let per_sink: Vec<u64> = self.sinks.iter().map(|s| s.expectations(&bundle)).collect();
         let expected: u64 = per_sink.iter().sum();
         if let (Some(work_id), true) = (&self.report.work_id, expected > 0) {
@@ -664,8 +697,9 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         Ok(())
     }
 
-    /// Records the page in the state and saves it; stops when a reset was adopted meanwhile.
-    async fn commit(&mut self, cases: PageCases, delivered: Vec<bool>) -> Result<(), RunError> {
+    /// Records the page in the state (the caller saves it); stops when a reset was adopted
+    /// meanwhile.
+    fn commit(&mut self, cases: PageCases, delivered: Vec<bool>) -> Result<(), RunError> {
         let run_no = self.run_no;
         let mut failed = cases.failed;
         let mut ok = 0usize;
@@ -701,19 +735,24 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             incomplete = cases.incomplete.len(),
             "page done"
         );
-        self.save().await
+        Ok(())
     }
 
     async fn save(&self) -> Result<(), RunError> {
-        match self.tracker.save_state(self.state).await {
-            Ok(Saved::Kept) => Ok(()),
-            Ok(Saved::Reset) => Err(RunError::Reset),
-            // Not fatal: the state stays in memory and the next save (next page, next ping)
-            // carries it. Worst case after a crash: a page is sent again, with the same ids.
-            Err(e) => {
-                warn!(error = %e, "persisting the state failed; will retry");
-                Ok(())
-            }
+        save_state(self.tracker, self.state).await
+    }
+}
+
+/// Saves the state; a reset seen by the platform stops the run.
+async fn save_state(tracker: &impl Tracker, state: &SharedState) -> Result<(), RunError> {
+    match tracker.save_state(state).await {
+        Ok(Saved::Kept) => Ok(()),
+        Ok(Saved::Reset) => Err(RunError::Reset),
+        // Not fatal: the state stays in memory and the next save (next page, next ping)
+        // carries it. Worst case after a crash: a page is sent again, with the same ids.
+        Err(e) => {
+            warn!(error = %e, "persisting the state failed; will retry");
+            Ok(())
         }
     }
 }

@@ -17,6 +17,40 @@ use crate::esm::model::EventId;
 use crate::esm::{EsmError, EventsFetch};
 use crate::stix::{Bundle, StixObject};
 
+/// Counts occurrences of something (a sink opened, a delivery begun) that a fake waits for.
+#[derive(Default)]
+struct Signal {
+    count: Mutex<usize>,
+    changed: tokio::sync::Notify,
+}
+
+impl Signal {
+    fn fire(&self) {
+        *self.count.lock().unwrap() += 1;
+        self.changed.notify_waiters();
+    }
+
+    async fn reached(&self, n: usize) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if *self.count.lock().unwrap() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A run that cannot finish: the clock is paused, so a deadlock shows as the timeout firing at
+/// once, in virtual time.
+async fn unless_stuck<F: std::future::Future>(f: F) -> Option<F::Output> {
+    tokio::time::timeout(std::time::Duration::from_secs(3600), f)
+        .await
+        .ok()
+}
+
 #[derive(Default)]
 struct FakeEsm {
     cases: Mutex<BTreeMap<String, Value>>,
@@ -31,6 +65,8 @@ struct FakeEsm {
     /// From this event fetch on (0 = the first), signal `entered` and never answer.
     hang_from_call: Option<usize>,
     entered: std::sync::Arc<tokio::sync::Notify>,
+    /// When set, event fetches wait until the sink has been opened.
+    events_after_open: Option<Arc<Signal>>,
 }
 
 impl FakeEsm {
@@ -103,6 +139,9 @@ impl CaseSource for FakeEsm {
             *n += 1;
             *n - 1
         };
+        if let Some(opened) = &self.events_after_open {
+            opened.reached(1).await;
+        }
         if self.hang_from_call.is_some_and(|k| call >= k) {
             self.entered.notify_one();
             std::future::pending::<()>().await;
@@ -135,6 +174,9 @@ struct FakeSink {
     fail_at: Option<usize>,
     opened: usize,
     closed: usize,
+    /// Fired at every open and at the start of every delivery.
+    on_open: Option<Arc<Signal>>,
+    on_deliver: Option<Arc<Signal>>,
 }
 
 impl FakeSink {
@@ -156,6 +198,9 @@ impl FakeSink {
 impl Sink for FakeSink {
     async fn open(&mut self) -> Result<(), DeliveryError> {
         self.opened += 1;
+        if let Some(s) = &self.on_open {
+            s.fire();
+        }
         Ok(())
     }
     fn expectations(&self, bundle: &Bundle) -> u64 {
@@ -167,6 +212,9 @@ impl Sink for FakeSink {
         _work_id: Option<&str>,
     ) -> Result<DeliveryReport, DeliveryError> {
         self.delivers += 1;
+        if let Some(s) = &self.on_deliver {
+            s.fire();
+        }
         if self.fail || self.fail_at == Some(self.delivers - 1) {
             return Err(DeliveryError::Connect {
                 host: "broker".into(),
@@ -194,6 +242,8 @@ type Work = (String, i64, Option<(String, bool)>, u64);
 struct FakeTracker {
     works: Mutex<Vec<Work>>,
     saved: Mutex<Vec<State>>,
+    /// When set, the first save waits until a second delivery has begun.
+    first_save_after_second_delivery: Option<Arc<Signal>>,
 }
 
 impl Tracker for FakeTracker {
@@ -217,6 +267,11 @@ impl Tracker for FakeTracker {
         w.iter_mut().find(|x| x.0 == work_id).unwrap().2 = Some((message.to_owned(), in_error));
     }
     async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError> {
+        if let Some(deliveries) = &self.first_save_after_second_delivery
+            && self.saved.lock().unwrap().is_empty()
+        {
+            deliveries.reached(2).await;
+        }
         self.saved.lock().unwrap().push(state.snapshot());
         Ok(Saved::Kept)
     }
@@ -509,4 +564,45 @@ async fn a_first_import_reads_each_case_once() {
     assert_eq!(h.run().await.cases_delivered, 1);
     let reads = h.esm.case_reads.lock().unwrap().clone();
     assert!(reads.values().all(|n| *n == 1), "{reads:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_broker_connection_is_opened_while_the_first_page_is_read() {
+    let mut h = Harness::new(FakeEsm::with_cases(4, 1), 100, 2);
+    // Events are answered only once the sink is open: were the first page read before the
+    // connection is made, the run would wait forever.
+    let opened = Arc::new(Signal::default());
+    h.esm.events_after_open = Some(opened.clone());
+    h.sink.on_open = Some(opened);
+    let r = unless_stuck(h.run())
+        .await
+        .expect("the first page's read and the connection ran in turn");
+    assert_eq!(r.cases_delivered, 4, "{r:?}");
+    assert_eq!(h.sink.opened, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_is_saved_while_the_next_one_is_delivered_and_saves_stay_in_order() {
+    let mut h = Harness::new(FakeEsm::with_cases(6, 1), 100, 2);
+    // Page 1's save completes only once page 2's delivery has begun: were the save awaited
+    // before the next delivery, the run would wait forever.
+    let deliveries = Arc::new(Signal::default());
+    h.sink.on_deliver = Some(deliveries.clone());
+    h.tracker.first_save_after_second_delivery = Some(deliveries);
+    let r = unless_stuck(h.run())
+        .await
+        .expect("the save and the next page's delivery ran in turn");
+    assert_eq!(r.cases_delivered, 6, "{r:?}");
+    // Saves are whole prefixes, in order, and the last one holds every page.
+    let ledgers: Vec<usize> = h
+        .tracker
+        .saved
+        .lock()
+        .unwrap()
+        .iter()
+        .map(State::delivered_count)
+        .collect();
+    assert!(ledgers.windows(2).all(|w| w[0] <= w[1]), "{ledgers:?}");
+    assert!(ledgers.iter().all(|n| n % 2 == 0), "{ledgers:?}");
+    assert_eq!(ledgers.last(), Some(&6), "{ledgers:?}");
 }
