@@ -51,13 +51,31 @@ impl std::fmt::Debug for Identity {
 }
 
 /// The text of a PEM setting: the value itself when it is PEM (pycti's "memory certificate"),
-/// else the file it names. Errors name the file, never the content.
+/// else the file it names. Errors name the file, never the content: a value that does not
+/// look like a path (a key pasted without its `-----BEGIN` line, say) is not quoted.
 fn pem_text(value: &str) -> Result<Vec<u8>, String> {
     let v = value.trim();
     if v.starts_with("-----BEGIN") {
         return Ok(v.as_bytes().to_vec());
     }
-    std::fs::read(Path::new(v)).map_err(|e| format!("cannot read {v}: {}", e.kind()))
+    std::fs::read(Path::new(v)).map_err(|e| {
+        if looks_like_path(v) {
+            format!("cannot read {v}: {}", e.kind())
+        } else {
+            format!(
+                "is neither PEM text (starting with -----BEGIN) nor the path of a readable file ({})",
+                e.kind()
+            )
+        }
+    })
+}
+
+/// An absolute or explicitly relative path of one line. Key material in base64 starts with
+/// `M` (DER's SEQUENCE tag), never with `/` or `.`.
+fn looks_like_path(v: &str) -> bool {
+    (v.starts_with('/') || v.starts_with("./") || v.starts_with("../"))
+        && v.len() <= 4096
+        && !v.contains(['\n', '\r'])
 }
 
 /// Every certificate in a PEM setting (path or text); at least one.
@@ -224,5 +242,23 @@ impl ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_is_named_but_key_material_is_never_quoted() {
+        let err = certificates_from("/nonexistent/ca.pem").unwrap_err();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        // A key pasted without its BEGIN line: base64 of DER, which starts with `M`.
+        let body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgsecretsecretsecret";
+        for value in [body.to_owned(), format!("{body}\n{body}")] {
+            let err = private_key_from(&value, None).unwrap_err();
+            assert!(!err.contains("MIGHAgEA"), "{err}");
+            assert!(err.contains("neither PEM text"), "{err}");
+        }
     }
 }
