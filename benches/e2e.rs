@@ -143,6 +143,27 @@ fn main() {
             overlap.push(o);
         }
     }
+    // Issue 15's memory goal at scale: the same run at 100,000 cases, peak RSS within 1.3x of
+    // the 2,000-case peak (E2E_SKIP_SCALE skips it: it takes about a minute).
+    let mut scale = Vec::new();
+    if !quick && std::env::var_os("E2E_SKIP_SCALE").is_none() {
+        scale = rt.block_on(scenario(&Scenario {
+            label: "100,000 cases x 5 events, observables off, 2 ms latency",
+            cases: 100_000,
+            events_per_case: 5,
+            latency_ms: 2,
+            second_run: false,
+            observables: false,
+        }));
+        for f in &scale {
+            let base = overlap.first().map_or(f64::NAN, |o| o.run.peak_rss_mb);
+            println!(
+                "{} | peak RSS / 2,000-case peak: {:.2}",
+                line(f),
+                f.peak_rss_mb / base
+            );
+        }
+    }
     let mut report = String::from(
         "scenario | run | wall s | CPU s | ESM requests | AMQP messages | cases delivered | peak RSS MB | state bytes | ping bytes\n",
     );
@@ -156,6 +177,15 @@ fn main() {
         for o in &overlap {
             let _ = writeln!(report, "{}", overlap_line(o));
         }
+    }
+    for f in &scale {
+        let base = overlap.first().map_or(f64::NAN, |o| o.run.peak_rss_mb);
+        let _ = writeln!(
+            report,
+            "\n{} | peak RSS / 2,000-case peak: {:.2}",
+            line(f),
+            f.peak_rss_mb / base
+        );
     }
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

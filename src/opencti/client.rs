@@ -174,7 +174,7 @@ impl OpenCtiClient {
     pub async fn ping(
         &self,
         connector_id: &str,
-        state: Option<&str>,
+        state: Option<String>,
         info: &ConnectorInfo,
     ) -> Result<PingAnswer, OpenCtiError> {
         #[derive(Deserialize)]
@@ -187,13 +187,15 @@ impl OpenCtiClient {
             connector_state: Option<String>,
         }
         let op = "pingConnector";
-        // Borrowed, not copied into a `Value`: the state is megabytes at 100,000 cases.
+        // Not copied into a `Value`, and owned: the state is megabytes at 100,000 cases, and
+        // it is freed as soon as the request body is written, before the answer (which
+        // echoes it) is read.
         #[derive(Serialize)]
         struct Vars<'a> {
             #[serde(rename = "connectorInfo")]
             connector_info: &'a ConnectorInfo,
             id: &'a str,
-            state: Option<&'a str>,
+            state: Option<String>,
         }
         let vars = Vars {
             id: connector_id,
@@ -352,11 +354,13 @@ impl OpenCtiClient {
             query: &'a str,
             variables: V,
         }
-        let body = Body { query, variables };
+        let body = crate::http::json_body(&Body { query, variables })
+            .map_err(|e| decode(op, &format!("cannot encode the request: {e}")))?;
         let resp = self
             .http
             .post(self.endpoint.clone())
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|e| transport(op, e))?;

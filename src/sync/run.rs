@@ -453,9 +453,16 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
 
     /// The cases of `page` read while listing (taken out of the cache).
     fn cached(&mut self, page: &[Seen]) -> HashMap<String, Case> {
-        page.iter()
+        let taken = page
+            .iter()
             .filter_map(|s| self.read_once.remove(&s.id).map(|c| (s.id.clone(), c)))
-            .collect()
+            .collect();
+        // A map keeps its table when emptied: give it back as the pages drain it (up to
+        // 5,000 entries' worth otherwise held to the end of the run).
+        if self.read_once.len() * 4 < self.read_once.capacity() {
+            self.read_once.shrink_to_fit();
+        }
+        taken
     }
 
     /// Lists every case, reads each one's version, and selects what to send.

