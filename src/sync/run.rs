@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::schedule::Shutdown;
 use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select_owned, version_hash};
@@ -849,6 +849,7 @@ impl<S: CaseSource> Reader<'_, S> {
     /// `cached`: cases of the page read while listing, in the version selected; they are not
     /// read again.
     async fn fetch_page(&self, page: &[Seen], mut cached: HashMap<String, Case>) -> PageCases {
+        let started = Instant::now();
         let ids: Vec<String> = page
             .iter()
             .filter(|s| !cached.contains_key(&s.id))
@@ -905,6 +906,14 @@ impl<S: CaseSource> Reader<'_, S> {
                 None => out.incomplete.push(seen.id),
             }
         }
+        // What the read-ahead hides: compared with the delivery's "bundle published" line, it
+        // tells whether a run waits for ESM or for the broker.
+        debug!(
+            cases = page.len(),
+            events = fetched.events.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "page read"
+        );
         out
     }
 
