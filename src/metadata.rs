@@ -2,7 +2,7 @@
 //!
 //! The OpenCTI connector manager reads `connector_config_schema.json`; operators read
 //! `CONNECTOR_CONFIG_DOC.md` and `config.yml.sample`. Generating all three from
-//! [`crate::settings::DEFS`] (and testing that the committed files equal the generated ones)
+//! `crate::settings::DEFS` (and testing that the committed files equal the generated ones)
 //! means they can never drift from what the code actually reads.
 
 use std::path::Path;

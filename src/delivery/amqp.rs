@@ -152,7 +152,7 @@ impl AmqpDelivery {
         }
     }
 
-    /// [`AmqpDelivery::new`] then [`Sink::open`]: a sink ready to publish.
+    /// `AmqpDelivery::new` then [`Sink::open`]: a sink ready to publish.
     pub async fn connect(
         mq: &MqConnection,
         applicant_id: &str,

@@ -1,5 +1,5 @@
 //! How a bundle reaches the platform: one [`Sink`] trait, three implementations chosen by
-//! the settings (`amqp`, the default; `api`; `directory`), and [`AnySink`] to hold any of
+//! the settings (`amqp`, the default; `api`; `directory`), and `AnySink` to hold any of
 //! them, so one run can feed the queue and a directory at once.
 //!
 //! The run loop calls [`Sink::open`] before its first page, then per page:

@@ -3,9 +3,9 @@
 //! One table drives loading, validation, `config.yml.sample`, the docker-compose file and the
 //! `__metadata__` JSON schema, so that documentation can never drift from what the code reads.
 //!
-//! Each setting is a constant [`Key`] whose type parameter (one of [`kinds`]) says which
+//! Each setting is a constant `Key` whose type parameter (one of [`kinds`]) says which
 //! reader applies: the settings loader names settings by these constants, so a misspelt name
-//! or a boolean read as a number does not compile. [`DEFS`] lists them all.
+//! or a boolean read as a number does not compile. `DEFS` lists them all.
 
 use std::marker::PhantomData;
 
@@ -53,7 +53,7 @@ pub(crate) struct Def {
     pub(crate) description: &'static str,
 }
 
-/// Types that stand for a [`Kind`] in [`Key`]'s parameter; they have no values.
+/// Types that stand for a `Kind` in `Key`'s parameter; they have no values.
 pub mod kinds {
     macro_rules! kinds {
         ($($name:ident),*) => {$(

@@ -1,6 +1,6 @@
 //! Settings: environment variables and config.yml, typed and validated at start-up.
 //!
-//! Names and keys are the reference connector's and pycti's (see [`defs::DEFS`]). The
+//! Names and keys are the reference connector's and pycti's (see `defs::DEFS`). The
 //! environment wins over config.yml key by key; an empty value counts as unset. Every problem
 //! is collected, so an operator fixes all of them in one go, and no message ever shows a
 //! secret's value.
@@ -161,7 +161,7 @@ pub struct EsmSettings {
     pub page_size: usize,
 }
 
-/// Every setting, valid by construction: the only way to get one is [`Settings::load`] (or
+/// Every setting, valid by construction: the only way to get one is `Settings::load` (or
 /// [`Settings::from_sources`]), which checks everything.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -10,7 +10,7 @@
 //! - `retry`: cases that failed, by id, with their attempts and the run before which they are
 //!   not tried again (a backoff counted in runs);
 //! - `absent`: ledger or retry entries missing from the last whole listings, and how many in a
-//!   row: a case is forgotten after [`FORGET_AFTER`] of them, or when ESM says it is gone.
+//!   row: a case is forgotten after `FORGET_AFTER` of them, or when ESM says it is gone.
 //!
 //! A case is sent when it is new (not in the ledger) or changed (its version differs from the
 //! ledger's), whatever its timestamp relative to other cases.
