@@ -43,14 +43,6 @@ impl Signal {
     }
 }
 
-/// A run that cannot finish: the clock is paused, so a deadlock shows as the timeout firing at
-/// once, in virtual time.
-async fn unless_stuck<F: std::future::Future>(f: F) -> Option<F::Output> {
-    tokio::time::timeout(std::time::Duration::from_secs(3600), f)
-        .await
-        .ok()
-}
-
 #[derive(Default)]
 struct FakeEsm {
     cases: Mutex<BTreeMap<String, Value>>,
@@ -307,6 +299,25 @@ impl Harness {
         self.run_until(None).await
     }
 
+    /// A run that must finish: with the clock paused, a deadlock shows as the timeout firing
+    /// at once, in virtual time, and fails the test with `stuck`.
+    async fn run_unless_stuck(&mut self, stuck: &str) -> RunReport {
+        tokio::time::timeout(std::time::Duration::from_secs(3600), self.run())
+            .await
+            .expect(stuck)
+    }
+
+    /// How many cases each save so far held, in order.
+    fn saved_ledgers(&self) -> Vec<usize> {
+        self.tracker
+            .saved
+            .lock()
+            .unwrap()
+            .iter()
+            .map(State::delivered_count)
+            .collect()
+    }
+
     async fn run_until(&mut self, shutdown: Option<&Shutdown>) -> RunReport {
         run_once(
             &self.esm,
@@ -527,14 +538,7 @@ async fn pages_commit_in_order_and_a_failed_page_leaves_the_later_ones_uncommitt
     let first = h.sink.case_ids();
     assert_eq!(first.len(), 2);
     // Every save holds a prefix of the pages: never a later page without the ones before.
-    let ledgers: Vec<usize> = h
-        .tracker
-        .saved
-        .lock()
-        .unwrap()
-        .iter()
-        .map(State::delivered_count)
-        .collect();
+    let ledgers = h.saved_ledgers();
     assert!(ledgers.iter().all(|n| *n <= 2), "{ledgers:?}");
     let st = h.state.snapshot();
     assert_eq!(
@@ -574,9 +578,9 @@ async fn the_broker_connection_is_opened_while_the_first_page_is_read() {
     let opened = Arc::new(Signal::default());
     h.esm.events_after_open = Some(opened.clone());
     h.sink.on_open = Some(opened);
-    let r = unless_stuck(h.run())
-        .await
-        .expect("the first page's read and the connection ran in turn");
+    let r = h
+        .run_unless_stuck("the first page's read and the connection ran in turn")
+        .await;
     assert_eq!(r.cases_delivered, 4, "{r:?}");
     assert_eq!(h.sink.opened, 1);
 }
@@ -589,19 +593,12 @@ async fn a_page_is_saved_while_the_next_one_is_delivered_and_saves_stay_in_order
     let deliveries = Arc::new(Signal::default());
     h.sink.on_deliver = Some(deliveries.clone());
     h.tracker.first_save_after_second_delivery = Some(deliveries);
-    let r = unless_stuck(h.run())
-        .await
-        .expect("the save and the next page's delivery ran in turn");
+    let r = h
+        .run_unless_stuck("the save and the next page's delivery ran in turn")
+        .await;
     assert_eq!(r.cases_delivered, 6, "{r:?}");
     // Saves are whole prefixes, in order, and the last one holds every page.
-    let ledgers: Vec<usize> = h
-        .tracker
-        .saved
-        .lock()
-        .unwrap()
-        .iter()
-        .map(State::delivered_count)
-        .collect();
+    let ledgers = h.saved_ledgers();
     assert!(ledgers.windows(2).all(|w| w[0] <= w[1]), "{ledgers:?}");
     assert!(ledgers.iter().all(|n| n % 2 == 0), "{ledgers:?}");
     assert_eq!(ledgers.last(), Some(&6), "{ledgers:?}");
