@@ -166,6 +166,8 @@ struct FakeSink {
     fail_at: Option<usize>,
     opened: usize,
     closed: usize,
+    /// A bundle holding this case is refused (a nack: tied to the content).
+    refuse_case: Option<String>,
     /// Fired at every open and at the start of every delivery.
     on_open: Option<Arc<Signal>>,
     on_deliver: Option<Arc<Signal>>,
@@ -173,18 +175,23 @@ struct FakeSink {
 
 impl FakeSink {
     fn case_ids(&self) -> Vec<String> {
-        self.bundles
-            .iter()
-            .flat_map(|b| b.objects.iter())
-            .filter_map(|o| match o {
-                StixObject::CaseIncident(c) => c
-                    .external_references
-                    .first()
-                    .and_then(|r| r.external_id.clone()),
-                _ => None,
-            })
-            .collect()
+        self.bundles.iter().flat_map(case_ids_of).collect()
     }
+}
+
+/// The ESM ids of the cases a bundle holds.
+fn case_ids_of(bundle: &Bundle) -> Vec<String> {
+    bundle
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            StixObject::CaseIncident(c) => c
+                .external_references
+                .first()
+                .and_then(|r| r.external_id.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Sink for FakeSink {
@@ -213,6 +220,11 @@ impl Sink for FakeSink {
                 port: 5672,
                 reason: "broker refused the connection".into(),
             });
+        }
+        if let Some(refused) = &self.refuse_case
+            && case_ids_of(bundle).contains(refused)
+        {
+            return Err(DeliveryError::Nack { action_sequence: 1 });
         }
         self.bundles.push(bundle.clone());
         Ok(DeliveryReport {
@@ -602,4 +614,75 @@ async fn a_page_is_saved_while_the_next_one_is_delivered_and_saves_stay_in_order
     assert!(ledgers.windows(2).all(|w| w[0] <= w[1]), "{ledgers:?}");
     assert!(ledgers.iter().all(|n| n % 2 == 0), "{ledgers:?}");
     assert_eq!(ledgers.last(), Some(&6), "{ledgers:?}");
+}
+
+#[tokio::test]
+async fn a_refused_page_is_bisected_and_the_other_cases_arrive_with_every_object_intact() {
+    let esm = || {
+        let esm = FakeEsm::with_cases(4, 2);
+        // Case 1 also holds one of case 0's events: their incident stands once in a bundle.
+        let mut cases = esm.cases.lock().unwrap();
+        let shared = cases["case-000"]["eventIDs"][0].clone();
+        cases.get_mut("case-001").unwrap()["eventIDs"]
+            .as_array_mut()
+            .unwrap()
+            .push(shared);
+        drop(cases);
+        esm
+    };
+    let by_id = |bundles: &[Bundle]| -> HashMap<String, StixObject> {
+        bundles
+            .iter()
+            .flat_map(|b| b.objects.iter())
+            .map(|o| (o.id().to_owned(), o.clone()))
+            .collect()
+    };
+    // What one page of the four cases holds when nothing is refused.
+    let mut clean = Harness::new(esm(), 100, 4);
+    assert_eq!(clean.run().await.cases_delivered, 4);
+    let whole = by_id(&clean.sink.bundles);
+
+    let mut h = Harness::new(esm(), 100, 4);
+    h.sink.refuse_case = Some("case-002".into());
+    let r = h.run().await;
+    assert_eq!(r.cases_delivered, 3, "{r:?}");
+    let mut delivered = h.sink.case_ids();
+    delivered.sort();
+    assert_eq!(delivered, ["case-000", "case-001", "case-003"]);
+    // The halves carried the cases' own objects, as the whole page would have: none altered,
+    // none lost (every reference of a delivered case is in what was delivered), and only
+    // what case 2 alone brings is missing.
+    let got = by_id(&h.sink.bundles);
+    for (id, o) in &got {
+        assert_eq!(Some(o), whole.get(id), "{id}");
+    }
+    let refs_of = |case: &str| -> Vec<String> {
+        whole
+            .values()
+            .find_map(|o| match o {
+                StixObject::CaseIncident(c)
+                    if c.external_references[0].external_id.as_deref() == Some(case) =>
+                {
+                    let mut refs = c.object_refs.clone();
+                    refs.push(c.id.clone());
+                    Some(refs)
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    for case in ["case-000", "case-001", "case-003"] {
+        for id in refs_of(case) {
+            assert!(got.contains_key(&id), "{case}: {id} was lost");
+        }
+    }
+    let others: HashSet<String> = ["case-000", "case-001", "case-003"]
+        .iter()
+        .flat_map(|c| refs_of(c))
+        .collect();
+    let only_case_2 = refs_of("case-002")
+        .into_iter()
+        .filter(|id| !others.contains(id))
+        .count();
+    assert_eq!(got.len(), whole.len() - only_case_2);
 }
