@@ -399,26 +399,15 @@ async fn esm_ids_with_control_characters_cannot_forge_text_log_lines() {
         }
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("hostile-{}", uuid::Uuid::new_v4().simple()));
-    let (out, _) = tokio::task::spawn_blocking({
-        let (e, d) = (esm.url(), dir.display().to_string());
-        move || {
-            run_bin(
-                &["run"],
-                &[
-                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
-                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
-                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
-                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
-                    ("CONNECTOR_LOG_LEVEL", "warn".into()),
-                    ("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "1".into()),
-                ],
-                Duration::from_secs(60),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (dir, out, _) = run_offline(
+        esm.url(),
+        "ctl",
+        &[
+            ("CONNECTOR_LOG_LEVEL", "warn".into()),
+            ("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "1".into()),
+        ],
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
     let stderr = out.stderr.clone();
     let shown = text(&stderr);
@@ -713,27 +702,16 @@ async fn a_logout_that_times_out_is_a_warning_and_the_run_still_ends() {
         }
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("hostile-lo-{}", uuid::Uuid::new_v4().simple()));
-    let (out, took) = tokio::task::spawn_blocking({
-        let (e, d) = (esm.url(), dir.display().to_string());
-        move || {
-            run_bin(
-                &["run"],
-                &[
-                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
-                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
-                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
-                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
-                    ("OPENCTI_JSON_LOGGING", "true".into()),
-                    ("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT", "2".into()),
-                    ("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "1".into()),
-                ],
-                Duration::from_secs(60),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (dir, out, took) = run_offline(
+        esm.url(),
+        "lo",
+        &[
+            ("OPENCTI_JSON_LOGGING", "true".into()),
+            ("ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT", "2".into()),
+            ("ARCSIGHT_INCIDENTS_MAX_ATTEMPTS", "1".into()),
+        ],
+    )
+    .await;
     let bundles = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(Result::ok)
@@ -801,24 +779,7 @@ async fn a_100_kb_case_id_fails_that_case_only_and_never_reaches_the_state() {
         }
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("hostile-id-{}", uuid::Uuid::new_v4().simple()));
-    let (out, _) = tokio::task::spawn_blocking({
-        let (e, d) = (esm.url(), dir.display().to_string());
-        move || {
-            run_bin(
-                &["run"],
-                &[
-                    ("ARCSIGHT_INCIDENTS_API_BASE_URL", e),
-                    ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
-                    ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
-                    ("CONNECTOR_SEND_TO_DIRECTORY_PATH", d),
-                ],
-                Duration::from_secs(60),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (dir, out, _) = run_offline(esm.url(), "id", &[]).await;
     let mut bundles = String::new();
     let mut state = None;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -1046,4 +1007,29 @@ async fn a_stop_request_during_a_hanging_logout_ends_the_daemon_within_docker_gr
     assert!(warned, "no warning about the logout:\n{logs}");
     assert_no_secret(&logs);
     assert!(!logs.contains("esm-session-token-XYZ"), "{logs}");
+}
+
+/// A `run` against the ESM at `esm_url` that delivers to a fresh directory (no platform, no
+/// broker), with `extra` settings: the directory, the output and how long the run took.
+async fn run_offline(
+    esm_url: String,
+    tag: &str,
+    extra: &[(&'static str, String)],
+) -> (std::path::PathBuf, Output, Duration) {
+    let dir = std::env::temp_dir().join(format!("hostile-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    let mut env = vec![
+        ("ARCSIGHT_INCIDENTS_API_BASE_URL", esm_url),
+        ("CONNECTOR_SEND_TO_QUEUE", "false".into()),
+        ("CONNECTOR_SEND_TO_DIRECTORY", "true".into()),
+        (
+            "CONNECTOR_SEND_TO_DIRECTORY_PATH",
+            dir.display().to_string(),
+        ),
+    ];
+    env.extend(extra.iter().cloned());
+    let (out, took) =
+        tokio::task::spawn_blocking(move || run_bin(&["run"], &env, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    (dir, out, took)
 }
