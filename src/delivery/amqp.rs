@@ -257,7 +257,14 @@ impl AmqpDelivery {
                 operation: "confirm.select",
                 reason: e.to_string(),
             })?;
-        info!(host = %mq.host, port = mq.port, vhost = %mq.vhost, tls = mq.use_ssl, "connected to RabbitMQ");
+        info!(
+            host = %mq.host,
+            port = mq.port,
+            vhost = %mq.vhost,
+            tls = mq.use_ssl,
+            frame_max = connection.configuration().frame_max(),
+            "connected to RabbitMQ"
+        );
         Ok(Connected {
             connection,
             channel,
