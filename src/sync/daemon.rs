@@ -365,7 +365,8 @@ async fn connect(
         scope: settings.connector.scope.clone(),
     };
     let mut wait = Duration::from_secs(1);
-    let started = std::time::Instant::now();
+    // Tokio's clock, as the deadline and the waits use: one clock for all three.
+    let started = tokio::time::Instant::now();
     loop {
         let attempt = async {
             let version = client.health().await?;

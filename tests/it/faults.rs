@@ -226,3 +226,55 @@ async fn graphql_errors_when_saving_the_state() {
     assert!(logged(&env, "persisting the state failed"));
     completes_after(env, vec![r]).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_platform_unreachable_for_a_minute_is_logged_as_an_error() {
+    use arcsight_incidents::metrics::Metrics;
+    use arcsight_incidents::settings::{Settings, Sources};
+    use arcsight_incidents::sync::daemon::{DaemonError, run_daemon};
+    use arcsight_incidents::sync::schedule::shutdown_pair;
+    // The clock is paused: the waits between attempts (1, 2, 4 ... s) pass at once, so two
+    // minutes of a platform that never answers take no time.
+    let (logs, _guard) = common::logs::capture();
+    let env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", format!("http://127.0.0.1:{}", closed_port())),
+        ("OPENCTI_TOKEN", "0b9f2c1e-token".into()),
+        (
+            "CONNECTOR_ID",
+            "6d3c2a3e-1f4b-4a57-9f0e-2b8f8f0d2c11".into(),
+        ),
+        ("CONNECTOR_RUN_AND_TERMINATE", "true".into()),
+        ("OPENCTI_UNREACHABLE_TIMEOUT", "120".into()),
+        (
+            "ARCSIGHT_INCIDENTS_API_BASE_URL",
+            "https://127.0.0.1:1".into(),
+        ),
+        ("ARCSIGHT_INCIDENTS_USERNAME", "admin".into()),
+        ("ARCSIGHT_INCIDENTS_PASSWORD", "esm-password".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::from_sources(&Sources::new(env, None).unwrap()).unwrap();
+    let (_trigger, shutdown) = shutdown_pair();
+    let err = run_daemon(settings, Metrics::new(), shutdown)
+        .await
+        .expect_err("an unreachable platform ends a run-once connector");
+    assert!(matches!(err, DaemonError::Unreachable { .. }), "{err}");
+    let lines: Vec<serde_json::Value> = logs
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["message"] == "the platform is not ready")
+        .collect();
+    let levels: Vec<&str> = lines.iter().filter_map(|v| v["level"].as_str()).collect();
+    // Warnings while a platform starting beside us is normal, then errors (the default log
+    // level shows only those) once it has been a minute.
+    let first_error = levels.iter().position(|l| *l == "ERROR");
+    assert!(
+        first_error.is_some_and(|i| i > 0 && levels[..i].iter().all(|l| *l == "WARN")),
+        "{levels:?}"
+    );
+    let since = lines[first_error.unwrap()]["for_s"].as_u64().unwrap();
+    assert!((60..120).contains(&since), "{since}");
+}
