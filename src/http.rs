@@ -161,18 +161,13 @@ mod tests {
         );
         assert_eq!(tls_hint("connection refused", Some("CA_X"), "VERIFY_X"), "");
     }
-}
-
-#[cfg(test)]
-mod json_body_tests {
-    use super::json_body;
 
     #[test]
     fn the_body_is_the_json_in_a_buffer_of_exactly_its_size() {
         let state = "x".repeat(100_000);
         let value =
             serde_json::json!({"query": "mutation", "variables": {"state": state, "n": [1, 2]}});
-        let body = json_body(&value).unwrap();
+        let body = super::json_body(&value).unwrap();
         assert_eq!(body, serde_json::to_vec(&value).unwrap());
         assert_eq!(body.capacity(), body.len());
     }

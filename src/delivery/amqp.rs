@@ -15,13 +15,13 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tracing::{debug, info};
 
-/// The AMQP frame size we ask for (the broker may lower it, never raise it).
-const FRAME_MAX: u32 = 32 * 1024;
-
 use super::split::{SplitBundle, split_bundle, split_count};
 use super::{DeliveryError, DeliveryReport, Sink};
 use crate::opencti::MqConnection;
 use crate::stix::Bundle;
+
+/// The AMQP frame size we ask for (the broker may lower it, never raise it).
+const FRAME_MAX: u32 = 32 * 1024;
 
 /// Tuning of the AMQP delivery.
 #[derive(Debug, Clone)]

@@ -54,22 +54,26 @@ pub(crate) fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a 
 /// A list-typed field: a list, a bare scalar (one element), or nothing (missing, null, "").
 pub(crate) fn as_list(v: Option<&Value>) -> Vec<&Value> {
     match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
+        None => Vec::new(),
+        Some(v) if means_none(v) => Vec::new(),
         Some(Value::Array(items)) => items.iter().filter(|v| !is_null_sentinel(v)).collect(),
-        Some(other) if is_null_sentinel(other) => Vec::new(),
         Some(other) => vec![other],
     }
+}
+
+/// What a list-typed field holds when it holds nothing: null, "" (or blanks), ESM's null
+/// sentinel.
+fn means_none(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s.trim().is_empty()) || is_null_sentinel(v)
 }
 
 /// [`as_list`], taking the items out of `v` rather than borrowing them: a batch answer's
 /// items are kept, and copying them would double the answer's cost.
 pub(crate) fn into_list(v: Option<Value>) -> Vec<Value> {
     match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
+        None => Vec::new(),
+        Some(v) if means_none(&v) => Vec::new(),
         Some(Value::Array(items)) => items.into_iter().filter(|v| !is_null_sentinel(v)).collect(),
-        Some(other) if is_null_sentinel(&other) => Vec::new(),
         Some(other) => vec![other],
     }
 }

@@ -397,13 +397,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                     None => None,
                 }
             };
-            let previous_save = saving.take();
-            let save_previous = async move {
-                match previous_save {
-                    Some(save) => save.await,
-                    None => Ok(()),
-                }
-            };
+            let save_previous = finish(saving.take());
             let current = async {
                 let delivered = self.deliver(&mut cases.ready).await?;
                 self.commit(cases, delivered)
@@ -420,10 +414,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                 None => break,
             }
         }
-        match saving {
-            Some(save) => save.await,
-            None => Ok(()),
-        }
+        finish(saving).await
     }
 
     /// Opens the sinks and creates the work, once per run.
@@ -584,7 +575,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         // Saved now: a run number, failures and forgotten cases must survive a crash. (A run
         // that changed nothing else still moves the backoff clock: the pings carry it.)
         if !failed.is_empty() || !gone.is_empty() {
-            self.save().await?;
+            save_state(self.tracker, self.state).await?;
         }
         Ok(selection.cases)
     }
@@ -766,9 +757,15 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         );
         Ok(())
     }
+}
 
-    async fn save(&self) -> Result<(), RunError> {
-        save_state(self.tracker, self.state).await
+/// Awaits a save in flight, if any.
+async fn finish(
+    save: Option<impl std::future::Future<Output = Result<(), RunError>>>,
+) -> Result<(), RunError> {
+    match save {
+        Some(save) => save.await,
+        None => Ok(()),
     }
 }
 

@@ -40,6 +40,14 @@ fn config(cases: usize, events: usize, dialect: Dialect) -> SimConfig {
     }
 }
 
+/// A prefixed-dialect simulator of `cases` cases of one event, with `faults`.
+fn faulty(faults: Faults, cases: usize) -> SimConfig {
+    SimConfig {
+        faults,
+        ..config(cases, 1, Dialect::Prefixed)
+    }
+}
+
 /// Response key and return key of an operation in a dialect, as the fixtures spell them.
 fn keys(dialect: Dialect, prefix: &str, op: &str) -> (String, String) {
     match dialect {
@@ -63,6 +71,16 @@ impl Esm {
             http: reqwest::Client::new(),
             dialect,
         }
+    }
+
+    /// A login by GET with the query string, the raw answer.
+    async fn login_by_query(&self) -> reqwest::Response {
+        self.http
+            .get(self.url(LOGIN))
+            .query(&[("login", "admin"), ("password", PASSWORD), ("alt", "json")])
+            .send()
+            .await
+            .expect("sent")
     }
 
     fn url(&self, path: &str) -> String {
@@ -163,13 +181,7 @@ async fn login_by_form_query_and_json_in_both_dialects() {
         let fixture_token = expected[&r][&ret].as_str().expect("fixture token");
 
         let form = esm.login().await;
-        let query = esm
-            .http
-            .get(esm.url(LOGIN))
-            .query(&[("login", "admin"), ("password", PASSWORD), ("alt", "json")])
-            .send()
-            .await
-            .expect("sent");
+        let query = esm.login_by_query().await;
         let query: Value = query.json().await.expect("json");
         let prefixed = json!({"log.login": {"log.login": "admin", "log.password": PASSWORD}});
         let plain = json!({"login": {"login": "admin", "password": PASSWORD}});
@@ -593,26 +605,17 @@ async fn latency_delays_answers() {
 #[tokio::test]
 async fn a_ratio_of_503s_is_seeded() {
     async fn statuses() -> Vec<u16> {
-        let cfg = SimConfig {
-            faults: Faults {
+        let cfg = faulty(
+            Faults {
                 error_503_ratio: 0.5,
                 ..Faults::default()
             },
-            ..config(1, 1, Dialect::Prefixed)
-        };
+            1,
+        );
         let esm = Esm::start(cfg).await;
         let mut out = Vec::new();
         for _ in 0..40 {
-            out.push(
-                esm.http
-                    .get(esm.url(LOGIN))
-                    .query(&[("login", "admin"), ("password", PASSWORD), ("alt", "json")])
-                    .send()
-                    .await
-                    .expect("sent")
-                    .status()
-                    .as_u16(),
-            );
+            out.push(esm.login_by_query().await.status().as_u16());
         }
         assert_eq!(
             esm.sim.counters().get("fault.503").copied().unwrap_or(0),
@@ -627,24 +630,18 @@ async fn a_ratio_of_503s_is_seeded() {
 
 #[tokio::test]
 async fn every_nth_request_is_rate_limited_with_retry_after() {
-    let cfg = SimConfig {
-        faults: Faults {
+    let cfg = faulty(
+        Faults {
             rate_limit_every: Some(3),
             retry_after_secs: 7,
             ..Faults::default()
         },
-        ..config(1, 1, Dialect::Prefixed)
-    };
+        1,
+    );
     let esm = Esm::start(cfg).await;
     let mut seen = Vec::new();
     for _ in 0..6 {
-        let resp = esm
-            .http
-            .get(esm.url(LOGIN))
-            .query(&[("login", "admin"), ("password", PASSWORD), ("alt", "json")])
-            .send()
-            .await
-            .expect("sent");
+        let resp = esm.login_by_query().await;
         let retry = resp
             .headers()
             .get("retry-after")
@@ -665,13 +662,13 @@ async fn every_nth_request_is_rate_limited_with_retry_after() {
 
 #[tokio::test]
 async fn tokens_expire_after_n_uses() {
-    let cfg = SimConfig {
-        faults: Faults {
+    let cfg = faulty(
+        Faults {
             token_max_uses: Some(2),
             ..Faults::default()
         },
-        ..config(2, 1, Dialect::Prefixed)
-    };
+        2,
+    );
     let esm = Esm::start(cfg).await;
     let token = esm.login().await;
     esm.ret("findAllIds", &token, json!({})).await;
@@ -688,13 +685,13 @@ async fn tokens_expire_after_n_uses() {
 
 #[tokio::test]
 async fn every_nth_answer_can_be_an_html_page_with_200() {
-    let cfg = SimConfig {
-        faults: Faults {
+    let cfg = faulty(
+        Faults {
             html_200_every: Some(2),
             ..Faults::default()
         },
-        ..config(2, 1, Dialect::Prefixed)
-    };
+        2,
+    );
     let esm = Esm::start(cfg).await;
     let token = esm.login().await;
     let (s1, b1) = esm.call("findAllIds", &token, json!({})).await;
@@ -709,13 +706,13 @@ async fn every_nth_answer_can_be_an_html_page_with_200() {
 
 #[tokio::test]
 async fn every_nth_answer_can_be_cut_short() {
-    let cfg = SimConfig {
-        faults: Faults {
+    let cfg = faulty(
+        Faults {
             truncate_every: Some(2),
             ..Faults::default()
         },
-        ..config(3, 1, Dialect::Prefixed)
-    };
+        3,
+    );
     let esm = Esm::start(cfg).await;
     let token = esm.login().await;
     let (s1, whole) = esm.call("findAllIds", &token, json!({})).await;
@@ -815,13 +812,7 @@ async fn run_time_changes_through_the_api_and_the_admin_endpoint() {
 #[tokio::test]
 async fn counters_count_each_endpoint_and_the_log_holds_no_secret() {
     let esm = Esm::start(config(2, 2, Dialect::Prefixed)).await;
-    let query_login = esm
-        .http
-        .get(esm.url(LOGIN))
-        .query(&[("login", "admin"), ("password", PASSWORD), ("alt", "json")])
-        .send()
-        .await
-        .expect("sent");
+    let query_login = esm.login_by_query().await;
     let v: Value = query_login.json().await.expect("json");
     let token = v["log.loginResponse"]["log.return"]
         .as_str()
