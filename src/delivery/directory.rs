@@ -149,6 +149,10 @@ impl DirectoryDelivery {
             return Err(io("write", &tmp)(e));
         }
         fs::rename(&tmp, &final_path).map_err(io("rename", &final_path))?;
+        // The rename is an entry in the directory: until the directory itself is on disk a
+        // power loss can undo it, and the state would call delivered a bundle that is gone.
+        // A failed sync is a failed delivery, so the cases are sent again by a later run.
+        sync_dir(&self.dir).map_err(io("sync directory", &self.dir))?;
         debug!(path = %final_path.display(), bytes = body.len(), "bundle written to directory");
         if let Err(e) = self.apply_retention(now) {
             // Old files left behind do not make this delivery any less complete.
@@ -247,6 +251,16 @@ impl Sink for DirectoryDelivery {
 
 /// pycti's `name.lower().replace(" ", "_")`, also replacing what would escape the directory
 /// or be refused by a file system.
+/// Flushes a directory's entries (a rename, a new file) to disk. Unix only: elsewhere a
+/// directory cannot be opened as a file, and the platform's own rename is what there is.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 pub fn file_prefix(connector_name: &str) -> String {
     connector_name
         .to_lowercase()
@@ -259,4 +273,55 @@ pub fn file_prefix(connector_name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("arcsight-dir-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    /// The directory sync is a real operation whose failure is reported, not a no-op: a
+    /// directory that is not there cannot be synced.
+    #[cfg(unix)]
+    #[test]
+    fn sync_dir_reports_a_directory_it_cannot_sync() {
+        let d = scratch("sync");
+        assert!(sync_dir(&d).is_err());
+        fs::create_dir_all(&d).unwrap();
+        sync_dir(&d).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The write path with the syncs in it: the bundle ends under its final name, whole,
+    /// with no `.tmp` left beside it.
+    #[test]
+    fn write_at_leaves_the_whole_file_under_its_final_name() {
+        let d = scratch("write");
+        let sink = DirectoryDelivery::new(
+            &d,
+            0,
+            DirectoryIdentity {
+                applicant_id: None,
+                connector_id: "c".into(),
+                name: "Test Sink".into(),
+                scope: vec![],
+                validate_before_import: false,
+            },
+        );
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let report = sink.write_at(b"{\"x\":1}", now).unwrap();
+        let path = report.path.unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{\"x\":1}");
+        let names: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["test_sink-20231114-221320-1700000000.json"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
 }

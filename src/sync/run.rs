@@ -349,18 +349,19 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
     }
 
     /// The sentinel's report, then `toProcessed`: what completes the work.
+    ///
+    /// The sentinel is reported without an error even when the run failed: the platform
+    /// appends both a `reportExpectation` error and a `toProcessed(inError)` message to the
+    /// work's errors, so reporting the failure in both would show it twice. `toProcessed`
+    /// alone carries it; the sentinel's report still counts as processed, so the work's
+    /// `processed >= expected` holds and it completes.
     async fn close_work(&mut self, stopping: bool) {
         let Some(work_id) = self.report.work_id.clone() else {
             return;
         };
         let summary = self.report.summary();
         let failed = !self.report.succeeded();
-        bounded(
-            stopping,
-            self.tracker
-                .report_expectation(&work_id, failed.then_some(summary.as_str())),
-        )
-        .await;
+        bounded(stopping, self.tracker.report_expectation(&work_id, None)).await;
         bounded(stopping, self.tracker.work_done(&work_id, &summary, failed)).await;
     }
 

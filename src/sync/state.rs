@@ -446,6 +446,16 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// The platform answers `""` after an operator's reset (`resetStateConnector`), as it
+    /// does `null` for a connector that never saved: both are "nothing delivered".
+    #[test]
+    fn an_empty_string_from_the_platform_is_the_empty_state() {
+        for text in [Some(""), Some("  "), Some("null"), None] {
+            let s = State::from_platform(text);
+            assert_eq!(s, State::default(), "{text:?}");
+        }
+    }
+
     fn seen(id: &str, m: i64) -> Seen {
         Seen {
             id: id.into(),

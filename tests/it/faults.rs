@@ -211,6 +211,10 @@ async fn graphql_errors_on_add_expectations() {
         in_error && message.contains("adding expectations failed"),
         "{message}"
     );
+    // One line in the work's errors for one failed run, and the sentinel still reported so
+    // the platform can complete the work.
+    assert_eq!(r.new_works[0].errors, vec![message]);
+    assert_eq!(r.new_works[0].reports, 1);
     completes_after(env, vec![r]).await;
 }
 

@@ -41,6 +41,9 @@ pub struct Work {
     /// Expectations reported processed by the connector itself (its sentinel).
     pub reports: u64,
     pub processed: Option<(String, bool)>,
+    /// The work's error list, as the platform keeps it: one entry per `reportExpectation`
+    /// with an `error` and one per `toProcessed` with `inError: true`.
+    pub errors: Vec<String>,
 }
 
 /// What the platform saw and how it answers.
@@ -58,7 +61,7 @@ pub struct Recorded {
     pub operations: Vec<String>,
     pub queue_messages_size: u64,
     pub mq: Value,
-    /// An operator reset the state in the UI: the next ping answers with no state.
+    /// An operator reset the state in the UI: the next ping answers `""`, as the real one does.
     pub reset_pending: bool,
     /// Notified at each ping (a permit is kept when nobody waits yet).
     pub ping_signal: Arc<tokio::sync::Notify>,
@@ -229,10 +232,11 @@ async fn graphql(
             s.ping_infos.push(vars["connectorInfo"].clone());
             s.ping_signal.notify_one();
             // As the platform does: it stores the state it is sent, except right after an
-            // operator's reset, when it keeps (and answers) the empty state once.
+            // operator's reset, when it keeps (and answers) the empty state once. The real
+            // platform's reset (`resetStateConnector`) writes `""`, not null.
             if s.reset_pending {
                 s.reset_pending = false;
-                s.connector_state = None;
+                s.connector_state = Some(String::new());
             } else {
                 s.connector_state = sent;
             }
@@ -260,6 +264,9 @@ async fn graphql(
             let msg = vars["message"].as_str().unwrap_or_default().to_owned();
             let err = vars["inError"].as_bool().unwrap_or(false);
             if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
+                if err {
+                    w.errors.push(msg.clone());
+                }
                 w.processed = Some((msg, err));
             }
             s.processed_signal.notify_one();
@@ -267,8 +274,10 @@ async fn graphql(
         }
         "reportExpectation" => {
             let id = vars["id"].as_str().unwrap_or_default();
+            let error = vars["error"]["error"].as_str().map(str::to_owned);
             if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
                 w.reports += 1;
+                w.errors.extend(error);
             }
             json!({"workEdit": {"reportExpectation": id}})
         }
