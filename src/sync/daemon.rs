@@ -301,7 +301,7 @@ impl Daemon {
         let now = Utc::now();
         if report.succeeded() {
             self.metrics.record_success(now.timestamp());
-            self.state.update(|s| s.last_run = Some(now.to_rfc3339()));
+            self.state.update(|s| s.last_run = Some(now.timestamp()));
         }
         self.metrics.set_state(RunState::idle);
         self.backend.update_info(|i| {

@@ -112,8 +112,9 @@ impl V1Watermark {
 /// What we persist through `pingConnector`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct State {
-    /// ISO-8601 time of the last successful run (the Python connector's only field).
-    pub(crate) last_run: Option<String>,
+    /// When the last successful run ended, in unix seconds (the Python connector's only
+    /// field). The platform's UI shows "last run" only when the state's `last_run` is a number.
+    pub(crate) last_run: Option<i64>,
     /// id hash -> version hash of every delivered case.
     ledger: BTreeMap<u64, u64>,
     /// Failing cases by id.
@@ -131,8 +132,13 @@ pub(crate) struct State {
 struct Wire {
     #[serde(default)]
     version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_run: Option<String>,
+    /// Written as unix seconds; read as seconds or as the RFC 3339 text written before.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_last_run"
+    )]
+    last_run: Option<i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     ledger: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -145,6 +151,21 @@ struct Wire {
     /// Version 1 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     watermark: Option<V1Watermark>,
+}
+
+/// `last_run` as unix seconds: a number (what we write, and what the UI shows), or the RFC 3339
+/// text earlier versions wrote. Anything else is "unknown", never a reason to drop the state
+/// (the ledger beside it is what matters).
+fn de_last_run<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(t) => chrono::DateTime::parse_from_rfc3339(t.trim())
+            .ok()
+            .map(|t| t.timestamp()),
+        _ => None,
+    })
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -220,7 +241,7 @@ impl State {
         let ledger = B64.encode(ledger);
         let wire = Wire {
             version: STATE_VERSION,
-            last_run: self.last_run.clone(),
+            last_run: self.last_run,
             ledger,
             absent: B64.encode(absent),
             runs: self.runs,
@@ -472,6 +493,24 @@ mod tests {
             assert_eq!(s.delivered_count(), 0, "{text:?}");
             assert_eq!(select(&s, &[seen("a", 1)], 10, 1).cases.len(), 1);
         }
+    }
+
+    #[test]
+    fn last_run_is_written_as_unix_seconds_and_the_old_text_still_loads() {
+        let s = State {
+            last_run: Some(1_765_000_000),
+            ..State::default()
+        };
+        let wire: Value = serde_json::from_str(&s.to_platform()).unwrap();
+        assert_eq!(wire["last_run"], json!(1_765_000_000));
+        // 2026-11-29T22:00:00Z is 1,795,989,600 s after the epoch.
+        let old = r#"{"version":2,"last_run":"2026-11-29T23:00:00+01:00","runs":3}"#;
+        let back = State::from_platform(Some(old));
+        assert_eq!((back.last_run, back.runs), (Some(1_795_989_600), 3));
+        // A last_run of no known form costs the field, not the state.
+        let odd = r#"{"version":2,"last_run":[1],"runs":3}"#;
+        let back = State::from_platform(Some(odd));
+        assert_eq!((back.last_run, back.runs), (None, 3));
     }
 
     #[test]
