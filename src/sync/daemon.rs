@@ -162,6 +162,7 @@ impl Daemon {
                         next_run_datetime: None,
                         last_run_datetime: None,
                     },
+                    registration.state_timestamp.clone(),
                 ));
                 let applicant = Some(registration.connector_user_id);
                 (
