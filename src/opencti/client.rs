@@ -114,6 +114,7 @@ impl OpenCtiClient {
         #[derive(Deserialize)]
         struct Registered {
             connector_state: Option<String>,
+            connector_state_timestamp: Option<String>,
             config: Config,
             connector_user_id: Option<String>,
         }
@@ -142,7 +143,14 @@ impl OpenCtiClient {
             "only_contextual": false,
             "playbook_compatible": false,
         }});
-        let data: Data = self.call(op, doc::REGISTER_CONNECTOR, vars).await?;
+        // The answer carries the state, which may be far beyond the answer limit of every
+        // other call (16 MB at 1,000,000 cases): it gets the state's allowance on top.
+        let limit = self
+            .max_response_bytes
+            .saturating_add(super::STATE_ANSWER_ALLOWANCE);
+        let data: Data = self
+            .call_limited(op, doc::REGISTER_CONNECTOR, vars, limit)
+            .await?;
         let r = data
             .register
             .ok_or_else(|| decode(op, "registerConnector is null"))?;
@@ -156,6 +164,7 @@ impl OpenCtiClient {
         Ok(Registration {
             connector_user_id: user_id,
             connector_state: r.connector_state.filter(|s| !s.is_empty()),
+            state_timestamp: r.connector_state_timestamp,
             mq: MqConnection {
                 host: conn.host,
                 port,
@@ -169,8 +178,9 @@ impl OpenCtiClient {
         })
     }
 
-    /// `state` is the connector's whole state as JSON text; `None` leaves the platform's
-    /// state untouched.
+    /// `state` is the connector's whole state as JSON text. The platform stores what a ping
+    /// carries (`None` too, which erases the state) unless a reset is pending, so every ping
+    /// carries the whole state. The answer does not echo it: see [`PingAnswer`].
     pub async fn ping(
         &self,
         connector_id: &str,
@@ -184,12 +194,11 @@ impl OpenCtiClient {
         }
         #[derive(Deserialize)]
         struct Pinged {
-            connector_state: Option<String>,
+            connector_state_timestamp: Option<String>,
         }
         let op = "pingConnector";
         // Not copied into a `Value`, and owned: the state is megabytes at 100,000 cases, and
-        // it is freed as soon as the request body is written, before the answer (which
-        // echoes it) is read.
+        // it is freed as soon as the request body is written, before the answer is read.
         #[derive(Serialize)]
         struct Vars<'a> {
             #[serde(rename = "connectorInfo")]
@@ -207,7 +216,7 @@ impl OpenCtiClient {
             .ping
             .ok_or_else(|| decode(op, "pingConnector is null (unknown connector?)"))?;
         Ok(PingAnswer {
-            connector_state: p.connector_state,
+            state_timestamp: p.connector_state_timestamp,
         })
     }
 
@@ -341,12 +350,25 @@ impl OpenCtiClient {
             .ok_or_else(|| decode(op, "workEdit is null (unknown work?)"))
     }
 
-    /// One GraphQL round trip; `T` is the shape of `data`.
+    /// One GraphQL round trip; `T` is the shape of `data`. The answer is read up to
+    /// `OPENCTI_MAX_RESPONSE_MB`.
     async fn call<T: DeserializeOwned, V: Serialize>(
         &self,
         op: &'static str,
         query: &str,
         variables: V,
+    ) -> Result<T, OpenCtiError> {
+        self.call_limited(op, query, variables, self.max_response_bytes)
+            .await
+    }
+
+    /// [`Self::call`], the answer read up to `limit` bytes.
+    async fn call_limited<T: DeserializeOwned, V: Serialize>(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: V,
+        limit: u64,
     ) -> Result<T, OpenCtiError> {
         debug!(operation = op, "OpenCTI call");
         #[derive(Serialize)]
@@ -365,12 +387,12 @@ impl OpenCtiClient {
             .await
             .map_err(|e| transport(op, e))?;
         let status = resp.status();
-        let text = crate::http::read_limited(resp, self.max_response_bytes)
+        let text = crate::http::read_limited(resp, limit)
             .await
             .map_err(|e| match e {
                 crate::http::BodyError::TooLarge => OpenCtiError::TooLarge {
                     operation: op,
-                    limit_mib: self.max_response_bytes / crate::http::MIB,
+                    limit_mib: limit / crate::http::MIB,
                 },
                 crate::http::BodyError::Transport(e) => transport(op, e),
             })?;
@@ -401,7 +423,8 @@ impl OpenCtiClient {
         // Errors first, from a loose parse: an error answer's `data` may be null or partial.
         let raw: Value =
             serde_json::from_str(&text).map_err(|e| decode(op, &format!("not JSON ({e})")))?;
-        // The text is megabytes when it echoes a large state: freed before `raw` is taken apart.
+        // The text is megabytes when it carries a large state: freed before `raw` is taken
+        // apart.
         drop(text);
         if let Some(errs) = raw.get("errors").filter(|e| !e.is_null()) {
             let errs: Vec<RawError> = serde_json::from_value(errs.clone())

@@ -7,6 +7,7 @@ pub(crate) const REGISTER_CONNECTOR: &str = r#"mutation RegisterConnector($input
   registerConnector(input: $input) {
     id
     connector_state
+    connector_state_timestamp
     config {
       connection { host vhost use_ssl port user pass }
       listen listen_routing listen_exchange
@@ -16,10 +17,14 @@ pub(crate) const REGISTER_CONNECTOR: &str = r#"mutation RegisterConnector($input
   }
 }"#;
 
+/// Unlike pycti's, it does not ask for `connector_state` back: the echo is the whole state
+/// (16 MB at 1,000,000 cases) at every ping. A reset is told by `connector_state_timestamp`,
+/// which the platform writes when it creates the connector and at each `resetStateConnector`,
+/// never at a ping (see docs/design.md, State).
 pub(crate) const PING_CONNECTOR: &str = r#"mutation PingConnector($id: ID!, $state: String, $connectorInfo: ConnectorInfoInput) {
   pingConnector(id: $id, state: $state, connectorInfo: $connectorInfo) {
     id
-    connector_state
+    connector_state_timestamp
     connector_info { run_and_terminate buffering queue_threshold queue_messages_size next_run_datetime last_run_datetime }
   }
 }"#;

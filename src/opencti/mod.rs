@@ -73,6 +73,9 @@ pub struct Registration {
     pub connector_user_id: String,
     /// The persisted state (JSON text), `None` when the platform has none.
     pub connector_state: Option<String>,
+    /// The platform's mark of the state's last reset (`connector_state_timestamp`): a ping
+    /// that answers another one saw a reset.
+    pub state_timestamp: Option<String>,
     pub mq: MqConnection,
 }
 
@@ -150,9 +153,18 @@ fn ser_datetime<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result
 /// What a ping answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PingAnswer {
-    /// The state the platform holds; differs from what was sent when an operator reset it.
-    pub connector_state: Option<String>,
+    /// The platform's mark of the state's last reset (`connector_state_timestamp`): it
+    /// differs from the one seen before when an operator reset the state meanwhile.
+    pub state_timestamp: Option<String>,
 }
+
+/// What the answer of `registerConnector`, the one answer that carries the state, may hold
+/// beyond `OPENCTI_MAX_RESPONSE_MB`: 64 MiB, a state of 4 million delivered cases (16
+/// characters a case). The platform takes no request larger than its
+/// `app:max_payload_body_size`, 50 MiB by default, so no ping can store a state that does not
+/// fit: every state a platform with default limits holds is read back at start. It is the
+/// platform's own echo of what we stored, but still a peer's answer: the bound is finite.
+pub(crate) const STATE_ANSWER_ALLOWANCE: u64 = 64 * 1024 * 1024;
 
 /// The platform's view of the connector's queue, for back-pressure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

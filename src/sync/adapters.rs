@@ -46,54 +46,63 @@ pub(crate) struct PlatformTracker {
     /// What a ping reports besides the state.
     pub(crate) info: Mutex<ConnectorInfo>,
     /// The one writer: every ping (liveness or save) waits its turn here, then snapshots the
-    /// state, so the platform never receives an older state after a newer one.
-    writer: tokio::sync::Mutex<()>,
+    /// state, so the platform never receives an older state after a newer one. It holds the
+    /// platform's reset mark (`connector_state_timestamp`) last seen.
+    writer: tokio::sync::Mutex<Option<String>>,
 }
 
 /// Attempts at `toProcessed`: it is what completes a multi-part work.
 const TO_PROCESSED_ATTEMPTS: u32 = 3;
 
 impl PlatformTracker {
+    /// `state_timestamp` is the reset mark of the registration, the one that goes with the
+    /// state the connector started from.
     pub(crate) fn new(
         client: OpenCtiClient,
         connector_id: String,
         works: bool,
         info: ConnectorInfo,
+        state_timestamp: Option<String>,
     ) -> Self {
         PlatformTracker {
             client,
             connector_id,
             works,
             info: Mutex::new(info),
-            writer: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::Mutex::new(state_timestamp),
         }
     }
 
-    /// Pings with the latest state; adopts the platform's state when it differs from what we
-    /// sent (an operator reset it).
+    /// Pings with the latest state; adopts the empty state when the platform's reset mark
+    /// moved since the last answer (an operator reset the state meanwhile).
+    ///
+    /// The platform stores the state of every ping except the first after a reset, which
+    /// clears the reset and keeps the empty state the reset wrote; `resetStateConnector` is
+    /// what moves the mark, never a ping. So a moved mark means "the platform now holds the
+    /// empty state", and the answer needs no echo of the state (16 MB at 1,000,000 cases,
+    /// which an answer limit sized for every other call cannot take).
     pub(crate) async fn ping(&self, state: &SharedState) -> Result<Saved, OpenCtiError> {
-        let _turn = self.writer.lock().await;
+        let mut seen = self.writer.lock().await;
         let resets = state.resets();
         let text = state.to_platform();
-        // Only a fingerprint of what was sent is kept for the comparison: the text itself
-        // (1.6 MB at 100,000 cases) goes with the request, so it and the platform's echo are
-        // never both held.
-        let sent = fingerprint(&text);
         let info = lock(&self.info).clone();
         let answer = self
             .client
             .ping(&self.connector_id, Some(text), &info)
             .await?;
-        let platform = answer.connector_state.unwrap_or_default();
-        if fingerprint(&platform) == sent {
-            Ok(Saved::Kept)
-        } else if state.resets() != resets {
-            // Adopted meanwhile by nobody else (we hold the turn); kept for clarity.
-            Ok(Saved::Reset)
-        } else {
-            state.adopt_reset(State::from_platform(Some(&platform)));
-            Ok(Saved::Reset)
+        // No mark (a connector registered before the platform had one, and never reset since)
+        // is no news: only a mark that moved is a reset.
+        let Some(mark) = answer.state_timestamp else {
+            return Ok(Saved::Kept);
+        };
+        if seen.as_deref() == Some(mark.as_str()) {
+            return Ok(Saved::Kept);
         }
+        *seen = Some(mark);
+        if state.resets() == resets {
+            state.adopt_reset(State::from_platform(None));
+        }
+        Ok(Saved::Reset)
     }
 }
 
@@ -212,14 +221,4 @@ impl Tracker for LocalTracker {
         .map_err(|source| TrackerError::StateFile { path, source })?;
         Ok(Saved::Kept)
     }
-}
-
-/// The length and a 64-bit hash of the trimmed text: tells the platform's echo of the state
-/// from an operator's reset without holding both texts.
-fn fingerprint(text: &str) -> (usize, u64) {
-    use std::hash::{Hash, Hasher};
-    let t = text.trim();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    t.hash(&mut h);
-    (t.len(), h.finish())
 }

@@ -18,6 +18,7 @@
 //! Hash collisions: two ids with one id hash make both cases look changed every run (sent
 //! again, never lost); a version hash collision (1 in 2^48 per edit) would hide one edit.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use base64::Engine;
@@ -112,8 +113,9 @@ impl V1Watermark {
 /// What we persist through `pingConnector`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct State {
-    /// ISO-8601 time of the last successful run (the Python connector's only field).
-    pub(crate) last_run: Option<String>,
+    /// When the last successful run ended, in unix seconds (the Python connector's only
+    /// field). The platform's UI shows "last run" only when the state's `last_run` is a number.
+    pub(crate) last_run: Option<i64>,
     /// id hash -> version hash of every delivered case.
     ledger: BTreeMap<u64, u64>,
     /// Failing cases by id.
@@ -128,15 +130,22 @@ pub(crate) struct State {
 
 /// The JSON shape, for every version we read.
 #[derive(Default, Serialize, Deserialize)]
-struct Wire {
+struct Wire<'a> {
     #[serde(default)]
     version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_run: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    ledger: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    absent: String,
+    /// Written as unix seconds; read as seconds or as the RFC 3339 text written before.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_last_run"
+    )]
+    last_run: Option<i64>,
+    /// Borrowed from the text when read (base64 has nothing to unescape): 16 MB less at
+    /// start with 1,000,000 cases.
+    #[serde(borrow, default, skip_serializing_if = "str::is_empty")]
+    ledger: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "str::is_empty")]
+    absent: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "is_zero64")]
     runs: u64,
     /// Version 1: a list of ids; version 2: id -> [`Retry`].
@@ -145,6 +154,21 @@ struct Wire {
     /// Version 1 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     watermark: Option<V1Watermark>,
+}
+
+/// `last_run` as unix seconds: a number (what we write, and what the UI shows), or the RFC 3339
+/// text earlier versions wrote. Anything else is "unknown", never a reason to drop the state
+/// (the ledger beside it is what matters).
+fn de_last_run<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(t) => chrono::DateTime::parse_from_rfc3339(t.trim())
+            .ok()
+            .map(|t| t.timestamp()),
+        _ => None,
+    })
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -179,7 +203,14 @@ impl State {
             upgrade: wire.watermark,
             ..State::default()
         };
-        if let Ok(bytes) = B64.decode(wire.ledger.as_bytes()) {
+        // Decoded a slice at a time (16 characters are one entry), not into one buffer of the
+        // whole ledger (12 MB at 1,000,000 cases); a ledger invalid anywhere counts as none,
+        // as when it was decoded whole.
+        for part in wire.ledger.as_bytes().chunks(16 * 4096) {
+            let Ok(bytes) = B64.decode(part) else {
+                s.ledger.clear();
+                break;
+            };
             for e in bytes.chunks_exact(ENTRY_BYTES) {
                 s.ledger.insert(le48(&e[..6]), le48(&e[6..]));
             }
@@ -220,9 +251,9 @@ impl State {
         let ledger = B64.encode(ledger);
         let wire = Wire {
             version: STATE_VERSION,
-            last_run: self.last_run.clone(),
-            ledger,
-            absent: B64.encode(absent),
+            last_run: self.last_run,
+            ledger: Cow::Owned(ledger),
+            absent: Cow::Owned(B64.encode(absent)),
             runs: self.runs,
             retry: if self.retry.is_empty() {
                 Value::Null
@@ -482,6 +513,24 @@ mod tests {
             assert_eq!(s.delivered_count(), 0, "{text:?}");
             assert_eq!(select(&s, &[seen("a", 1)], 10, 1).cases.len(), 1);
         }
+    }
+
+    #[test]
+    fn last_run_is_written_as_unix_seconds_and_the_old_text_still_loads() {
+        let s = State {
+            last_run: Some(1_765_000_000),
+            ..State::default()
+        };
+        let wire: Value = serde_json::from_str(&s.to_platform()).unwrap();
+        assert_eq!(wire["last_run"], json!(1_765_000_000));
+        // 2026-11-29T22:00:00Z is 1,795,989,600 s after the epoch.
+        let old = r#"{"version":2,"last_run":"2026-11-29T23:00:00+01:00","runs":3}"#;
+        let back = State::from_platform(Some(old));
+        assert_eq!((back.last_run, back.runs), (Some(1_795_989_600), 3));
+        // A last_run of no known form costs the field, not the state.
+        let odd = r#"{"version":2,"last_run":[1],"runs":3}"#;
+        let back = State::from_platform(Some(odd));
+        assert_eq!((back.last_run, back.runs), (None, 3));
     }
 
     #[test]

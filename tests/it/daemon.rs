@@ -397,3 +397,141 @@ async fn runs_after_the_first_are_skipped_while_the_platforms_queue_is_over_the_
     );
     env.stop().await;
 }
+
+/// A valid version-2 state of `n` delivered cases: 12 bytes a case (a 48-bit id hash, a
+/// 48-bit version hash, little-endian), sorted by id hash, in unpadded base64 (the format of
+/// docs/design.md). The hashes are spread evenly, so none is an id the simulator lists.
+fn ledger_state(n: u64) -> (String, BTreeSet<[u8; 12]>) {
+    use base64::Engine;
+    let step = (1u64 << 48) / n;
+    let mut bytes = Vec::with_capacity(n as usize * 12);
+    let mut entries = BTreeSet::new();
+    for i in 0..n {
+        let mut e = [0u8; 12];
+        e[..6].copy_from_slice(&(i * step).to_le_bytes()[..6]);
+        e[6..].copy_from_slice(&(i ^ 0x5a5a).to_le_bytes()[..6]);
+        bytes.extend_from_slice(&e);
+        entries.insert(e);
+    }
+    let ledger = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+    let state = serde_json::json!({"version": 2, "runs": 7, "ledger": ledger}).to_string();
+    (state, entries)
+}
+
+/// The ledger entries of a state text.
+fn ledger_entries(state: &str) -> BTreeSet<[u8; 12]> {
+    use base64::Engine;
+    let v: Value = serde_json::from_str(state).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(v["ledger"].as_str().unwrap_or_default())
+        .unwrap();
+    bytes
+        .chunks_exact(12)
+        .map(|c| c.try_into().unwrap())
+        .collect()
+}
+
+fn logged_failures(env: &Env) -> Vec<String> {
+    env.logs
+        .text()
+        .lines()
+        .filter(|l| {
+            l.contains("persisting the state failed")
+                || l.contains("ping failed")
+                || l.contains("the platform is not ready")
+        })
+        .map(|l| format!("{l:.300}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_million_case_state_starts_saves_and_still_sees_a_reset() {
+    let mut env = Env::start(3, 1).await;
+    // A platform that cannot answer the registration fails the run-once process in seconds,
+    // not after the default five minutes.
+    env.set("OPENCTI_UNREACHABLE_TIMEOUT", "5");
+    let (state, million) = ledger_state(1_000_000);
+    assert!(state.len() > 16_000_000, "16 characters a case");
+    env.platform.update(|r| r.connector_state = Some(state));
+
+    // Starts (the registration's answer holds the whole state), delivers the 3 new cases and
+    // saves: the platform holds the million cases and the 3.
+    let r1 = env.run().await;
+    assert!(r1.succeeded);
+    assert_eq!(r1.case_count(), 3);
+    assert_eq!(logged_failures(&env), Vec::<String>::new());
+    let saved = env
+        .platform
+        .recorded(|r| r.connector_state.clone())
+        .unwrap();
+    let entries = ledger_entries(&saved);
+    assert_eq!(entries.len(), 1_000_003);
+    assert!(million.is_subset(&entries), "every delivered case is kept");
+    drop((saved, entries));
+
+    // An operator resets the state while a run delivers a new case: the reset is seen at the
+    // run's first save, and the state sent after it is the empty one, not the million.
+    let pings_before = env.platform.recorded(|r| r.pings.len());
+    env.sim.add_cases(1);
+    env.platform.update(|r| r.reset_pending = true);
+    let r2 = env.run().await;
+    assert!(r2.succeeded, "a reset is not a failure");
+    let after_reset = env.platform.recorded(|r| r.pings.len()) - pings_before;
+    assert!(
+        after_reset >= 2,
+        "a save after the reset's ping ({after_reset} pings)"
+    );
+    let kept = env
+        .platform
+        .recorded(|r| r.connector_state.clone())
+        .unwrap();
+    assert!(
+        ledger_entries(&kept).len() <= 1,
+        "the reset state is kept, not overwritten by the old one ({} bytes)",
+        kept.len()
+    );
+    // The next run imports every case again.
+    let r3 = env.run().await;
+    assert!(r3.succeeded);
+    assert_eq!(r3.case_ids(), env.all_case_incident_ids());
+    assert_eq!(logged_failures(&env), Vec::<String>::new());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn last_run_is_saved_as_unix_seconds_and_an_old_text_last_run_still_loads() {
+    let env = Env::start(2, 1).await;
+    let before = chrono::Utc::now().timestamp();
+    assert!(env.run().await.succeeded);
+    let after = chrono::Utc::now().timestamp();
+    let saved: Value = serde_json::from_str(
+        &env.platform
+            .recorded(|r| r.connector_state.clone())
+            .unwrap(),
+    )
+    .unwrap();
+    let last_run = saved["last_run"].as_i64().expect("last_run is an integer");
+    assert!((before..=after).contains(&last_run), "{last_run}");
+    // A state with the integer loads: nothing is sent again.
+    assert!(env.run().await.objects.is_empty());
+
+    // The same state as an earlier version wrote it, with an RFC 3339 last_run: it loads too.
+    let mut old = saved.clone();
+    old["last_run"] = Value::from("2026-11-29T22:00:00+00:00");
+    env.platform
+        .update(|r| r.connector_state = Some(old.to_string()));
+    let r = env.run().await;
+    assert!(r.succeeded);
+    assert!(
+        r.objects.is_empty(),
+        "the ledger was read: nothing sent again"
+    );
+    let resaved: Value = serde_json::from_str(
+        &env.platform
+            .recorded(|r| r.connector_state.clone())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(resaved["last_run"].as_i64().is_some_and(|t| t >= last_run));
+    env.stop().await;
+}

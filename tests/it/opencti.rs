@@ -163,6 +163,7 @@ async fn register_declares_an_external_import_and_returns_the_broker() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"registerConnector": {
             "id": "5c7e3b0a-connector",
             "connector_state": "{\"last_case_modified\": 1700000000000}",
+            "connector_state_timestamp": "2026-12-01T10:00:00.000Z",
             "config": {
                 "connection": {"host": "rabbitmq", "vhost": "/", "use_ssl": false, "port": 5672,
                                "user": "opencti", "pass": "mq-secret"},
@@ -187,6 +188,10 @@ async fn register_declares_an_external_import_and_returns_the_broker() {
     assert_eq!(
         reg.connector_state.as_deref(),
         Some("{\"last_case_modified\": 1700000000000}")
+    );
+    assert_eq!(
+        reg.state_timestamp.as_deref(),
+        Some("2026-12-01T10:00:00.000Z")
     );
     let mut mq = reg.mq;
     assert_eq!(
@@ -215,7 +220,7 @@ async fn register_declares_an_external_import_and_returns_the_broker() {
 }
 
 #[tokio::test]
-async fn ping_sends_state_and_info_and_returns_the_platform_state() {
+async fn ping_sends_state_and_info_and_returns_the_reset_mark_not_the_state() {
     let server = MockServer::start().await;
     platform("pingConnector")
         .and(body_partial_json(
@@ -224,9 +229,11 @@ async fn ping_sends_state_and_info_and_returns_the_platform_state() {
             "queue_messages_size": 0.0, "next_run_datetime": "2026-03-04T05:06:07Z",
             "last_run_datetime": null}}}),
         ))
+        .and(SelectsNoState)
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"data": {"pingConnector": {
-            "id": "c1", "connector_state": "", "connector_info": null}}})),
+            "id": "c1", "connector_state_timestamp": "2026-12-07T08:00:00.000Z",
+            "connector_info": null}}})),
         )
         .expect(1)
         .mount(&server)
@@ -235,9 +242,64 @@ async fn ping_sends_state_and_info_and_returns_the_platform_state() {
         .ping("c1", Some("{\"a\":1}".into()), &info())
         .await
         .unwrap();
-    // An operator reset: the platform answers an empty state.
-    assert_eq!(answer.connector_state.as_deref(), Some(""));
+    assert_eq!(
+        answer.state_timestamp.as_deref(),
+        Some("2026-12-07T08:00:00.000Z")
+    );
     server.verify().await;
+}
+
+/// The query does not select `connector_state` itself (its echo is the whole state).
+struct SelectsNoState;
+impl wiremock::Match for SelectsNoState {
+    fn matches(&self, request: &wiremock::Request) -> bool {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let query = body["query"].as_str().unwrap_or_default();
+        !query
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| word == "connector_state")
+    }
+}
+
+#[tokio::test]
+async fn a_registration_whose_state_is_beyond_the_answer_limit_is_read_whole() {
+    // 9 MiB of state, beyond the 8 MiB every other answer may take.
+    let state = format!("{{\"version\":2,\"ledger\":\"{}\"}}", "A".repeat(9 << 20));
+    let server = MockServer::start().await;
+    platform("registerConnector")
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"data": {"registerConnector": {
+            "id": "c1", "connector_state": state, "connector_state_timestamp": null,
+            "config": {
+                "connection": {"host": "rabbitmq", "vhost": "/", "use_ssl": false, "port": 5672,
+                               "user": "opencti", "pass": "mq-secret"},
+                "listen": null, "listen_routing": null, "listen_exchange": null,
+                "push": "push_c1", "push_routing": "push_routing_c1",
+                "push_exchange": "amqp.worker.exchange"},
+            "connector_user_id": "88ec0c6a-user"}}}),
+        ))
+        .mount(&server)
+        .await;
+    platform("healthCheck")
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"about": {"version": "x".repeat(9 << 20)}}})),
+        )
+        .mount(&server)
+        .await;
+    let client = client_for(&server, "");
+    let reg = client
+        .register(&ConnectorRegistration {
+            id: "c1".into(),
+            name: "ArcSight Incidents".into(),
+            scope: vec!["case-incident".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(reg.connector_state.as_deref(), Some(state.as_str()));
+    // Every other answer keeps the configured limit.
+    let err = client.health().await.unwrap_err();
+    assert!(matches!(err, OpenCtiError::TooLarge { .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -63,6 +63,10 @@ pub struct Recorded {
     pub mq: Value,
     /// An operator reset the state in the UI: the next ping answers `""`, as the real one does.
     pub reset_pending: bool,
+    /// `connector_state_timestamp`: the platform moves it at each reset (and sets it when it
+    /// creates the connector), never at a ping.
+    pub state_timestamp: Option<String>,
+    resets_done: u32,
     /// Notified at each ping (a permit is kept when nobody waits yet).
     pub ping_signal: Arc<tokio::sync::Notify>,
     /// Notified when a work is closed (`toProcessed`).
@@ -99,6 +103,8 @@ impl FakePlatform {
         }));
         let app = Router::new()
             .route("/graphql", post(graphql))
+            // The platform's `app:max_payload_body_size` default (axum's own is 2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(50 * 1024 * 1024))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -138,6 +144,13 @@ impl FakePlatform {
     pub fn update(&self, f: impl FnOnce(&mut Recorded)) {
         f(&mut self.state.lock().unwrap())
     }
+}
+
+/// Does the document name `field` (a whole word)?
+fn selects(query: &str, field: &str) -> bool {
+    query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|word| word == field)
 }
 
 fn operation(query: &str) -> &'static str {
@@ -223,6 +236,7 @@ async fn graphql(
         "registerConnector" => json!({"registerConnector": {
             "id": vars["input"]["id"],
             "connector_state": s.connector_state,
+            "connector_state_timestamp": s.state_timestamp,
             "config": s.mq,
             "connector_user_id": "user--connector-applicant",
         }}),
@@ -237,11 +251,19 @@ async fn graphql(
             if s.reset_pending {
                 s.reset_pending = false;
                 s.connector_state = Some(String::new());
+                // The reset's mark, as `resetStateConnector` writes it.
+                s.resets_done += 1;
+                s.state_timestamp = Some(format!("2026-12-01T00:00:{:02}.000Z", s.resets_done));
             } else {
                 s.connector_state = sent;
             }
-            let answer = s.connector_state.clone();
-            json!({"pingConnector": {"id": vars["id"], "connector_state": answer, "connector_info": null}})
+            // Only the fields asked for, as GraphQL answers: the state is megabytes.
+            let mut answer = json!({"id": vars["id"], "connector_info": null,
+                "connector_state_timestamp": s.state_timestamp});
+            if selects(&query, "connector_state") {
+                answer["connector_state"] = json!(s.connector_state);
+            }
+            json!({"pingConnector": answer})
         }
         "workAdd" => {
             let id = format!("work-{}", s.works.len() + 1);
