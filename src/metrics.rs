@@ -41,6 +41,13 @@ pub(crate) struct EsmRequestLabels {
     pub(crate) outcome: String,
 }
 
+/// Why delivered cases were sent again (`sync::verify`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResentLabels {
+    /// `work_dead`, `work_error` or `missing`.
+    pub(crate) reason: &'static str,
+}
+
 /// Every metric the connector exposes.
 #[derive(Clone)]
 pub struct Metrics {
@@ -57,6 +64,8 @@ pub struct Metrics {
     pub(crate) cases_delivered: Counter,
     pub(crate) cases_failed: Counter,
     pub(crate) runs_skipped: Counter,
+    pub(crate) cases_resent: Family<ResentLabels, Counter>,
+    pub(crate) verify_failures: Counter,
     pub(crate) run_duration: Histogram,
     last_success_unix: Arc<AtomicI64>,
     last_success_gauge: Gauge,
@@ -102,6 +111,8 @@ impl Metrics {
             cases_delivered: Counter::default(),
             cases_failed: Counter::default(),
             runs_skipped: Counter::default(),
+            cases_resent: Family::default(),
+            verify_failures: Counter::default(),
             run_duration: Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
             last_success_unix: Arc::new(AtomicI64::new(0)),
             last_success_gauge: Gauge::default(),
@@ -153,6 +164,16 @@ impl Metrics {
             "arcsight_runs_skipped",
             "Runs skipped because the platform's queue was over the threshold",
             m.runs_skipped.clone(),
+        );
+        registry.register(
+            "arcsight_cases_resent",
+            "Delivered cases put back to be sent again, by reason: their work was deleted before its messages were imported (work_dead), reported import errors (work_error), or the case is missing in the platform (missing)",
+            m.cases_resent.clone(),
+        );
+        registry.register(
+            "arcsight_verify_failures",
+            "Read-backs of works and verifications of the delivered cases that failed or timed out (retried next run)",
+            m.verify_failures.clone(),
         );
         registry.register(
             "arcsight_run_duration_seconds",

@@ -107,6 +107,8 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         page_size: 10,
         fetch_chunk: 400,
         friendly_name: "demo".into(),
+        verify_period: None,
+        verify_batch: 500,
     };
     let report = run_once(
         &esm,

@@ -145,6 +145,18 @@ impl Converter {
         }
     }
 
+    /// The id of a case's case-incident (pycti's, from its name and creation time), without
+    /// building the rest: the verification computes it for every delivered case.
+    pub(crate) fn case_incident_id(&self, case: &Case) -> String {
+        let name = case.name.as_deref().unwrap_or("ArcSight Case");
+        let created = case.created.as_ref().map(stix::format_timestamp);
+        let id_name = match &case.external_id {
+            Some(ext) => format!("{name} [{ext}]"),
+            None => name.to_owned(),
+        };
+        stix::case_incident_id(&id_name, created.as_deref())
+    }
+
     /// Case -> case-incident containing `object_refs`.
     pub(crate) fn case_incident(&self, case: &Case, object_refs: Vec<String>) -> CaseIncident {
         let name = case
@@ -152,11 +164,7 @@ impl Converter {
             .clone()
             .unwrap_or_else(|| "ArcSight Case".to_owned());
         let created = case.created.as_ref().map(stix::format_timestamp);
-        let id_name = match &case.external_id {
-            Some(ext) => format!("{name} [{ext}]"),
-            None => name.clone(),
-        };
-        let id = stix::case_incident_id(&id_name, created.as_deref());
+        let id = self.case_incident_id(case);
         let modified = case
             .modified
             .as_ref()

@@ -10,7 +10,7 @@ use tracing::debug;
 use super::documents as doc;
 use super::{
     ConnectorInfo, ConnectorRegistration, GraphQlError, MqConnection, OpenCtiConfig, OpenCtiError,
-    PingAnswer, QueueDetails, Registration, TransportKind,
+    PingAnswer, QueueDetails, Registration, TransportKind, WorkFate,
 };
 
 /// A cheap-to-clone platform client (the `reqwest::Client` inside is shared).
@@ -295,6 +295,86 @@ impl OpenCtiClient {
             Some(true) => Ok(()),
             _ => Err(decode(op, "the platform did not accept the bundle")),
         }
+    }
+
+    /// What became of a work: deleted (`null`), still pending, or settled with the errors
+    /// its workers reported.
+    pub async fn work_fate(&self, work_id: &str) -> Result<WorkFate, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            work: Option<Work>,
+        }
+        #[derive(Deserialize)]
+        struct Work {
+            status: Option<String>,
+            #[serde(default)]
+            errors: Option<Vec<Option<Message>>>,
+        }
+        #[derive(Deserialize)]
+        struct Message {
+            source: Option<String>,
+            message: Option<String>,
+        }
+        let data: Data = self
+            .call("work", doc::WORK_FATE, json!({"id": work_id}))
+            .await?;
+        let Some(work) = data.work else {
+            return Ok(WorkFate::Deleted);
+        };
+        if !matches!(work.status.as_deref(), Some("complete" | "timeout")) {
+            return Ok(WorkFate::Pending);
+        }
+        let errors = work
+            .errors
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            // The run's own reports (a failed run's summary) are not import errors.
+            .filter(|m| m.source.as_deref() != Some("connector"))
+            .map(|m| m.message.unwrap_or_default())
+            .collect();
+        Ok(WorkFate::Settled { errors })
+    }
+
+    /// Which of `standard_ids` (case-incident ids) the platform holds: one call, asking for
+    /// at most as many as it is given.
+    pub(crate) async fn existing_case_incidents(
+        &self,
+        standard_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, OpenCtiError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "caseIncidents")]
+            found: Option<Connection>,
+        }
+        #[derive(Deserialize)]
+        struct Connection {
+            #[serde(default)]
+            edges: Option<Vec<Option<Edge>>>,
+        }
+        #[derive(Deserialize)]
+        struct Edge {
+            node: Node,
+        }
+        #[derive(Deserialize)]
+        struct Node {
+            standard_id: String,
+        }
+        let op = "caseIncidents";
+        let vars = json!({"ids": standard_ids, "first": standard_ids.len()});
+        let data: Data = self
+            .call(op, doc::CASE_INCIDENTS_BY_STANDARD_ID, vars)
+            .await?;
+        let found = data
+            .found
+            .ok_or_else(|| decode(op, "caseIncidents is null"))?;
+        Ok(found
+            .edges
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .map(|e| e.node.standard_id)
+            .collect())
     }
 
     pub async fn queue_details(&self, connector_id: &str) -> Result<QueueDetails, OpenCtiError> {

@@ -53,6 +53,19 @@ pub(crate) const GET_CONNECTOR_QUEUE: &str = r#"query GetConnector($id: String!)
   connector(id: $id) { id connector_queue_details { messages_number messages_size } }
 }"#;
 
+/// What the platform made of a work: `null` once it is deleted (an operator cleared the
+/// connector's works, or the platform purged it), when its workers drop its messages.
+pub(crate) const WORK_FATE: &str = r#"query WorkFate($id: ID!) {
+  work(id: $id) { id status errors { source message } }
+}"#;
+
+/// Which of these case-incident standard ids the platform holds.
+pub(crate) const CASE_INCIDENTS_BY_STANDARD_ID: &str = r#"query CaseIncidentsByStandardId($ids: [Any!]!, $first: Int) {
+  caseIncidents(first: $first, filters: {mode: and, filters: [{key: ["standard_id"], values: $ids}], filterGroups: []}) {
+    edges { node { standard_id } }
+  }
+}"#;
+
 /// Every document above: the schema test iterates this list, so a document missing here is
 /// a document nobody validated.
 pub const DOCUMENTS: &[&str] = &[
@@ -65,4 +78,6 @@ pub const DOCUMENTS: &[&str] = &[
     REPORT_EXPECTATION,
     STIX_BUNDLE_PUSH,
     GET_CONNECTOR_QUEUE,
+    WORK_FATE,
+    CASE_INCIDENTS_BY_STANDARD_ID,
 ];

@@ -173,3 +173,16 @@ pub struct QueueDetails {
     /// Bytes.
     pub messages_size: u64,
 }
+
+/// What the platform made of a work so far (`work(id)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkFate {
+    /// The work is gone: its workers dropped (acked and discarded) whatever of it was still
+    /// queued, as "work not alive".
+    Deleted,
+    /// Still waiting or in progress: ask again later.
+    Pending,
+    /// Complete (or timed out), with the errors the workers reported (imports that failed
+    /// after their retries); the connector's own reports (source `connector`) are left out.
+    Settled { errors: Vec<String> },
+}

@@ -297,6 +297,13 @@ pub(crate) const CONNECTOR_DURATION_PERIOD: Key<Duration> = key(
     false,
     "Time between the end of a run and the start of the next: ISO-8601 (`PT15M`, `PT1.5H`, `P1D`, `P1W`, `P1M` = 30 days, `P1Y` = 365 days), `HH:MM:SS`, or seconds; zero (`PT0S`, `0`) runs once.",
 );
+pub(crate) const CONNECTOR_VERIFY_PERIOD: Key<Duration> = key(
+    "CONNECTOR_VERIFY_PERIOD",
+    "connector.verify_period",
+    None,
+    false,
+    "How often every case delivered is looked up in the platform (by its case-incident id, 500 a call) and the missing ones sent again; same formats as CONNECTOR_DURATION_PERIOD. Unset: `P1D`, or off when running once; zero (`PT0S`, `0`): off.",
+);
 pub(crate) const CONNECTOR_QUEUE_THRESHOLD: Key<Float> = key(
     "CONNECTOR_QUEUE_THRESHOLD",
     "connector.queue_threshold",
@@ -609,6 +616,7 @@ pub(crate) const DEFS: &[Def] = &[
     CONNECTOR_SCOPE.def,
     CONNECTOR_LOG_LEVEL.def,
     CONNECTOR_DURATION_PERIOD.def,
+    CONNECTOR_VERIFY_PERIOD.def,
     CONNECTOR_QUEUE_THRESHOLD.def,
     CONNECTOR_RUN_AND_TERMINATE.def,
     CONNECTOR_QUEUE_PROTOCOL.def,

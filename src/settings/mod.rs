@@ -125,6 +125,12 @@ pub struct ConnectorSettings {
     pub(crate) log_level: LogLevel,
     /// `None`: run once and exit (a zero `CONNECTOR_DURATION_PERIOD`, or run_and_terminate).
     pub duration_period: Option<Duration>,
+    /// How often the delivered cases are looked up in the platform (`None`: never). Unset,
+    /// daily, or never when running once.
+    pub verify_period: Option<Duration>,
+    /// Case-incident ids per verification call. Not read from the environment; tests
+    /// shorten it.
+    pub verify_batch: usize,
     /// MB of 10^6 bytes, as pycti: a run is skipped while the queue holds this much or more.
     pub queue_threshold_mb: f64,
     pub run_and_terminate: bool,
@@ -950,6 +956,12 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         _ => LogLevel::Error,
     });
     let period = r.period(&CONNECTOR_DURATION_PERIOD);
+    let verify_set = r.raw(&CONNECTOR_VERIFY_PERIOD).is_some();
+    let verify = if verify_set {
+        r.period(&CONNECTOR_VERIFY_PERIOD)
+    } else {
+        Some(None)
+    };
     let queue_threshold = r.float(&CONNECTOR_QUEUE_THRESHOLD);
     let run_and_terminate = r.bool(&CONNECTOR_RUN_AND_TERMINATE);
     let queue_protocol = r.choice(&CONNECTOR_QUEUE_PROTOCOL).map(|p| match p {
@@ -980,12 +992,22 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         r.string(&CONNECTOR_METRICS_NAMESPACE),
         r.string(&CONNECTOR_METRICS_SUBSYSTEM),
     );
+    let period = period?;
+    let run_once = run_and_terminate? || period.is_none();
+    // Daily unless set; a run-once deployment verifies only when asked (each of its runs
+    // would otherwise start a day's count from zero, or verify every time).
+    let verify_period = match verify? {
+        None if !verify_set && !run_once => Some(VERIFY_PERIOD_DEFAULT),
+        v => v,
+    };
     Some(ConnectorSettings {
         id: id?,
         name: name?,
         scope,
         log_level: log_level?,
-        duration_period: period?,
+        duration_period: period,
+        verify_period,
+        verify_batch: crate::sync::VERIFY_BATCH,
         queue_threshold_mb: queue_threshold?,
         run_and_terminate: run_and_terminate?,
         queue_protocol: queue_protocol?,
@@ -999,6 +1021,9 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         ping_interval: crate::sync::daemon::PING_INTERVAL,
     })
 }
+
+/// `CONNECTOR_VERIFY_PERIOD` when unset in a scheduled deployment.
+const VERIFY_PERIOD_DEFAULT: Duration = Duration::from_secs(86_400);
 
 /// `namespace_subsystem`, as prometheus_client (Python) joins them; either may be unset.
 fn metrics_prefix(namespace: Option<String>, subsystem: Option<String>) -> Option<String> {

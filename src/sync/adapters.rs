@@ -9,7 +9,7 @@ use super::run::{CaseSource, Saved, SharedState, Tracker, TrackerError};
 use super::state::State;
 use crate::esm::model::EventId;
 use crate::esm::{EsmClient, EsmError, EventsFetch};
-use crate::opencti::{ConnectorInfo, OpenCtiClient, OpenCtiError};
+use crate::opencti::{ConnectorInfo, OpenCtiClient, OpenCtiError, WorkFate};
 use crate::util::lock;
 
 impl CaseSource for EsmClient {
@@ -149,6 +149,24 @@ impl Tracker for PlatformTracker {
 
     async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError> {
         Ok(self.ping(state).await?)
+    }
+
+    async fn work_fate(&self, work_id: &str) -> Result<Option<WorkFate>, TrackerError> {
+        Ok(Some(self.client.work_fate(work_id).await?))
+    }
+
+    async fn existing_case_incidents(
+        &self,
+        standard_ids: &[String],
+    ) -> Result<Option<std::collections::HashSet<String>>, TrackerError> {
+        // Without works the bundles do not go to the platform (directory only): nothing
+        // there to verify.
+        if !self.works {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.client.existing_case_incidents(standard_ids).await?,
+        ))
     }
 }
 

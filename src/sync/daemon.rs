@@ -281,6 +281,8 @@ impl Daemon {
             fetch_chunk: self.settings.esm.client.case_batch_size
                 * self.settings.esm.client.concurrency,
             friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
+            verify_period: self.settings.connector.verify_period,
+            verify_batch: self.settings.connector.verify_batch,
         };
         let stop = Some(shutdown);
         let (esm, converter, state) = (&self.esm, &self.converter, self.state.as_ref());
@@ -509,6 +511,24 @@ pub(crate) fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
     if report.error.is_some() {
         metrics.errors.inc();
     }
+    let checked = &report.works_checked;
+    let missing = report.verified.as_ref().map_or(0, |v| v.missing);
+    for (reason, n) in [
+        ("work_dead", checked.work_dead),
+        ("work_error", checked.work_error),
+        ("missing", missing),
+    ] {
+        if n > 0 {
+            metrics
+                .cases_resent
+                .get_or_create(&crate::metrics::ResentLabels { reason })
+                .inc_by(n as u64);
+        }
+    }
+    let verify_failed = report.verified.as_ref().is_some_and(|v| v.failed);
+    metrics
+        .verify_failures
+        .inc_by(checked.failures as u64 + u64::from(verify_failed));
     let mut esm_errors = 0;
     for (op, s) in esm.stats().operations {
         esm_errors += s.error;

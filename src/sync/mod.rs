@@ -8,6 +8,9 @@ pub mod daemon;
 pub mod run;
 pub mod schedule;
 pub mod state;
+mod verify;
 
 #[cfg(test)]
 mod tests;
+
+pub use verify::VERIFY_BATCH;

@@ -20,7 +20,7 @@ use crate::delivery::{DeliveryError, Sink};
 use crate::esm::client::MAX_ID_LEN;
 use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
-use crate::opencti::OpenCtiError;
+use crate::opencti::{OpenCtiError, WorkFate};
 use crate::stix::{Bundle, StixObject};
 use crate::util::lock;
 
@@ -71,6 +71,18 @@ pub(crate) trait Tracker {
     /// Persists the latest state. The one writer: the snapshot is taken once it is this
     /// save's turn, so no save or ping ever lands an older state after a newer one.
     async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError>;
+    /// What the platform made of a work; `None` when this tracker cannot tell (no platform).
+    async fn work_fate(&self, _work_id: &str) -> Result<Option<WorkFate>, TrackerError> {
+        Ok(None)
+    }
+    /// Which of these case-incident standard ids the platform holds; `None` when this
+    /// tracker cannot tell (no platform, or bundles do not go to it).
+    async fn existing_case_incidents(
+        &self,
+        _standard_ids: &[String],
+    ) -> Result<Option<HashSet<String>>, TrackerError> {
+        Ok(None)
+    }
 }
 
 /// The state shared by the run, the pinger and the final save.
@@ -121,7 +133,11 @@ impl SharedState {
     }
 
     /// Changes the state unless a reset was adopted since `resets` (then `None`).
-    fn update_unless_reset<R>(&self, resets: u64, f: impl FnOnce(&mut State) -> R) -> Option<R> {
+    pub(super) fn update_unless_reset<R>(
+        &self,
+        resets: u64,
+        f: impl FnOnce(&mut State) -> R,
+    ) -> Option<R> {
         let mut guard = lock(&self.state);
         (self.resets() == resets).then(|| f(&mut guard))
     }
@@ -171,6 +187,10 @@ pub(crate) struct RunConfig {
     /// within a call): bounds the raw answers held at once.
     pub(crate) fetch_chunk: usize,
     pub(crate) friendly_name: String,
+    /// How often the delivered cases are looked up in the platform (`None`: never).
+    pub(crate) verify_period: Option<Duration>,
+    /// Case-incident ids per verification call.
+    pub(crate) verify_batch: usize,
 }
 
 /// What a run did, logged as one line and shown in the work.
@@ -193,6 +213,9 @@ pub(crate) struct RunReport {
     /// The run stopped because an operator reset the state: not a failure.
     pub(crate) reset: bool,
     pub(crate) work_id: Option<String>,
+    /// The read-back of earlier works and the verification of the ledger (`sync::verify`).
+    pub(crate) works_checked: super::verify::WorksChecked,
+    pub(crate) verified: Option<super::verify::Verified>,
 }
 
 impl RunReport {
@@ -246,6 +269,7 @@ pub(crate) async fn run_once(
         report: RunReport::default(),
         opened: false,
         read_once: HashMap::new(),
+        delivered: None,
     }
     .execute(shutdown)
     .await
@@ -285,6 +309,8 @@ struct Run<'a, S, K, T> {
     /// Changed cases read while listing, kept (up to [`READ_ONCE_BUDGET`]) so their page does
     /// not read them again.
     read_once: HashMap<String, Case>,
+    /// When the verification is due: the delivered cases seen while listing.
+    delivered: Option<Vec<super::verify::Delivered>>,
 }
 
 impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
@@ -308,10 +334,10 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                         tokio::select! {
                             biased;
                             _ = sd.wait() => Err(RunError::ShuttingDown),
-                            r = self.pages() => r,
+                            r = self.pages_then_verify() => r,
                         }
                     }
-                    None => self.pages().await,
+                    None => self.pages_then_verify().await,
                 };
                 stopping = shutdown.is_some_and(Shutdown::is_triggered);
                 self.cleanup(stopping, shutdown).await;
@@ -326,6 +352,29 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         self.close_work(stopping).await;
         self.report.seconds = started.elapsed().as_secs_f64();
         self.report
+    }
+
+    /// The pages, then (when due) the verification of the ledger: after the pages so it
+    /// never holds up a delivery; bounded in time and never fatal (`sync::verify`).
+    async fn pages_then_verify(&mut self) -> Result<(), RunError> {
+        let result = self.pages().await;
+        if let (Ok(()), Some(cases)) = (&result, self.delivered.take()) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.report.verified = Some(
+                super::verify::verify_delivered(
+                    self.tracker,
+                    self.state,
+                    self.resets,
+                    cases,
+                    self.cfg.verify_batch,
+                    now,
+                )
+                .await,
+            );
+        }
+        result
     }
 
     /// Logout and closing the sinks; bounded only when stopping. The logout is also bounded
@@ -457,13 +506,29 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         taken
     }
 
+    /// Is the verification of the ledger due this run?
+    fn verify_due(&self) -> bool {
+        let Some(period) = self.cfg.verify_period else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.state.update(|st| st.verified_at);
+        now >= last.saturating_add(period.as_secs())
+    }
+
     /// Lists every case, reads each one's version, and selects what to send.
     async fn list_and_select(&mut self) -> Result<Vec<Seen>, RunError> {
-        let mut ids = self
-            .source
-            .find_all_ids()
-            .await
-            .map_err(RunError::ListCases)?;
+        // Earlier works are read back while ESM lists: the cases the platform lost leave the
+        // ledger before the selection, so this run sends them again.
+        let (ids, checked) = tokio::join!(
+            self.source.find_all_ids(),
+            super::verify::check_works(self.tracker, self.state, self.resets)
+        );
+        self.report.works_checked = checked;
+        let mut ids = ids.map_err(RunError::ListCases)?;
+        self.delivered = self.verify_due().then(Vec::new);
         self.report.cases_seen = ids.len();
         // An id far longer than any real one fails its case here, before the state (which
         // would keep it) or any request (which would carry it) sees it.
@@ -509,9 +574,12 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                     Ok((v, Some(case))) => {
                         let version = version_hash(v);
                         let modified_ms = case.modified_ms;
-                        if self.read_once.len() < READ_ONCE_BUDGET
-                            && !self.state.update(|st| st.is_current(&id, version))
-                        {
+                        let current = self.state.update(|st| st.is_current(&id, version));
+                        if let (Some(d), true) = (&mut self.delivered, current) {
+                            let ci = self.converter.case_incident_id(&case);
+                            d.extend(super::verify::Delivered::new(id_hash(&id), &ci));
+                        }
+                        if self.read_once.len() < READ_ONCE_BUDGET && !current {
                             self.read_once.insert(id.clone(), case);
                         }
                         seen.push(Seen {
@@ -724,10 +792,14 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
         let run_no = self.run_no;
         let mut failed = cases.failed;
         let mut ok = 0usize;
+        let work_id = self.report.work_id.clone();
         let marked = self.state.update_unless_reset(self.resets, |st| {
             for (p, d) in cases.ready.iter().zip(&delivered) {
                 if *d {
                     st.mark_delivered(&p.seen.id, p.version);
+                    if let Some(w) = &work_id {
+                        super::verify::track(st, w, &p.seen.id);
+                    }
                     ok += 1;
                 } else {
                     failed.push(p.seen.id.clone());

@@ -34,6 +34,17 @@ pub(crate) const FORGET_AFTER: u8 = 3;
 /// Runs a case whose events come back incomplete is held back before it is delivered anyway.
 pub(crate) const MAX_INCOMPLETE_RUNS: u32 = 3;
 
+/// Recent works whose fate (imported, errors, deleted) is not read yet, each with the cases
+/// delivered in it: the oldest is dropped beyond this (the periodic verification still
+/// catches its cases).
+pub(crate) const MAX_TRACKED_WORKS: usize = 8;
+
+/// Case id hashes kept across the tracked works (8 base64 characters each: 800 KB at the
+/// bound). A run delivering more tracks only this many; the verification covers the rest.
+pub(crate) const MAX_TRACKED_CASES: usize = 100_000;
+
+const WORK_CASE_BYTES: usize = 6;
+
 /// The longest backoff of a failing case, in runs.
 const MAX_BACKOFF_RUNS: u64 = 32;
 
@@ -126,6 +137,27 @@ pub(crate) struct State {
     pub(crate) runs: u64,
     /// A version-1 state's watermark, applied at the next listing.
     upgrade: Option<V1Watermark>,
+    /// Recent works and the cases delivered in them, until the platform says what became of
+    /// them (see `sync::verify`). Oldest first.
+    works: Vec<TrackedWork>,
+    /// Unix seconds of the last complete verification that delivered cases exist in the
+    /// platform (0: never).
+    pub(crate) verified_at: u64,
+}
+
+/// A work whose fate is not read yet, and the id hashes of the cases delivered in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TrackedWork {
+    pub(crate) id: String,
+    cases: Vec<u64>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct WireWork {
+    id: String,
+    /// 6 bytes (an id hash) a case, base64.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    cases: String,
 }
 
 /// The JSON shape, for every version we read.
@@ -154,6 +186,12 @@ struct Wire<'a> {
     /// Version 1 only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     watermark: Option<V1Watermark>,
+    /// Added in version 2 without a bump: older builds ignore both fields (they only lose
+    /// the follow-up of recent works, which the verification makes up for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    works: Vec<WireWork>,
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    verified: u64,
 }
 
 /// `last_run` as unix seconds: a number (what we write, and what the UI shows), or the RFC 3339
@@ -201,8 +239,16 @@ impl State {
             last_run: wire.last_run,
             runs: wire.runs,
             upgrade: wire.watermark,
+            verified_at: wire.verified,
             ..State::default()
         };
+        for w in wire.works.into_iter().take(MAX_TRACKED_WORKS) {
+            let cases = B64
+                .decode(w.cases.as_bytes())
+                .map(|b| b.chunks_exact(WORK_CASE_BYTES).map(le48).collect())
+                .unwrap_or_default();
+            s.works.push(TrackedWork { id: w.id, cases });
+        }
         // Decoded a slice at a time (16 characters are one entry), not into one buffer of the
         // whole ledger (12 MB at 1,000,000 cases); a ledger invalid anywhere counts as none,
         // as when it was decoded whole.
@@ -261,6 +307,21 @@ impl State {
                 serde_json::to_value(&self.retry).unwrap_or_default()
             },
             watermark: self.upgrade.clone(),
+            works: self
+                .works
+                .iter()
+                .map(|w| {
+                    let mut b = Vec::with_capacity(w.cases.len() * WORK_CASE_BYTES);
+                    for h in &w.cases {
+                        b.extend_from_slice(&h.to_le_bytes()[..WORK_CASE_BYTES]);
+                    }
+                    WireWork {
+                        id: w.id.clone(),
+                        cases: B64.encode(b),
+                    }
+                })
+                .collect(),
+            verified: self.verified_at,
         };
         // Written into a buffer of its exact size: a growing one would take up to twice the
         // text (3.2 MB at 100,000 cases) at every save.
@@ -312,6 +373,64 @@ impl State {
         let h = id_hash(id);
         self.absent.remove(&h);
         self.ledger.insert(h, version);
+    }
+
+    /// Notes that case `id` was delivered in work `work_id`, so the work's fate can send it
+    /// again. Returns false when the case is not tracked (the bound is reached). A new work
+    /// beyond [`MAX_TRACKED_WORKS`] drops the oldest: returned in the error side as its id.
+    pub(crate) fn track_delivery(&mut self, work_id: &str, id: &str) -> Result<bool, String> {
+        let mut dropped = Ok(());
+        if self.works.last().is_none_or(|w| w.id != work_id) {
+            if self.works.len() >= MAX_TRACKED_WORKS {
+                dropped = Err(self.works.remove(0).id);
+            }
+            self.works.push(TrackedWork {
+                id: work_id.to_owned(),
+                cases: Vec::new(),
+            });
+        }
+        let total: usize = self.works.iter().map(|w| w.cases.len()).sum();
+        let tracked = total < MAX_TRACKED_CASES;
+        if let Some(w) = self.works.last_mut().filter(|_| tracked) {
+            w.cases.push(id_hash(id));
+        }
+        dropped.map(|()| tracked)
+    }
+
+    /// The ids of the works whose fate is not read yet, oldest first.
+    pub(crate) fn tracked_works(&self) -> Vec<String> {
+        self.works.iter().map(|w| w.id.clone()).collect()
+    }
+
+    /// The id hashes of every case delivered in a tracked work.
+    pub(crate) fn tracked_cases(&self) -> HashSet<u64> {
+        self.works
+            .iter()
+            .flat_map(|w| w.cases.iter().copied())
+            .collect()
+    }
+
+    /// Stops tracking a work; with `resend`, its cases leave the ledger so the next
+    /// selection sends them again (same ids: the platform merges them). Returns how many
+    /// cases the ledger forgot.
+    pub(crate) fn settle_work(&mut self, work_id: &str, resend: bool) -> usize {
+        let Some(at) = self.works.iter().position(|w| w.id == work_id) else {
+            return 0;
+        };
+        let work = self.works.remove(at);
+        if !resend {
+            return 0;
+        }
+        work.cases
+            .iter()
+            .filter(|h| self.ledger.remove(h).is_some())
+            .count()
+    }
+
+    /// Forgets a delivered case by its id hash (the platform does not hold it): it is new
+    /// again at the next selection. Returns whether the ledger held it.
+    pub(crate) fn forget_delivered(&mut self, id_hash: u64) -> bool {
+        self.ledger.remove(&id_hash).is_some()
     }
 
     /// Records a failure of a case in run `run`: it is tried again after a backoff that doubles
@@ -544,6 +663,45 @@ mod tests {
         s.note_listing(&[id_hash("a"), id_hash("c"), id_hash("d")].into());
         let back = State::from_platform(Some(&s.to_platform()));
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn tracked_works_round_trip_and_an_older_state_reads_as_none() {
+        let mut s = State::default();
+        s.mark_delivered("a", 5);
+        s.mark_delivered("b", 6);
+        assert_eq!(s.track_delivery("work-1", "a"), Ok(true));
+        assert_eq!(s.track_delivery("work-2", "b"), Ok(true));
+        s.verified_at = 1_700_000_000;
+        let back = State::from_platform(Some(&s.to_platform()));
+        assert_eq!(back, s);
+        // A state written before these fields reads with nothing tracked.
+        let old = State::from_platform(Some(r#"{"version":2,"runs":3}"#));
+        assert!(old.tracked_works().is_empty() && old.verified_at == 0);
+        // A deleted or errored work's cases leave the ledger; a settled one's stay.
+        let mut s = back;
+        assert_eq!(s.settle_work("work-2", false), 0);
+        assert!(s.is_current("b", 6));
+        assert_eq!(s.settle_work("work-1", true), 1);
+        assert!(!s.is_current("a", 5));
+        assert!(s.tracked_works().is_empty());
+    }
+
+    #[test]
+    fn tracked_works_are_bounded() {
+        let mut s = State::default();
+        for i in 0..MAX_TRACKED_WORKS {
+            assert_eq!(s.track_delivery(&format!("w{i}"), "a"), Ok(true));
+        }
+        assert_eq!(s.track_delivery("new", "a"), Err("w0".to_owned()));
+        assert_eq!(s.tracked_works().len(), MAX_TRACKED_WORKS);
+        let mut s = State::default();
+        s.works.push(TrackedWork {
+            id: "w".into(),
+            cases: (0..MAX_TRACKED_CASES as u64).collect(),
+        });
+        assert_eq!(s.track_delivery("w", "over"), Ok(false));
+        assert_eq!(s.tracked_cases().len(), MAX_TRACKED_CASES);
     }
 
     #[test]

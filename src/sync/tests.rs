@@ -303,6 +303,8 @@ impl Harness {
                 page_size,
                 fetch_chunk: 3,
                 friendly_name: "test run".into(),
+                verify_period: None,
+                verify_batch: 500,
             },
         }
     }

@@ -213,7 +213,12 @@ async fn graphql_errors_on_add_expectations() {
     );
     // One line in the work's errors for one failed run, and the sentinel still reported so
     // the platform can complete the work.
-    assert_eq!(r.new_works[0].errors, vec![message]);
+    let errors: Vec<&str> = r.new_works[0]
+        .errors
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(errors, vec![message.as_str()]);
     assert_eq!(r.new_works[0].reports, 1);
     completes_after(env, vec![r]).await;
 }

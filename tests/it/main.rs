@@ -21,3 +21,4 @@ mod settings;
 mod simulator_repair;
 mod sync;
 mod tls_trust;
+mod verify;

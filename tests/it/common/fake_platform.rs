@@ -41,9 +41,13 @@ pub struct Work {
     /// Expectations reported processed by the connector itself (its sentinel).
     pub reports: u64,
     pub processed: Option<(String, bool)>,
-    /// The work's error list, as the platform keeps it: one entry per `reportExpectation`
-    /// with an `error` and one per `toProcessed` with `inError: true`.
-    pub errors: Vec<String>,
+    /// Deleted (an operator cleared the connector's works, or the platform purged it):
+    /// `work(id)` answers `null` and the worker drops its messages as "work not alive".
+    pub deleted: bool,
+    /// The work's error list (`{source, message}`), as the platform keeps it: one entry per
+    /// `reportExpectation` with an `error` (the worker's, or the connector's) and one per
+    /// `toProcessed` with `inError: true` (source `connector`).
+    pub errors: Vec<Value>,
 }
 
 /// What the platform saw and how it answers.
@@ -84,6 +88,21 @@ pub struct Recorded {
     /// different speeds): of two pings sent at once, the later may land first.
     pub ping_jitter: bool,
     pings_seen: u64,
+    /// The platform's store of case-incidents (standard ids), fed by the simulated worker.
+    pub case_incidents: std::collections::BTreeSet<String>,
+    /// The simulated worker: how it treats what it consumes (see [`FakePlatform::consume`]).
+    pub worker: Worker,
+}
+
+/// How the simulated worker (opencti-worker's push handler) treats the messages it consumes.
+#[derive(Debug, Clone, Default)]
+pub struct Worker {
+    /// The operator clears the connector's works before the worker reaches their messages:
+    /// each work is deleted, and the worker acks and discards its messages (work not alive).
+    pub works_cleared_before_import: bool,
+    /// An object whose JSON holds this text fails its import after the worker's retries: a
+    /// work error (and a dead letter), not in the store.
+    pub fail_import_containing: Option<String>,
 }
 
 #[derive(Clone)]
@@ -144,6 +163,61 @@ impl FakePlatform {
     pub fn update(&self, f: impl FnOnce(&mut Recorded)) {
         f(&mut self.state.lock().unwrap())
     }
+
+    /// The worker consumes objects pushed for `work_id` (a queue message each, or a pushed
+    /// bundle's), as opencti-worker does: drops them when the work is not alive, records a
+    /// work error when the import fails, else imports them (case-incidents into the store).
+    pub fn consume<'a>(&self, work_id: Option<&str>, objects: impl IntoIterator<Item = &'a Value>) {
+        let mut s = self.state.lock().unwrap();
+        s.consume(work_id, objects);
+    }
+
+    /// Deletes a case-incident from the store (an analyst deleted it, or a restore lost it).
+    pub fn delete_case_incident(&self, id: &str) -> bool {
+        self.state.lock().unwrap().case_incidents.remove(id)
+    }
+
+    /// How many calls of this operation the connector made.
+    pub fn calls(&self, op: &str) -> usize {
+        self.recorded(|r| r.operations.iter().filter(|o| *o == op).count())
+    }
+}
+
+impl Recorded {
+    fn consume<'a>(&mut self, work_id: Option<&str>, objects: impl IntoIterator<Item = &'a Value>) {
+        let worker = self.worker.clone();
+        let mut work = work_id.and_then(|id| self.works.iter_mut().find(|w| w.id == id));
+        if worker.works_cleared_before_import {
+            if let Some(w) = work.as_mut() {
+                w.deleted = true;
+            }
+        }
+        // isWorkAlive: a deleted work's messages are acked and discarded.
+        if work.as_ref().is_some_and(|w| w.deleted) {
+            return;
+        }
+        let mut imported = Vec::new();
+        for o in objects {
+            let text = o.to_string();
+            if let Some(needle) = worker
+                .fail_import_containing
+                .as_deref()
+                .filter(|n| text.contains(n))
+            {
+                if let Some(w) = work.as_mut() {
+                    w.errors.push(json!({
+                        "source": text,
+                        "message": format!("import failed after retries ({needle})"),
+                    }));
+                }
+                continue;
+            }
+            if o["type"] == "case-incident" {
+                imported.push(o["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        self.case_incidents.extend(imported);
+    }
 }
 
 /// Does the document name `field` (a whole word)?
@@ -164,6 +238,8 @@ fn operation(query: &str) -> &'static str {
         ("toReceived", "toReceived"),
         ("stixBundlePush", "stixBundlePush"),
         ("connector_queue_details", "queueDetails"),
+        ("caseIncidents(", "caseIncidents"),
+        (" work(id:", "work"),
         ("about", "health"),
     ] {
         if query.contains(needle) {
@@ -287,7 +363,8 @@ async fn graphql(
             let err = vars["inError"].as_bool().unwrap_or(false);
             if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
                 if err {
-                    w.errors.push(msg.clone());
+                    w.errors
+                        .push(json!({"source": "connector", "message": msg.clone()}));
                 }
                 w.processed = Some((msg, err));
             }
@@ -296,7 +373,9 @@ async fn graphql(
         }
         "reportExpectation" => {
             let id = vars["id"].as_str().unwrap_or_default();
-            let error = vars["error"]["error"].as_str().map(str::to_owned);
+            let error = vars["error"]["error"].as_str().map(|e| {
+                json!({"source": vars["error"]["source"].as_str().unwrap_or("connector"), "message": e})
+            });
             if let Some(w) = s.works.iter_mut().find(|w| w.id == id) {
                 w.reports += 1;
                 w.errors.extend(error);
@@ -317,7 +396,41 @@ async fn graphql(
             }
             s.pushed_bundles
                 .push(vars["bundle"].as_str().unwrap_or_default().to_owned());
+            // The api mode's worker splits and imports the pushed bundle.
+            let parsed: Value = serde_json::from_str(bundle).unwrap_or_default();
+            let objects = parsed["objects"].as_array().cloned().unwrap_or_default();
+            let work_id = vars["work_id"].as_str().map(str::to_owned);
+            s.consume(work_id.as_deref(), &objects);
             json!({"stixBundlePush": true})
+        }
+        "work" => {
+            let id = vars["id"].as_str().unwrap_or_default();
+            let work = s.works.iter().find(|w| w.id == id && !w.deleted).map(|w| {
+                // Complete once the connector closed it (the fake worker is done by then).
+                let status = if w.processed.is_some() {
+                    "complete"
+                } else {
+                    "progress"
+                };
+                json!({"id": w.id, "status": status, "errors": w.errors})
+            });
+            json!({"work": work})
+        }
+        "caseIncidents" => {
+            // Only the filter the connector sends: standard_id among the values.
+            let filter = &body["query"];
+            assert!(filter.as_str().unwrap_or_default().contains("standard_id"));
+            let first = vars["first"].as_u64().unwrap_or(u64::MAX) as usize;
+            let nodes: Vec<Value> = vars["ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|id| s.case_incidents.contains(*id))
+                .take(first)
+                .map(|id| json!({"node": {"standard_id": id}}))
+                .collect();
+            json!({"caseIncidents": {"edges": nodes}})
         }
         "queueDetails" => {
             s.queue_signal.notify_one();

@@ -35,6 +35,8 @@ pub struct Env {
     pub unset: Vec<&'static str>,
     /// Overrides the 40 s ping interval (not an environment setting).
     pub ping_interval: Option<std::time::Duration>,
+    /// Overrides the case-incident ids per verification call (not an environment setting).
+    pub verify_batch: Option<usize>,
 }
 
 /// What one process life did, as seen from outside.
@@ -85,6 +87,7 @@ impl Env {
             extra: Vec::new(),
             unset: Vec::new(),
             ping_interval: None,
+            verify_batch: None,
         }
     }
 
@@ -138,6 +141,9 @@ impl Env {
         if let Some(every) = self.ping_interval {
             settings.connector.ping_interval = every;
         }
+        if let Some(n) = self.verify_batch {
+            settings.connector.verify_batch = n;
+        }
         let succeeded = run_daemon(settings, Metrics::new(), shutdown)
             .await
             .expect("the daemon starts");
@@ -155,6 +161,8 @@ impl Env {
                 let bundle: Value = serde_json::from_slice(&content).unwrap();
                 let objects = bundle["objects"].as_array().unwrap();
                 assert_eq!(objects.len(), 1, "one object per message");
+                // The platform's worker consumes the message.
+                self.platform.consume(body["work_id"].as_str(), objects);
                 objects[0].clone()
             })
             .collect();
