@@ -23,6 +23,9 @@ use crate::stix::Bundle;
 /// The AMQP frame size we ask for (the broker may lower it, never raise it).
 const FRAME_MAX: u32 = 32 * 1024;
 
+/// Longest wait for a channel's or the connection's close-ok.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Tuning of the AMQP delivery.
 #[derive(Debug, Clone)]
 pub struct AmqpOptions {
@@ -243,20 +246,29 @@ impl AmqpDelivery {
             .await
             .map_err(|_| connect_err(format!("no answer within {:?}", opts.connect_timeout)))?
             .map_err(|e| connect_err(e.to_string()))?;
-        let channel = connection
-            .create_channel()
+        // Bounded like every step against the broker: one that stops reading never answers.
+        let step = opts.publish_timeout;
+        let no_answer = |operation| DeliveryError::Channel {
+            operation,
+            reason: format!("no answer within {step:?}"),
+        };
+        let channel = tokio::time::timeout(step, connection.create_channel())
             .await
+            .map_err(|_| no_answer("channel.open"))?
             .map_err(|e| DeliveryError::Channel {
                 operation: "channel.open",
                 reason: e.to_string(),
             })?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| DeliveryError::Channel {
-                operation: "confirm.select",
-                reason: e.to_string(),
-            })?;
+        tokio::time::timeout(
+            step,
+            channel.confirm_select(ConfirmSelectOptions::default()),
+        )
+        .await
+        .map_err(|_| no_answer("confirm.select"))?
+        .map_err(|e| DeliveryError::Channel {
+            operation: "confirm.select",
+            reason: e.to_string(),
+        })?;
         info!(
             host = %mq.host,
             port = mq.port,
@@ -420,6 +432,9 @@ impl Sink for AmqpDelivery {
 
     /// Closes the channel and the connection; errors are reported, but the run's outcome
     /// does not depend on them (every message was already confirmed or the run failed).
+    /// Each close-ok is awaited at most [`CLOSE_TIMEOUT`]: a broker that stopped reading (a
+    /// memory or disk alarm, a stalled proxy) never answers, and the handshake then adds
+    /// nothing. On a timeout the connection is dropped as it is.
     async fn close(&mut self) -> Result<(), DeliveryError> {
         let Some(connected) = self.connected.take() else {
             return Ok(());
@@ -428,18 +443,20 @@ impl Sink for AmqpDelivery {
             operation,
             reason: e.to_string(),
         };
+        let timed_out = |operation| DeliveryError::Channel {
+            operation,
+            reason: format!("no close-ok within {CLOSE_TIMEOUT:?}; connection dropped"),
+        };
         if connected.channel.status().connected() {
-            connected
-                .channel
-                .close(200, "bye".into())
+            tokio::time::timeout(CLOSE_TIMEOUT, connected.channel.close(200, "bye".into()))
                 .await
+                .map_err(|_| timed_out("channel.close"))?
                 .map_err(|e| close_err("channel.close", e))?;
         }
         if connected.connection.status().connected() {
-            connected
-                .connection
-                .close(200, "bye".into())
+            tokio::time::timeout(CLOSE_TIMEOUT, connected.connection.close(200, "bye".into()))
                 .await
+                .map_err(|_| timed_out("connection.close"))?
                 .map_err(|e| close_err("connection.close", e))?;
         }
         Ok(())

@@ -87,4 +87,82 @@ impl DeliveryError {
             ),
         }
     }
+
+    /// Does the answer name the content sent, so that splitting the bundle can find the case
+    /// no sink takes? Only an answer about what was sent does: a broker nack, a payload the
+    /// platform finds too large (413) or a GraphQL error about the bundle, a directory that
+    /// refuses that file. A timeout, a closed or blocked connection, a refused connection or
+    /// a platform transport error are failures of the sink: bisecting them would only repeat
+    /// the failure 2n-1 times (a page of 100 cases, 199 deliveries of 30 s each).
+    pub fn blames_content(&self) -> bool {
+        match self {
+            DeliveryError::Nack { .. } => true,
+            DeliveryError::Connect { .. }
+            | DeliveryError::Channel { .. }
+            | DeliveryError::Publish { .. }
+            | DeliveryError::Unroutable { .. }
+            | DeliveryError::Timeout { .. } => false,
+            DeliveryError::Platform(e) => match e {
+                OpenCtiError::Status { status, .. } => *status == 413,
+                // An answer about the bundle, unless it only says the platform is busy or
+                // the token is refused.
+                OpenCtiError::GraphQl { .. } => !e.is_transient() && !e.is_auth(),
+                OpenCtiError::Config { .. }
+                | OpenCtiError::Transport { .. }
+                | OpenCtiError::TooLarge { .. }
+                | OpenCtiError::Decode { .. } => false,
+            },
+            // A full disk or a missing directory refuses every file alike.
+            DeliveryError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opencti::{GraphQlError, TransportKind};
+
+    #[test]
+    fn only_answers_about_the_content_blame_it() {
+        let timeout = DeliveryError::Timeout {
+            action_sequence: 1,
+            after: Duration::from_secs(30),
+        };
+        assert!(!timeout.blames_content());
+        let closed = DeliveryError::Publish {
+            action_sequence: 2,
+            confirmed: 1,
+            total: 3,
+            reason: "connection closed".into(),
+        };
+        assert!(!closed.blames_content());
+        let transport = DeliveryError::Platform(OpenCtiError::Transport {
+            operation: "stixBundlePush",
+            kind: TransportKind::Timeout,
+            reason: "timed out".into(),
+        });
+        assert!(!transport.blames_content());
+        assert!(DeliveryError::Nack { action_sequence: 1 }.blames_content());
+        let too_large = DeliveryError::Platform(OpenCtiError::Status {
+            operation: "stixBundlePush",
+            status: 413,
+            excerpt: String::new(),
+        });
+        assert!(too_large.blames_content());
+        let bad_bundle = DeliveryError::Platform(OpenCtiError::GraphQl {
+            operation: "stixBundlePush",
+            errors: vec![GraphQlError {
+                message: "invalid bundle".into(),
+                code: Some("VALIDATION_ERROR".into()),
+            }],
+        });
+        assert!(bad_bundle.blames_content());
+    }
 }

@@ -28,6 +28,10 @@ use crate::util::lock;
 /// closing the work), so the process ends within Docker's 10 s grace even when a peer hangs.
 const STOP_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Longest wait for a sink's close, stopping or not: a broker that stopped reading never
+/// answers a close, and the run must end (or reopen) anyway.
+const SINK_CLOSE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Extra batch requests one bisection may make: a single poison id in a batch of 100 costs
 /// about 14; an ESM failing everything stops here instead of asking for each id twice.
 const BISECT_BUDGET: usize = 64;
@@ -391,8 +395,18 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             );
         }
         for sink in self.sinks.iter_mut() {
-            if let Some(Err(e)) = bounded(stopping, sink.close()).await {
-                warn!(error = %e, "closing the delivery failed");
+            let limit = if stopping {
+                STOP_CLEANUP_TIMEOUT
+            } else {
+                SINK_CLOSE_TIMEOUT
+            };
+            match tokio::time::timeout(limit, sink.close()).await {
+                Ok(Err(e)) => warn!(error = %e, "closing the delivery failed"),
+                Err(_) => warn!(
+                    timeout_s = limit.as_secs(),
+                    "closing the delivery timed out; the connection is dropped"
+                ),
+                Ok(Ok(())) => {}
             }
         }
     }
@@ -668,9 +682,9 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                     }
                 }
                 Err(e) => {
-                    // A connection, channel or routing failure is not about the content:
-                    // no case of the page is to blame.
-                    if !maybe_content(&e) {
+                    // A timeout, a closed connection, a transport or routing failure is
+                    // the sink's: no case of the page is to blame, and no split can help.
+                    if !e.blames_content() {
                         return Err(RunError::Deliver(e));
                     }
                     if group.len() > 1 {
@@ -780,7 +794,9 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
     /// it refuses).
     async fn reopen(&mut self) -> Result<(), RunError> {
         for sink in self.sinks.iter_mut() {
-            let _ = sink.close().await;
+            // Bounded: a broker that stopped reading never answers the close (each sink
+            // bounds its own steps too; this is the run's guard whatever the sink).
+            let _ = tokio::time::timeout(SINK_CLOSE_TIMEOUT, sink.close()).await;
             sink.open().await.map_err(RunError::Open)?;
         }
         Ok(())
@@ -1096,17 +1112,6 @@ fn bisectable(e: &EsmError) -> bool {
             | EsmError::ErrorPage { .. }
             | EsmError::Decode { .. }
             | EsmError::NotReturned { .. }
-    )
-}
-
-/// Could a delivery failure be tied to what was sent (a message or bundle too large, a file
-/// the directory refuses)? Connection and routing failures are not.
-fn maybe_content(e: &DeliveryError) -> bool {
-    !matches!(
-        e,
-        DeliveryError::Connect { .. }
-            | DeliveryError::Channel { .. }
-            | DeliveryError::Unroutable { .. }
     )
 }
 

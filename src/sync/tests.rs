@@ -168,6 +168,8 @@ struct FakeSink {
     closed: usize,
     /// A bundle holding this case is refused (a nack: tied to the content).
     refuse_case: Option<String>,
+    /// Every delivery times out, as a broker that stopped reading makes it.
+    time_out: bool,
     /// Fired at every open and at the start of every delivery.
     on_open: Option<Arc<Signal>>,
     on_deliver: Option<Arc<Signal>>,
@@ -219,6 +221,12 @@ impl Sink for FakeSink {
                 host: "broker".into(),
                 port: 5672,
                 reason: "broker refused the connection".into(),
+            });
+        }
+        if self.time_out {
+            return Err(DeliveryError::Timeout {
+                action_sequence: 1,
+                after: std::time::Duration::from_secs(30),
             });
         }
         if let Some(refused) = &self.refuse_case
@@ -616,6 +624,20 @@ async fn a_page_is_saved_while_the_next_one_is_delivered_and_saves_stay_in_order
     assert!(ledgers.windows(2).all(|w| w[0] <= w[1]), "{ledgers:?}");
     assert!(ledgers.iter().all(|n| n % 2 == 0), "{ledgers:?}");
     assert_eq!(ledgers.last(), Some(&6), "{ledgers:?}");
+}
+
+#[tokio::test]
+async fn a_sink_that_times_out_everything_is_not_bisected() {
+    let mut h = Harness::new(FakeEsm::with_cases(6, 1), 100, 6);
+    h.sink.time_out = true;
+    let r = h.run().await;
+    // One delivery of the page, not 2n-1 = 11: a timeout says nothing about the content.
+    assert_eq!(h.sink.delivers, 1, "{r:?}");
+    assert_eq!(r.cases_delivered, 0);
+    assert!(
+        r.error.as_deref().unwrap().contains("did not confirm"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
