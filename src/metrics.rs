@@ -56,6 +56,7 @@ pub struct Metrics {
     pub(crate) esm_requests: Family<EsmRequestLabels, Gauge>,
     pub(crate) cases_delivered: Counter,
     pub(crate) cases_failed: Counter,
+    pub(crate) cases_events_failed: Counter,
     pub(crate) runs_skipped: Counter,
     pub(crate) run_duration: Histogram,
     last_success_unix: Arc<AtomicI64>,
@@ -101,6 +102,7 @@ impl Metrics {
             esm_requests: Family::default(),
             cases_delivered: Counter::default(),
             cases_failed: Counter::default(),
+            cases_events_failed: Counter::default(),
             runs_skipped: Counter::default(),
             run_duration: Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
             last_success_unix: Arc::new(AtomicI64::new(0)),
@@ -148,6 +150,11 @@ impl Metrics {
             "arcsight_cases_failed",
             "Cases that failed and will be retried",
             m.cases_failed.clone(),
+        );
+        registry.register(
+            "arcsight_cases_events_failed",
+            "Cases not delivered because reading some of their events failed (of cases_failed)",
+            m.cases_events_failed.clone(),
         );
         registry.register(
             "arcsight_runs_skipped",
