@@ -63,6 +63,7 @@ pub struct Metrics {
     pub(crate) esm_requests: Family<EsmRequestLabels, Gauge>,
     pub(crate) cases_delivered: Counter,
     pub(crate) cases_failed: Counter,
+    pub(crate) cases_events_failed: Counter,
     pub(crate) runs_skipped: Counter,
     pub(crate) cases_resent: Family<ResentLabels, Counter>,
     pub(crate) verify_failures: Counter,
@@ -110,6 +111,7 @@ impl Metrics {
             esm_requests: Family::default(),
             cases_delivered: Counter::default(),
             cases_failed: Counter::default(),
+            cases_events_failed: Counter::default(),
             runs_skipped: Counter::default(),
             cases_resent: Family::default(),
             verify_failures: Counter::default(),
@@ -159,6 +161,11 @@ impl Metrics {
             "arcsight_cases_failed",
             "Cases that failed and will be retried",
             m.cases_failed.clone(),
+        );
+        registry.register(
+            "arcsight_cases_events_failed",
+            "Cases not delivered because reading some of their events failed (of cases_failed)",
+            m.cases_events_failed.clone(),
         );
         registry.register(
             "arcsight_runs_skipped",

@@ -505,6 +505,9 @@ pub(crate) fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
         .cases_delivered
         .inc_by(report.cases_delivered as u64);
     metrics.cases_failed.inc_by(report.cases_failed as u64);
+    metrics
+        .cases_events_failed
+        .inc_by(report.cases_events_failed as u64);
     metrics.records_sent.inc_by(report.objects as u64);
     metrics.bundles_sent.inc_by(report.pages as u64);
     metrics.run_duration.observe(report.seconds);
@@ -553,6 +556,7 @@ pub(crate) fn record(metrics: &Metrics, esm: &EsmClient, report: &RunReport) {
                 changed = report.cases_changed,
                 delivered = report.cases_delivered,
                 failed = report.cases_failed,
+                events_failed = report.cases_events_failed,
                 messages = report.messages,
                 seconds = report.seconds,
                 peak_rss_mb,

@@ -205,6 +205,8 @@ pub(crate) struct RunReport {
     pub(crate) cases_selected: usize,
     pub(crate) cases_delivered: usize,
     pub(crate) cases_failed: usize,
+    /// Of `cases_failed`: cases kept back because reading some of their events failed.
+    pub(crate) cases_events_failed: usize,
     /// Cases held back because ESM returned fewer events than they list.
     pub(crate) cases_incomplete: usize,
     pub(crate) incidents: usize,
@@ -230,11 +232,12 @@ impl RunReport {
     /// The message put on the work.
     pub(crate) fn summary(&self) -> String {
         let mut s = format!(
-            "{} cases seen, {} changed, {} delivered, {} failed, {} held back incomplete, {} objects in {} messages",
+            "{} cases seen, {} changed, {} delivered, {} failed ({} for their events), {} held back incomplete, {} objects in {} messages",
             self.cases_seen,
             self.cases_changed,
             self.cases_delivered,
             self.cases_failed,
+            self.cases_events_failed,
             self.cases_incomplete,
             self.objects,
             self.messages
@@ -295,6 +298,9 @@ struct PageCases {
     failed: Vec<String>,
     incomplete: Vec<String>,
     gone: Vec<String>,
+    /// Cases not delivered because reading some of their events failed (they back off and
+    /// are retried; never marked delivered at this version).
+    events_failed: Vec<String>,
 }
 
 /// One run and its steps.
@@ -586,7 +592,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             for (id, answer) in reader.read_cases(&chunk).await {
                 match answer.as_ref().map(|v| (v, Case::from_value(v))) {
                     Ok((v, Some(case))) => {
-                        let version = version_hash(v);
+                        let version = version_hash(&id, v, &case.event_ids);
                         let modified_ms = case.modified_ms;
                         let current = self.state.update(|st| st.is_current(&id, version));
                         if let (Some(d), true) = (&mut self.delivered, current) {
@@ -821,7 +827,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
                     failed.push(p.seen.id.clone());
                 }
             }
-            for id in &failed {
+            for id in failed.iter().chain(&cases.events_failed) {
                 st.mark_failed(id, run_no);
             }
             for id in &cases.incomplete {
@@ -835,12 +841,14 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             return Err(RunError::Reset);
         }
         self.report.cases_delivered += ok;
-        self.report.cases_failed += failed.len();
+        self.report.cases_failed += failed.len() + cases.events_failed.len();
+        self.report.cases_events_failed += cases.events_failed.len();
         self.report.cases_incomplete += cases.incomplete.len();
         info!(
             page = self.report.pages,
             delivered = ok,
-            failed = failed.len(),
+            failed = failed.len() + cases.events_failed.len(),
+            events_failed = cases.events_failed.len(),
             incomplete = cases.incomplete.len(),
             "page done"
         );
@@ -978,11 +986,11 @@ impl<S: CaseSource> Reader<'_, S> {
             let answer = answers.remove(&s.id).unwrap_or(Err(EsmError::NotReturned {
                 operation: "getResourcesByIds",
             }));
-            match answer
-                .as_ref()
-                .map(|v| (version_hash(v), Case::from_value(v)))
-            {
-                Ok((version, Some(case))) => cases.push((s.clone(), version, case)),
+            match answer.as_ref().map(|v| (v, Case::from_value(v))) {
+                Ok((v, Some(case))) => {
+                    let version = version_hash(&s.id, v, &case.event_ids);
+                    cases.push((s.clone(), version, case))
+                }
                 Err(e) if is_gone(e) => out.gone.push(s.id.clone()),
                 _ => {
                     note_read_failure(&s.id, &answer);
@@ -1005,13 +1013,14 @@ impl<S: CaseSource> Reader<'_, S> {
         };
         for (seen, version, case) in cases {
             match self.convert(&fetched, &seen, &case) {
-                Some((objects, incidents)) => out.ready.push(Prepared {
+                Converted::Ready(objects, incidents) => out.ready.push(Prepared {
                     seen,
                     version,
                     objects,
                     incidents,
                 }),
-                None => out.incomplete.push(seen.id),
+                Converted::Absent => out.incomplete.push(seen.id),
+                Converted::EventsFailed => out.events_failed.push(seen.id),
             }
         }
         // What the read-ahead hides: compared with the delivery's "bundle published" line, it
@@ -1025,13 +1034,16 @@ impl<S: CaseSource> Reader<'_, S> {
         out
     }
 
-    /// The case's objects, or `None` when its events are incomplete and it is held back.
-    fn convert(
-        &self,
-        fetched: &EventsFetch,
-        seen: &Seen,
-        case: &Case,
-    ) -> Option<(Vec<StixObject>, usize)> {
+    /// The case's objects; or why it is not delivered this run.
+    ///
+    /// An event whose read failed (an error, a timeout, a batch refused even after bisection)
+    /// keeps the whole case back with the failure backoff: a case is delivered only when all
+    /// its events are, else ESM trouble would drop the failed events for good (the case would
+    /// be recorded as delivered at its version). An event ESM says does not exist (absent from
+    /// a successful answer, or refused as an invalid resource) cannot come later: the case is
+    /// held back a few runs (an event may be still being written when the case is read) and
+    /// then goes with the events that exist.
+    fn convert(&self, fetched: &EventsFetch, seen: &Seen, case: &Case) -> Converted {
         let mut unique = HashSet::new();
         let wanted: Vec<EventId> = case
             .event_ids
@@ -1039,26 +1051,40 @@ impl<S: CaseSource> Reader<'_, S> {
             .copied()
             .filter(|id| unique.insert(*id))
             .collect();
+        let failed = wanted
+            .iter()
+            .filter(|id| fetched.failed.get(id).is_some_and(|e| !is_gone(e)))
+            .count();
+        if failed > 0 {
+            warn!(case = %seen.id, listed = wanted.len(), failed, "reading some of the case's events failed; the case is retried in a later run");
+            return Converted::EventsFailed;
+        }
         let events: Vec<SecurityEvent> = wanted
             .iter()
             .filter_map(|id| fetched.events.get(id))
             .filter_map(SecurityEvent::from_value)
             .collect();
         if events.len() < wanted.len() {
-            let failed = wanted
-                .iter()
-                .filter(|id| fetched.failed.contains_key(id))
-                .count();
             let runs = self.state.snapshot_incomplete(&seen.id) + 1;
             if runs < MAX_INCOMPLETE_RUNS {
-                info!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, "ESM returned fewer events than the case lists; case held back and tried again next run");
-                return None;
+                info!(case = %seen.id, listed = wanted.len(), returned = events.len(), "ESM returned fewer events than the case lists; case held back and tried again next run");
+                return Converted::Absent;
             }
-            warn!(case = %seen.id, listed = wanted.len(), returned = events.len(), failed, runs, "ESM returned fewer events than the case lists, run after run; delivering the case with the events that exist");
+            warn!(case = %seen.id, listed = wanted.len(), returned = events.len(), runs, "ESM returned fewer events than the case lists, run after run (ESM says the others do not exist); delivering the case with the events that exist");
         }
         let incidents = events.len();
-        Some((self.converter.convert_case(case, &events), incidents))
+        Converted::Ready(self.converter.convert_case(case, &events), incidents)
     }
+}
+
+/// What [`Reader::convert`] made of a case.
+enum Converted {
+    /// Its objects and how many incidents they hold.
+    Ready(Vec<StixObject>, usize),
+    /// ESM says some of its events do not exist: held back (for now).
+    Absent,
+    /// Some of its events could not be read: retried with the backoff.
+    EventsFailed,
 }
 
 impl SharedState {

@@ -5,7 +5,8 @@
 //! 2100 exists). So the state does not say "how far we got in time"; it says "which version
 //! of which case was delivered":
 //! - `ledger`: one entry per delivered case, a 48-bit hash of its id and a 48-bit hash of the
-//!   version delivered (`modifiedTimestamp` and `modificationCount`), packed in 12 bytes and
+//!   version delivered (the id, `modifiedTimestamp`, `modificationCount` and the event ids),
+//!   packed in 12 bytes and
 //!   sent as base64 (16 characters a case: 100,000 cases fit in 1.6 MB);
 //! - `retry`: cases that failed, by id, with their attempts and the run before which they are
 //!   not tried again (a backoff counted in runs);
@@ -15,8 +16,10 @@
 //! A case is sent when it is new (not in the ledger) or changed (its version differs from the
 //! ledger's), whatever its timestamp relative to other cases.
 //!
-//! Hash collisions: two ids with one id hash make both cases look changed every run (sent
-//! again, never lost); a version hash collision (1 in 2^48 per edit) would hide one edit.
+//! Hash collisions: two ids with one id hash share one ledger entry; as the version hash mixes
+//! in the id, each one's delivery overwrites the other's version, so both look changed every
+//! run (sent again each run, never lost); a version hash collision (1 in 2^48 per edit) would
+//! hide one edit.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +27,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::esm::model::EventId;
 
 /// State format version we write.
 pub(crate) const STATE_VERSION: u32 = 2;
@@ -69,19 +74,29 @@ pub(crate) fn id_hash(id: &str) -> u64 {
     hash48(b"id", id.as_bytes())
 }
 
-/// The ledger version of a case as ESM answered it: its `modifiedTimestamp` (or
-/// `modifiedTime`) and `modificationCount`, as sent (either may be missing).
-pub(crate) fn version_hash(case: &Value) -> u64 {
+/// The ledger version of a case as ESM answered it: its id, its `modifiedTimestamp` (or
+/// `modifiedTime`), its `modificationCount` (as sent; either may be missing) and its event ids.
+/// The id is mixed in so two ids whose 48-bit id hashes collide never share a version (the
+/// second is not hidden as "current" behind the first); the event ids (sorted and deduplicated:
+/// their order changes nothing we deliver) so an event linked to a case without a
+/// `modificationCount` bump still makes the case changed.
+pub(crate) fn version_hash(id: &str, case: &Value, event_ids: &[EventId]) -> u64 {
     let field = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| case.get(*k).filter(|v| !v.is_null()))
             .map(Value::to_string)
             .unwrap_or_default()
     };
+    let mut events: Vec<EventId> = event_ids.to_vec();
+    events.sort_unstable();
+    events.dedup();
+    let events: Vec<String> = events.iter().map(EventId::to_string).collect();
     let text = format!(
-        "{}\u{0}{}",
+        "{}\u{0}{}\u{0}{}\u{0}{}",
+        id,
         field(&["modifiedTimestamp", "modifiedTime"]),
-        field(&["modificationCount"])
+        field(&["modificationCount"]),
+        events.join(",")
     );
     hash48(b"version", text.as_bytes())
 }
@@ -610,7 +625,7 @@ mod tests {
         Seen {
             id: id.into(),
             modified_ms: Some(m),
-            version: version_hash(&json!({"modifiedTimestamp": m})),
+            version: version_hash(id, &json!({"modifiedTimestamp": m}), &[]),
         }
     }
 
@@ -732,8 +747,41 @@ mod tests {
         let edited = [seen("future", 4_102_444_800_000), seen("old", 0)];
         assert_eq!(ids(&select(&s, &edited, 10, 3)), ["old"]);
         // The same stamp and a new modificationCount is a change too.
-        let v2 = version_hash(&json!({"modifiedTimestamp": 1, "modificationCount": 2}));
+        let v2 = version_hash(
+            "old",
+            &json!({"modifiedTimestamp": 1, "modificationCount": 2}),
+            &[],
+        );
         assert_ne!(v2, all[1].version);
+    }
+
+    #[test]
+    fn the_version_mixes_in_the_id_and_the_event_ids() {
+        let v = json!({"modifiedTimestamp": 1, "modificationCount": 2});
+        assert_ne!(version_hash("a", &v, &[1]), version_hash("b", &v, &[1]));
+        assert_ne!(version_hash("a", &v, &[1]), version_hash("a", &v, &[1, 2]));
+        // Order and repeats of the listed events change nothing we deliver.
+        assert_eq!(
+            version_hash("a", &v, &[2, 1, 2]),
+            version_hash("a", &v, &[1, 2])
+        );
+    }
+
+    #[test]
+    fn two_colliding_ids_are_both_delivered() {
+        // A real 48-bit collision of the id hash.
+        let (a, b) = ("case-0016331425", "case-0053236029");
+        assert_eq!(id_hash(a), id_hash(b));
+        let all = [seen(a, 7), seen(b, 7)];
+        let mut s = State::default();
+        let mut delivered = HashSet::new();
+        for run in 1..=4 {
+            for c in select(&s, &all, 1, run).cases {
+                s.mark_delivered(&c.id, c.version);
+                delivered.insert(c.id);
+            }
+        }
+        assert_eq!(delivered, [a.to_owned(), b.to_owned()].into());
     }
 
     #[test]

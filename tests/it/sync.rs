@@ -484,3 +484,58 @@ async fn a_first_import_reads_each_case_from_esm_once() {
     assert_all_latest_then_quiet(&env, &[&r1]).await;
     env.stop().await;
 }
+
+fn incidents(run: &Run) -> usize {
+    run.objects
+        .iter()
+        .filter(|o| o["type"] == "incident")
+        .count()
+}
+
+#[tokio::test]
+async fn a_case_whose_event_fails_three_runs_then_recovers_arrives_complete() {
+    let env = Env::start(1, 3).await;
+    let (case, events) = case_with_events(&env, 3);
+    let event = *events.last().unwrap();
+    env.sim.poison_event(event, true);
+    let r1 = env.run().await;
+    let r2 = env.run().await;
+    let r3 = env.run().await;
+    for r in [&r1, &r2, &r3] {
+        assert!(
+            !r.case_ids().contains(&env.case_incident_id(&case)),
+            "not delivered while an event fails"
+        );
+        assert_eq!(incidents(r), 0);
+    }
+    // Runs 1 and 2 try it and report it failed (run 3 is within the backoff).
+    for r in [&r1, &r2] {
+        assert!(!r.succeeded, "a case whose event failed fails the run");
+        let work = r.new_works.last().expect("a work per run");
+        let (message, failed) = work.processed.clone().expect("the work is closed");
+        assert!(failed);
+        assert!(
+            message.contains("1 failed (1 for their events)"),
+            "{message}"
+        );
+    }
+    assert!(!logged(&env, "warn", "reading some of the case's events failed").is_empty());
+    env.sim.poison_event(event, false);
+    let r4 = env.run().await;
+    assert!(r4.case_ids().contains(&env.case_incident_id(&case)));
+    assert_eq!(incidents(&r4), events.len(), "every event arrives");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_linked_without_a_case_change_is_imported_next_run() {
+    let env = Env::start(2, 2).await;
+    let r1 = env.run().await;
+    assert_eq!(r1.case_count(), 2);
+    let (case, events) = case_with_events(&env, 1);
+    assert!(env.sim.link_events_silently(&case, 1));
+    let r2 = env.run().await;
+    assert_eq!(r2.case_ids(), [env.case_incident_id(&case)].into());
+    assert_eq!(incidents(&r2), events.len() + 1);
+    env.stop().await;
+}

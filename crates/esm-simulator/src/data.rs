@@ -307,6 +307,21 @@ impl DataSet {
         self.touch_case(case_id)
     }
 
+    /// Links `n` new events to a case without touching it.
+    pub fn link_events_silently(&mut self, case_id: &str, n: usize) -> bool {
+        let Some(created_ms) = self.case(case_id).map(|c| c.created_ms) else {
+            return false;
+        };
+        let ids = self.new_events(created_ms, n, false);
+        match self.case_mut(case_id) {
+            Some(case) => {
+                case.event_ids.extend(ids);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Adds `n` cases shaped like the initial ones; returns their ids.
     pub fn add_cases(&mut self, n: usize) -> Vec<String> {
         (0..n).map(|_| self.push_case()).collect()

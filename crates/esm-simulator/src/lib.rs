@@ -251,6 +251,13 @@ impl Simulator {
         self.shared.with_data(|d| d.add_events(case_id, n))
     }
 
+    /// Links `n` new events to a case WITHOUT touching it (no `modificationCount` or time
+    /// change), as some ESMs do; `false` when unknown.
+    pub fn link_events_silently(&self, case_id: &str, n: usize) -> bool {
+        self.shared
+            .with_data(|d| d.link_events_silently(case_id, n))
+    }
+
     /// Adds `n` cases; returns their ids.
     pub fn add_cases(&self, n: usize) -> Vec<String> {
         self.shared.with_data(|d| d.add_cases(n))
