@@ -144,12 +144,14 @@ impl SseParser {
             self.dispatch(out);
             return;
         }
-        self.event_size += line.len();
         let text = String::from_utf8_lossy(&line);
         if let Some(comment) = text.strip_prefix(':') {
+            // Not part of the event: keep-alive comments without blank lines must not add
+            // up to a spurious TooLarge.
             out.push(SseItem::Comment(comment.to_owned()));
             return;
         }
+        self.event_size += line.len();
         let (field, value) = match text.find(':') {
             Some(i) => {
                 let v = &text[i + 1..];
@@ -331,6 +333,18 @@ mod tests {
             out,
             vec![SseItem::TooLarge { limit: 20 }, ev("message", "ok", "")]
         );
+    }
+
+    #[test]
+    fn comments_do_not_count_towards_the_event_size() {
+        let mut p = SseParser::new(20);
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            out.extend(p.feed(b": keep-alive\n"));
+        }
+        out.extend(p.feed(b"data: ok\n\n"));
+        assert_eq!(out.len(), 101);
+        assert_eq!(out[100], ev("message", "ok", ""));
     }
 
     #[test]
