@@ -8,6 +8,7 @@
 //! 401), so handlers can use `?`. Boxing it would only add an allocation per error answer.
 #![allow(clippy::result_large_err)]
 
+mod active_lists;
 mod admin;
 mod auth;
 mod cases;
@@ -23,14 +24,15 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::active_list::ActiveList;
 use super::data::{DataSet, Rng, dataset, esm_list};
-use super::{Dialect, Faults, SimConfig, SimError, tls};
+use super::{ActiveListCall, ActiveListConfig, Dialect, Faults, SimConfig, SimError, tls};
 use faults::Gate;
 use pages::{page, xml_answer};
 use params::{Params, log_line};
@@ -45,6 +47,7 @@ const ADMIN_MAX_CREATE: usize = 1_000_000;
 const LOGIN_PATH: &str = "/www/core-service/rest/LoginService/";
 const CASE_PATH: &str = "/www/manager-service/rest/CaseService/";
 const EVENT_PATH: &str = "/www/manager-service/rest/SecurityEventService/";
+const ACT_PATH: &str = "/www/manager-service/rest/ActiveListService/";
 
 const INVALID_RESOURCE: &str =
     "com.arcsight.product.manager.resource.service.v1.axis2.jaxws.InvalidResourceIDException";
@@ -59,6 +62,12 @@ enum Endpoint {
     GetResourcesByIds,
     GetCaseEventIds,
     GetSecurityEvents,
+    ActFindAllIds,
+    ActGetResourceById,
+    ActGetEntries,
+    ActAddEntries,
+    ActDeleteEntries,
+    ActClearEntries,
 }
 
 impl Endpoint {
@@ -74,6 +83,12 @@ impl Endpoint {
             (CASE_PATH, "getResourcesByIds") => Endpoint::GetResourcesByIds,
             (CASE_PATH, "getCaseEventIDs") => Endpoint::GetCaseEventIds,
             (EVENT_PATH, "getSecurityEvents") => Endpoint::GetSecurityEvents,
+            (ACT_PATH, "findAllIds") => Endpoint::ActFindAllIds,
+            (ACT_PATH, "getResourceById") => Endpoint::ActGetResourceById,
+            (ACT_PATH, "getEntries") => Endpoint::ActGetEntries,
+            (ACT_PATH, "addEntries") => Endpoint::ActAddEntries,
+            (ACT_PATH, "deleteEntries") => Endpoint::ActDeleteEntries,
+            (ACT_PATH, "clearEntries") => Endpoint::ActClearEntries,
             _ => return None,
         })
     }
@@ -88,7 +103,43 @@ impl Endpoint {
             Endpoint::GetResourcesByIds => "getResourcesByIds",
             Endpoint::GetCaseEventIds => "getCaseEventIDs",
             Endpoint::GetSecurityEvents => "getSecurityEvents",
+            Endpoint::ActFindAllIds => "findAllIds",
+            Endpoint::ActGetResourceById => "getResourceById",
+            Endpoint::ActGetEntries => "getEntries",
+            Endpoint::ActAddEntries => "addEntries",
+            Endpoint::ActDeleteEntries => "deleteEntries",
+            Endpoint::ActClearEntries => "clearEntries",
         }
+    }
+
+    /// The counter name: the operation, under `activeList.` for the ActiveListService (its
+    /// `findAllIds` and `getResourceById` are not the case service's).
+    fn counter(self) -> String {
+        if self.is_active_list() {
+            format!("activeList.{}", self.name())
+        } else {
+            self.name().to_owned()
+        }
+    }
+
+    fn is_active_list(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ActFindAllIds
+                | Endpoint::ActGetResourceById
+                | Endpoint::ActGetEntries
+                | Endpoint::ActAddEntries
+                | Endpoint::ActDeleteEntries
+                | Endpoint::ActClearEntries
+        )
+    }
+
+    /// The calls that change a list (the write fault knobs count these).
+    fn is_write(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ActAddEntries | Endpoint::ActDeleteEntries | Endpoint::ActClearEntries
+        )
     }
 
     /// The service namespace of ESM <= 7.8.
@@ -96,6 +147,7 @@ impl Endpoint {
         match self {
             Endpoint::Login | Endpoint::Logout => "log.",
             Endpoint::GetSecurityEvents => "sev.",
+            e if e.is_active_list() => "act.",
             _ => "cas.",
         }
     }
@@ -121,6 +173,15 @@ pub(super) struct Shared {
     log: Mutex<VecDeque<String>>,
     gate: Mutex<Gate>,
     knobs: Mutex<Knobs>,
+    /// Active Lists by resource id.
+    lists: Mutex<BTreeMap<String, ActiveList>>,
+    /// The Active List calls, with the entries each carried.
+    act_calls: Mutex<VecDeque<ActiveListCall>>,
+    /// Active List writes so far (for `Faults::write_error_every`).
+    act_writes: std::sync::atomic::AtomicU64,
+    /// Added to the wall clock for TTLs, so tests move time forward.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
+    seed: u64,
 }
 
 /// Runtime knobs for the sync tests: what a real ESM does now and then.
@@ -165,8 +226,49 @@ impl Shared {
             counters: Mutex::new(BTreeMap::new()),
             log: Mutex::new(VecDeque::new()),
             knobs: Mutex::new(Knobs::default()),
+            lists: Mutex::new(
+                cfg.active_lists
+                    .iter()
+                    .map(|l| (l.id.clone(), ActiveList::new(l.clone(), cfg.seed)))
+                    .collect(),
+            ),
+            act_calls: Mutex::new(VecDeque::new()),
+            act_writes: std::sync::atomic::AtomicU64::new(0),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
+            seed: cfg.seed,
             gate: Mutex::new(Gate::new(cfg.seed)),
         }
+    }
+
+    /// The clock TTLs are measured on: the wall clock plus [`Shared::advance_clock`].
+    pub(super) fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+            + self
+                .clock_offset_ms
+                .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(super) fn advance_clock(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.clock_offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(super) fn with_list<R>(&self, id: &str, f: impl FnOnce(&mut ActiveList) -> R) -> Option<R> {
+        let now = self.now_ms();
+        let mut lists = lock(&self.lists);
+        let list = lists.get_mut(id)?;
+        list.expire(now);
+        Some(f(list))
+    }
+
+    pub(super) fn create_list(&self, cfg: ActiveListConfig) {
+        let list = ActiveList::new(cfg, self.seed);
+        lock(&self.lists).insert(list.cfg.id.clone(), list);
+    }
+
+    pub(super) fn active_list_calls(&self) -> Vec<ActiveListCall> {
+        lock(&self.act_calls).iter().cloned().collect()
     }
 
     pub(super) fn knobs<R>(&self, f: impl FnOnce(&mut Knobs) -> R) -> R {
@@ -274,7 +376,7 @@ async fn handle(
             "The requested resource is not available",
         );
     };
-    sh.bump(ep.name());
+    sh.bump(&ep.counter());
     if method != Method::GET && method != Method::POST {
         return page(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
     }
@@ -282,6 +384,13 @@ async fn handle(
     let faults = sh.faults();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
+    }
+    if faults.outage {
+        sh.bump("fault.outage");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service temporarily unavailable",
+        );
     }
     if let Some(resp) = sh.gate(&faults) {
         return resp;
@@ -298,6 +407,9 @@ async fn handle(
             if let Err(resp) = sh.authenticate(&params, &faults) {
                 return resp;
             }
+            if ep.is_active_list() {
+                return sh.active_list_call(ep, &params, &body, &faults, json).await;
+            }
             let answer = match sh.data_answer(ep, &params) {
                 Ok(a) => a,
                 Err(resp) => return resp,
@@ -307,6 +419,44 @@ async fn handle(
                 return xml_answer(ep, "");
             }
             sh.finish_data(&faults, answer)
+        }
+    }
+}
+
+impl Shared {
+    /// An authenticated Active List call, with the write fault knobs applied.
+    async fn active_list_call(
+        &self,
+        ep: Endpoint,
+        params: &Params,
+        body: &[u8],
+        faults: &Faults,
+        json: bool,
+    ) -> Response {
+        if ep.is_write() {
+            let n = self
+                .act_writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if !faults.write_delay.is_zero() {
+                // Before applying: a client that gives up has changed nothing.
+                tokio::time::sleep(faults.write_delay).await;
+            }
+            if faults
+                .write_error_every
+                .is_some_and(|e| e > 0 && n % e == 0)
+            {
+                self.bump("fault.write_error");
+                return pages::server_error(
+                    "java.lang.IllegalStateException: Active List write failed",
+                );
+            }
+        }
+        match self.active_list_answer(ep, params, body) {
+            Err(resp) => resp,
+            Ok(None) => StatusCode::NO_CONTENT.into_response(),
+            Ok(Some(_)) if !json => xml_answer(ep, ""),
+            Ok(Some(answer)) => self.finish_data(faults, answer),
         }
     }
 }
