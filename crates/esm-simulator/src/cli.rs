@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Dialect, Faults, SimConfig, SimError, Simulator};
+use super::{ActiveListConfig, Dialect, Faults, SimConfig, SimError, Simulator};
 
 /// Options of `simulate-esm`.
 #[derive(clap::Args, Debug)]
@@ -67,6 +67,33 @@ pub struct SimulateEsmArgs {
     /// Cut every Nth data answer in the middle (HTTP 200).
     #[arg(long)]
     pub truncate_every: Option<u64>,
+    /// Active List and write-fault options (boxed: they would make the connector's
+    /// subcommand enum, which flattens these options, lopsided).
+    #[command(flatten)]
+    pub active_list: Box<ActiveListArgs>,
+}
+
+/// Options of the served Active List and of the faults of its writes.
+#[derive(clap::Args, Debug)]
+pub struct ActiveListArgs {
+    /// Serve an (empty) Active List with this resource id.
+    #[arg(long)]
+    pub active_list_id: Option<String>,
+    /// Its fields, comma-separated; the first is the key.
+    #[arg(long, default_value = "value", value_delimiter = ',')]
+    pub active_list_columns: Vec<String>,
+    /// Its capacity: a new key beyond it evicts a random entry.
+    #[arg(long, default_value_t = 10_000)]
+    pub active_list_capacity: usize,
+    /// Its entries' time to live in seconds (0: never expire).
+    #[arg(long, default_value_t = 0)]
+    pub active_list_ttl_secs: u64,
+    /// Fail every Nth Active List write with an HTTP 500 page.
+    #[arg(long)]
+    pub write_error_every: Option<u64>,
+    /// Delay each Active List write, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub write_delay_ms: u64,
 }
 
 fn parse_dialect(s: &str) -> Result<Dialect, String> {
@@ -105,8 +132,24 @@ impl SimulateEsmArgs {
                 malformed_every: self.malformed_every,
                 html_200_every: self.html_200_every,
                 truncate_every: self.truncate_every,
+                outage: false,
+                write_error_every: self.active_list.write_error_every,
+                write_delay: Duration::from_millis(self.active_list.write_delay_ms),
             },
             batch_api: !self.no_batch_api,
+            active_lists: self
+                .active_list
+                .active_list_id
+                .iter()
+                .map(|id| ActiveListConfig {
+                    id: id.clone(),
+                    name: format!("Simulated list {id}"),
+                    fields: self.active_list.active_list_columns.clone(),
+                    capacity: self.active_list.active_list_capacity,
+                    ttl: (self.active_list.active_list_ttl_secs > 0)
+                        .then(|| Duration::from_secs(self.active_list.active_list_ttl_secs)),
+                })
+                .collect(),
         }
     }
 }
@@ -186,6 +229,28 @@ mod tests {
         assert_eq!(cfg.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(cfg.faults, Faults::default());
         assert!(cfg.batch_api && !cfg.tls);
+        assert!(cfg.active_lists.is_empty());
+    }
+
+    #[test]
+    fn active_list_flags_make_a_list() {
+        let w = Wrapper::parse_from([
+            "x",
+            "--active-list-id",
+            "HL+1/a==",
+            "--active-list-columns",
+            "value,type",
+            "--active-list-capacity",
+            "50",
+            "--active-list-ttl-secs",
+            "60",
+        ]);
+        let lists = w.args.config().active_lists;
+        assert_eq!(lists.len(), 1);
+        assert_eq!(lists[0].id, "HL+1/a==");
+        assert_eq!(lists[0].fields, ["value", "type"]);
+        assert_eq!(lists[0].capacity, 50);
+        assert_eq!(lists[0].ttl, Some(Duration::from_secs(60)));
     }
 
     #[test]

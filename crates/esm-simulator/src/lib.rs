@@ -14,9 +14,26 @@
 //!   a missing token gets 401.
 //! - Without `alt=json` (or an `Accept` asking for JSON) the answer is an XML stub without data,
 //!   like a real ESM answering XML to a client that cannot read it.
+//! - Active Lists (`ActiveListService`: `findAllIds`, `getResourceById`, `getEntries`,
+//!   `addEntries`, `deleteEntries`, `clearEntries`; [`SimConfig::active_lists`],
+//!   [`Simulator::create_active_list`] and the `active_list_*` methods): requests are read in
+//!   either dialect (POST JSON, or GET with `resourceId`/`authToken` for reads) and answered in
+//!   the configured one. Entries travel as `entryList: {columns: [...], entryList: [{entry:
+//!   [...]}]}`; request columns may come in any order and map onto the list's fields by name (an
+//!   unknown column is a 500 page). The first field is the key: an add of an existing key
+//!   replaces the row and restarts its TTL; keys are case-sensitive. A new key at capacity
+//!   evicts a random entry (seeded). TTLs run on the wall clock plus
+//!   [`Simulator::advance_clock`]. Writes answer 204. An unknown list id is a 500 page naming
+//!   `ResourceNotFoundException`. `getResourceById` serves `fieldNames`, `keyFields`,
+//!   `entryCount`, `capacity` and `timeToLive` (seconds, 0 = none): only `fieldNames` is
+//!   attested by a public client, the others are the simulator's. The Active List fault knobs
+//!   are [`Faults::outage`], [`Faults::write_error_every`] and [`Faults::write_delay`]; the
+//!   other knobs (latency, 429, 503 ratio, token expiry, HTML 200, truncation, malformed JSON)
+//!   apply to Active List calls as to the others. Counters are `activeList.<operation>`.
 //! - Admin endpoints (`/sim-admin/touch?id=`, `add-events?id=&n=`, `add-cases?n=`, `delete?id=`,
 //!   `counters`) need no token: the simulator listens on loopback by default.
 
+mod active_list;
 pub mod cli;
 mod data;
 mod server;
@@ -28,6 +45,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use active_list::ActiveListConfig;
 pub use data::{ABOVE_F64_EXACT, DataSet, EPOCH_MS, dataset, esm_list};
 use server::Shared;
 
@@ -64,6 +82,15 @@ pub struct Faults {
     /// Every Nth data answer is cut in the middle (a proxy or a crashed ESM closing the body
     /// early), still with HTTP 200.
     pub truncate_every: Option<u64>,
+    /// Every ESM call answers 503 while set (an outage window: set, then clear, with
+    /// [`Simulator::set_faults`]).
+    pub outage: bool,
+    /// Every Nth Active List write (`addEntries`, `deleteEntries`, `clearEntries`) fails with an
+    /// HTTP 500 error page and changes nothing.
+    pub write_error_every: Option<u64>,
+    /// Active List writes wait this long before being applied (a slow or hanging manager; a
+    /// client that times out first has changed nothing).
+    pub write_delay: Duration,
 }
 
 impl Default for Faults {
@@ -77,6 +104,9 @@ impl Default for Faults {
             malformed_every: None,
             html_200_every: None,
             truncate_every: None,
+            outage: false,
+            write_error_every: None,
+            write_delay: Duration::ZERO,
         }
     }
 }
@@ -100,6 +130,20 @@ pub struct SimConfig {
     pub faults: Faults,
     /// `false`: `getResourcesByIds` answers like an ESM without it (404 page).
     pub batch_api: bool,
+    /// Active Lists served from the start (ActiveListService).
+    pub active_lists: Vec<ActiveListConfig>,
+}
+
+/// One Active List call as the simulator saw it (after authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveListCall {
+    /// `addEntries`, `deleteEntries`, `getEntries`, `getResourceById`, `clearEntries`,
+    /// `findAllIds`.
+    pub operation: String,
+    /// The `resourceId` (empty for `findAllIds`).
+    pub list_id: String,
+    /// Entries the request carried (writes) or the answer held (`getEntries`).
+    pub entries: usize,
 }
 
 impl Default for SimConfig {
@@ -116,6 +160,7 @@ impl Default for SimConfig {
             port: 0,
             faults: Faults::default(),
             batch_api: true,
+            active_lists: Vec::new(),
         }
     }
 }
@@ -134,6 +179,7 @@ impl fmt::Debug for SimConfig {
             .field("port", &self.port)
             .field("faults", &self.faults)
             .field("batch_api", &self.batch_api)
+            .field("active_lists", &self.active_lists)
             .finish()
     }
 }
@@ -213,9 +259,10 @@ impl Simulator {
     }
 
     /// Requests per endpoint (`login`, `logout`, `findAllIds`, `getResourceById`,
-    /// `getResourcesByIds`, `getCaseEventIDs`, `getSecurityEvents`, `unknown`, `admin`) and
-    /// injected faults (`fault.503`, `fault.429`, `fault.malformed`, `fault.html200`, `fault.truncated`,
-    /// `fault.token_expired`).
+    /// `getResourcesByIds`, `getCaseEventIDs`, `getSecurityEvents`, `activeList.<operation>`,
+    /// `unknown`, `admin`) and injected faults (`fault.503`, `fault.429`, `fault.malformed`,
+    /// `fault.html200`, `fault.truncated`, `fault.token_expired`, `fault.outage`,
+    /// `fault.write_error`).
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.shared.counters()
     }
@@ -343,6 +390,53 @@ impl Simulator {
     /// The known events among `ids` as `getSecurityEvents` serves them.
     pub fn events_json(&self, ids: &[i64]) -> Vec<serde_json::Value> {
         self.shared.read_data(|d| d.events_json(ids))
+    }
+
+    /// Creates (or replaces, emptied) an Active List.
+    pub fn create_active_list(&self, cfg: ActiveListConfig) {
+        self.shared.create_list(cfg);
+    }
+
+    /// A list's rows (fields in the list's order, sorted), after TTL expiry; `None` when unknown.
+    pub fn active_list_entries(&self, id: &str) -> Option<Vec<Vec<String>>> {
+        self.shared.with_list(id, |l| l.rows())
+    }
+
+    /// Adds rows (fields in the list's order) as an admin or a rule would: same upsert,
+    /// eviction and TTL as `addEntries`; `false` when the list is unknown or a row's width is
+    /// wrong.
+    pub fn add_active_list_entries(&self, id: &str, rows: &[Vec<String>]) -> bool {
+        let now = self.shared.now_ms();
+        self.shared
+            .with_list(id, |l| {
+                if rows.iter().any(|r| r.len() != l.cfg.fields.len()) {
+                    return false;
+                }
+                l.add(rows.to_vec(), now);
+                true
+            })
+            .unwrap_or(false)
+    }
+
+    /// Removes the rows with these keys (first field); how many existed, `None` when unknown.
+    pub fn remove_active_list_entries(&self, id: &str, keys: &[&str]) -> Option<usize> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        self.shared.with_list(id, |l| l.delete(&keys))
+    }
+
+    /// Entries removed at capacity so far; `None` when unknown.
+    pub fn active_list_evictions(&self, id: &str) -> Option<u64> {
+        self.shared.with_list(id, |l| l.evicted)
+    }
+
+    /// Moves the TTL clock forward (entries whose TTL passes expire).
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.advance_clock(by);
+    }
+
+    /// Every authenticated Active List call, oldest first (the last 100,000).
+    pub fn active_list_calls(&self) -> Vec<ActiveListCall> {
+        self.shared.active_list_calls()
     }
 
     /// Stops accepting connections, lets requests in flight finish, and waits for the server.
