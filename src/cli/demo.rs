@@ -1,7 +1,7 @@
 //! `arcsight-incidents demo`: one full import from the embedded ESM simulator into a directory,
 //! with no platform and nothing to configure, then a summary a person can read.
 //!
-//! It runs the same code as the daemon (`sync::run_once`, the real ESM client over HTTP, the
+//! It runs the same code as the daemon (`import::run_once`, the real ESM client over HTTP, the
 //! real converter, the directory delivery); only the platform is replaced by a local tracker.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,10 +15,10 @@ use serde_json::Value;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{DirectoryDelivery, DirectoryIdentity};
 use crate::esm::{ApiDialect, EsmClient, EsmConfig};
+use crate::import::adapters::LocalTracker;
+use crate::import::run::{RunConfig, RunReport, SharedState, run_once};
+use crate::import::state::State;
 use crate::stix::Tlp;
-use crate::sync::adapters::LocalTracker;
-use crate::sync::run::{RunConfig, RunReport, SharedState, run_once};
-use crate::sync::state::State;
 use esm_simulator::{SimConfig, Simulator};
 
 /// Options of `demo`.
