@@ -8,14 +8,13 @@ pub mod cli;
 pub mod convert;
 pub mod delivery;
 pub mod esm;
-pub mod http;
 pub mod import;
 pub mod metadata;
 pub mod metrics;
 pub mod opencti;
-pub mod redact;
 pub mod settings;
 pub mod stix;
 pub mod telemetry;
-pub mod tls;
-mod util;
+
+// Shared with the stream connector; re-exported under their former paths.
+pub use peer_http::{http, redact, tls};

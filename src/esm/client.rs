@@ -21,7 +21,7 @@ use super::decode::{self, ApiDialect, Dialect, Service};
 use super::error::EsmError;
 use super::model::{EventId, as_i64, as_list, as_string, into_list};
 use super::retry::{Jitter, RetryPolicy, parse_retry_after};
-use crate::util::lock;
+use peer_http::lock;
 
 const LOGIN_PATH: &str = "/www/core-service/rest/LoginService/login";
 const LOGOUT_PATH: &str = "/www/core-service/rest/LoginService/logout";

@@ -196,7 +196,7 @@ impl EsmError {
         } else {
             TransportKind::Other
         };
-        let mut message = crate::telemetry::reqwest_error_text(e);
+        let mut message = crate::http::reqwest_error_text(e);
         message.push_str(&crate::http::tls_hint(
             &message,
             Some("ARCSIGHT_INCIDENTS_CA_FILE"),

@@ -397,13 +397,13 @@ impl SecurityEvent {
         let event_id = ["eventId", "id"]
             .iter()
             .find_map(|k| non_empty_string(obj, k))
-            .map(|s| crate::stix::pystr::strip(&s).to_owned())
+            .map(|s| pystr::strip(&s).to_owned())
             .filter(|s| !s.is_empty())
             .or_else(|| {
                 as_list(obj.get("baseEventIds"))
                     .first()
                     .and_then(|v| as_string(v))
-                    .map(|s| crate::stix::pystr::strip(&s).to_owned())
+                    .map(|s| pystr::strip(&s).to_owned())
                     .filter(|s| !s.is_empty())
             });
         let severity = ["priority", "agentSeverity"]

@@ -30,7 +30,7 @@ use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
-use crate::util::lock;
+use peer_http::lock;
 
 /// pycti pings every 40 s.
 pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(40);

@@ -494,7 +494,7 @@ fn transport(op: &'static str, e: reqwest::Error) -> OpenCtiError {
     } else {
         TransportKind::Other
     };
-    let mut reason = crate::telemetry::reqwest_error_text(e);
+    let mut reason = crate::http::reqwest_error_text(e);
     // No setting adds a CA for the platform: the built-in roots are what it is checked against.
     reason.push_str(&crate::http::tls_hint(&reason, None, "OPENCTI_SSL_VERIFY"));
     OpenCtiError::Transport {
