@@ -7,7 +7,6 @@
 pub mod cli;
 pub mod convert;
 pub mod delivery;
-pub mod esm;
 pub mod import;
 pub mod metadata;
 pub mod metrics;
@@ -17,4 +16,5 @@ pub mod stix;
 pub mod telemetry;
 
 // Shared with the stream connector; re-exported under their former paths.
+pub use esm_client as esm;
 pub use peer_http::{http, redact, tls};

@@ -136,7 +136,7 @@ impl EsmError {
             } => {
                 let permanent = exception
                     .as_deref()
-                    .is_some_and(crate::esm::decode::is_permanent_exception);
+                    .is_some_and(crate::decode::is_permanent_exception);
                 (*status == 429 || (500..=599).contains(status)) && !permanent
             }
             EsmError::Config { .. }

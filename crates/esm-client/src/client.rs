@@ -30,7 +30,7 @@ const EVENTS_PATH: &str = "/www/manager-service/rest/SecurityEventService/getSec
 
 /// Longest case id a run accepts: ESM's are a few dozen characters; anything far longer is not
 /// an id but junk that would end up in the state.
-pub(crate) const MAX_ID_LEN: usize = 1024;
+pub const MAX_ID_LEN: usize = 1024;
 /// Longest string accepted in a case or an event: a description of a megabyte is already far
 /// beyond what an analyst writes, and it would be copied into every bundle.
 pub(crate) const MAX_STRING_LEN: usize = 1024 * 1024;
