@@ -10,11 +10,11 @@ pub mod delivery;
 pub mod import;
 pub mod metadata;
 pub mod metrics;
-pub mod opencti;
 pub mod settings;
 pub mod stix;
 pub mod telemetry;
 
 // Shared with the stream connector; re-exported under their former paths.
 pub use esm_client as esm;
+pub use opencti_client as opencti;
 pub use peer_http::{http, redact, tls};

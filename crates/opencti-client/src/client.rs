@@ -245,7 +245,7 @@ impl OpenCtiClient {
     }
 
     /// Reports one expectation of a work processed, in error when `error` is set.
-    pub(crate) async fn work_report_expectation(
+    pub async fn work_report_expectation(
         &self,
         work_id: &str,
         error: Option<&str>,
