@@ -1187,6 +1187,38 @@ mod tests {
         }
     }
 
+    /// `EsmConfig::new` spells the ESM defaults a second time (the client crate cannot see
+    /// this table): the two must agree, or a test, bench or the demo would run with values an
+    /// operator never gets.
+    #[test]
+    fn the_esm_client_defaults_are_the_settings_defaults() {
+        let env: HashMap<String, String> = [
+            (
+                "ARCSIGHT_INCIDENTS_API_BASE_URL",
+                "https://esm.example:8443",
+            ),
+            ("ARCSIGHT_INCIDENTS_USERNAME", "admin"),
+            ("ARCSIGHT_INCIDENTS_PASSWORD", "pw"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let sources = Sources {
+            env,
+            yml: HashMap::new(),
+            yml_mappings: Vec::new(),
+        };
+        let read = read_esm(&mut Reader::new(&sources))
+            .expect("the ESM section reads")
+            .client;
+        let new = EsmConfig::new(
+            Url::parse("https://esm.example:8443").unwrap(),
+            "admin",
+            SecretString::from("pw"),
+        );
+        assert_eq!(format!("{read:?}"), format!("{new:?}"));
+    }
+
     #[test]
     fn placeholders() {
         for p in [
