@@ -32,9 +32,6 @@ use crate::opencti::{
 use crate::settings::{QueueProtocol, Settings};
 use peer_http::lock;
 
-/// pycti pings every 40 s.
-pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(40);
-
 /// Longest wait between two attempts to reach the platform at start-up.
 const MAX_STARTUP_WAIT: Duration = Duration::from_secs(60);
 

@@ -996,7 +996,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         metrics_host: metrics_host?,
         metrics_port: metrics_port? as u16,
         metrics_prefix,
-        ping_interval: crate::import::daemon::PING_INTERVAL,
+        ping_interval: crate::opencti::PING_INTERVAL,
     })
 }
 

@@ -24,6 +24,10 @@ use peer_http::{http, redact, tls};
 /// `stixBundlePush`, short enough that a dead platform does not hang a run forever.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// How often a connector pings the platform (pycti pings every 40 s; the platform shows a
+/// connector inactive when its pings stop).
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(40);
+
 /// How to reach the platform.
 #[derive(Clone)]
 pub struct OpenCtiConfig {
