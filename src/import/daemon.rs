@@ -27,7 +27,7 @@ use crate::delivery::{
 use crate::esm::EsmClient;
 use crate::metrics::{Metrics, RunState};
 use crate::opencti::{
-    ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiError, Registration,
+    ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
 use peer_http::lock;
@@ -359,6 +359,7 @@ async fn connect(
     let registration = ConnectorRegistration {
         id: settings.connector.id.to_string(),
         name: settings.connector.name.clone(),
+        connector_type: ConnectorType::ExternalImport,
         scope: settings.connector.scope.clone(),
     };
     let mut wait = Duration::from_secs(1);

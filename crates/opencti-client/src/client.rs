@@ -136,7 +136,7 @@ impl OpenCtiClient {
         let vars = json!({"input": {
             "id": c.id,
             "name": c.name,
-            "type": "EXTERNAL_IMPORT",
+            "type": c.connector_type.as_str(),
             "scope": c.scope,
             "auto": false,
             "only_contextual": false,

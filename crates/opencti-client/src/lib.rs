@@ -65,13 +65,33 @@ pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
-/// What `registerConnector` declares. Type is always `EXTERNAL_IMPORT`, `auto`,
-/// `only_contextual` and `playbook_compatible` always false (an import connector).
+/// What `registerConnector` declares. `auto`, `only_contextual` and `playbook_compatible` are
+/// always false (neither connector of the workspace is enrichment nor playbook-driven).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectorRegistration {
     pub id: String,
     pub name: String,
+    pub connector_type: ConnectorType,
     pub scope: Vec<String>,
+}
+
+/// The platform's `ConnectorType` of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorType {
+    /// Pulls data from a source into the platform (the import connector).
+    ExternalImport,
+    /// Follows a live stream of the platform (the stream connector).
+    Stream,
+}
+
+impl ConnectorType {
+    /// The schema's enum value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorType::ExternalImport => "EXTERNAL_IMPORT",
+            ConnectorType::Stream => "STREAM",
+        }
+    }
 }
 
 /// What the connector keeps from `registerConnector`.
