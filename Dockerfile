@@ -9,9 +9,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends busybox-static \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependency layer: the manifests, the workspace's simulator crate and the benches the manifest
-# names, with stub sources. Cached until one of them changes, so a change in src/ rebuilds only
-# this crate.
+# Dependency layer: the manifests, the workspace's crates (the shared clients and the
+# simulators; crates/* are members) and the benches the manifest names, with stub sources.
+# Cached until one of them changes, so a change in src/ rebuilds only this crate.
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY benches ./benches

@@ -10,12 +10,6 @@
 #[allow(dead_code)]
 #[path = "../tests/it/common/amqp.rs"]
 mod amqp;
-#[allow(dead_code)]
-#[path = "../tests/it/common/data.rs"]
-mod data;
-#[allow(dead_code)]
-#[path = "../tests/it/common/fake_platform.rs"]
-mod fake_platform;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +21,7 @@ use lapin::options::QueuePurgeOptions;
 use serde_json::Value;
 
 use amqp::Topology;
-use fake_platform::FakePlatform;
+use platform_simulator::FakePlatform;
 
 const PASSWORD: &str = "bench-password";
 const TOKEN: &str = "bench-token";

@@ -44,20 +44,17 @@ fn main() {
         })
         .await;
         let esm = EsmClient::new(EsmConfig {
-            base_url: url::Url::parse(&server.url()).unwrap(),
-            username: "admin".into(),
-            password: SecretString::from("bench-password"),
-            ssl_verify: true,
-            ca_file: None,
             dialect: ApiDialect::Prefixed,
             max_attempts: 1,
             retry_min_wait: Duration::from_millis(1),
             retry_max_wait: Duration::from_millis(1),
             request_timeout: Duration::from_secs(120),
-            concurrency: 4,
-            case_batch_size: 100,
             event_batch_size: 100,
-            max_response_bytes: 64 * MIB,
+            ..EsmConfig::new(
+                url::Url::parse(&server.url()).unwrap(),
+                "admin",
+                SecretString::from("bench-password"),
+            )
         })
         .unwrap();
         let before = vm("VmHWM:");

@@ -1,21 +1,20 @@
 //! arcsight-incidents: imports ArcSight ESM cases into OpenCTI.
 //!
 //! Data flows one way (see `docs/design.md`):
-//! settings -> esm (client) -> esm::model -> convert -> stix::Bundle -> delivery -> sync (state).
-//! The run loop in [`sync`] is the only module that knows the order of these steps.
+//! settings -> esm (client) -> esm::model -> convert -> stix::Bundle -> delivery -> import (state).
+//! The run loop in [`import`] is the only module that knows the order of these steps.
 
 pub mod cli;
 pub mod convert;
 pub mod delivery;
-pub mod esm;
-pub mod http;
+pub mod import;
 pub mod metadata;
 pub mod metrics;
-pub mod opencti;
-pub mod redact;
 pub mod settings;
 pub mod stix;
-pub mod sync;
 pub mod telemetry;
-pub mod tls;
-mod util;
+
+// Shared with the stream connector; re-exported under their former paths.
+pub use esm_client as esm;
+pub use opencti_client as opencti;
+pub use peer_http::{http, redact, tls};

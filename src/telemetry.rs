@@ -140,21 +140,6 @@ pub(crate) fn escape_controls(text: &str) -> String {
     out
 }
 
-/// A reqwest error as text safe for a log line or an error message: the URL (which may carry a
-/// query string or credentials) removed, then every cause in the chain, since the useful part
-/// ("connection refused", "invalid peer certificate") sits in the innermost layers.
-pub(crate) fn reqwest_error_text(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

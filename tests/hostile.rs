@@ -63,20 +63,18 @@ fn assert_no_secret(text: &str) {
 
 fn esm_config(base: &str) -> EsmConfig {
     EsmConfig {
-        base_url: url::Url::parse(base).unwrap(),
-        username: "admin".into(),
-        password: SecretString::from(PASSWORD),
-        ssl_verify: true,
-        ca_file: None,
         dialect: ApiDialect::Prefixed,
         max_attempts: 2,
         retry_min_wait: Duration::from_millis(1),
         retry_max_wait: Duration::from_millis(2),
         request_timeout: Duration::from_secs(60),
         concurrency: 2,
-        case_batch_size: 100,
         event_batch_size: 100,
-        max_response_bytes: 64 * MIB,
+        ..EsmConfig::new(
+            url::Url::parse(base).unwrap(),
+            "admin",
+            SecretString::from(PASSWORD),
+        )
     }
 }
 

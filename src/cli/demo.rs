@@ -1,7 +1,7 @@
 //! `arcsight-incidents demo`: one full import from the embedded ESM simulator into a directory,
 //! with no platform and nothing to configure, then a summary a person can read.
 //!
-//! It runs the same code as the daemon (`sync::run_once`, the real ESM client over HTTP, the
+//! It runs the same code as the daemon (`import::run_once`, the real ESM client over HTTP, the
 //! real converter, the directory delivery); only the platform is replaced by a local tracker.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{DirectoryDelivery, DirectoryIdentity};
-use crate::esm::{ApiDialect, EsmClient, EsmConfig};
+use crate::esm::{EsmClient, EsmConfig};
+use crate::import::adapters::LocalTracker;
+use crate::import::run::{RunConfig, RunReport, SharedState, run_once};
+use crate::import::state::State;
 use crate::stix::Tlp;
-use crate::sync::adapters::LocalTracker;
-use crate::sync::run::{RunConfig, RunReport, SharedState, run_once};
-use crate::sync::state::State;
 use esm_simulator::{SimConfig, Simulator};
 
 /// Options of `demo`.
@@ -70,20 +70,13 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
 
     let esm = EsmClient::new(EsmConfig {
-        base_url: sim.base_url(),
-        username: SimConfig::default().username,
-        password: SecretString::from(SimConfig::default().password),
-        ssl_verify: true,
-        ca_file: None,
-        dialect: ApiDialect::Auto,
-        max_attempts: 4,
         retry_min_wait: Duration::from_millis(200),
         retry_max_wait: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(30),
-        concurrency: 4,
-        case_batch_size: 100,
-        event_batch_size: 200,
-        max_response_bytes: 64 * 1024 * 1024,
+        ..EsmConfig::new(
+            sim.base_url(),
+            SimConfig::default().username,
+            SecretString::from(SimConfig::default().password),
+        )
     })
     .map_err(|e| format!("ESM client: {e}"))?;
     let converter = Converter::new(ConvertOptions {

@@ -264,7 +264,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// The daemon: runs on the schedule until SIGTERM/SIGINT, or once (`CONNECTOR_RUN_AND_TERMINATE`
 /// or a zero period). Exit 0 when the last run succeeded.
 fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
-    use crate::sync::schedule::{on_signals, shutdown_pair};
+    use crate::import::schedule::{on_signals, shutdown_pair};
     crate::telemetry::init(settings.opencti.json_logging, settings.connector.log_level);
     for line in settings.advice() {
         tracing::warn!("{line}");
@@ -282,7 +282,7 @@ fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
         let metrics =
             crate::metrics::Metrics::with_prefix(settings.connector.metrics_prefix.as_deref());
         // The daemon serves the metrics (when exposed) and awaits that task at shutdown.
-        match crate::sync::daemon::run_daemon(settings, metrics, shutdown).await {
+        match crate::import::daemon::run_daemon(settings, metrics, shutdown).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {

@@ -1007,7 +1007,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         log_level: log_level?,
         duration_period: period,
         verify_period,
-        verify_batch: crate::sync::VERIFY_BATCH,
+        verify_batch: crate::import::VERIFY_BATCH,
         queue_threshold_mb: queue_threshold?,
         run_and_terminate: run_and_terminate?,
         queue_protocol: queue_protocol?,
@@ -1018,7 +1018,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         metrics_host: metrics_host?,
         metrics_port: metrics_port? as u16,
         metrics_prefix,
-        ping_interval: crate::sync::daemon::PING_INTERVAL,
+        ping_interval: crate::opencti::PING_INTERVAL,
     })
 }
 
@@ -1210,6 +1210,38 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad} should be refused");
         }
+    }
+
+    /// `EsmConfig::new` spells the ESM defaults a second time (the client crate cannot see
+    /// this table): the two must agree, or a test, bench or the demo would run with values an
+    /// operator never gets.
+    #[test]
+    fn the_esm_client_defaults_are_the_settings_defaults() {
+        let env: HashMap<String, String> = [
+            (
+                "ARCSIGHT_INCIDENTS_API_BASE_URL",
+                "https://esm.example:8443",
+            ),
+            ("ARCSIGHT_INCIDENTS_USERNAME", "admin"),
+            ("ARCSIGHT_INCIDENTS_PASSWORD", "pw"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let sources = Sources {
+            env,
+            yml: HashMap::new(),
+            yml_mappings: Vec::new(),
+        };
+        let read = read_esm(&mut Reader::new(&sources))
+            .expect("the ESM section reads")
+            .client;
+        let new = EsmConfig::new(
+            Url::parse("https://esm.example:8443").unwrap(),
+            "admin",
+            SecretString::from("pw"),
+        );
+        assert_eq!(format!("{read:?}"), format!("{new:?}"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::pystr::normalise_name;
+use pystr::normalise_name;
 
 /// pycti's (and the STIX 2.1 SCO) namespace for UUIDv5 ids.
 pub(crate) const NAMESPACE: Uuid = Uuid::from_u128(0x00abedb4_aa42_466c_9c01_fed23315a9b7);

@@ -5,7 +5,6 @@
 //! against one of the reference.
 
 pub mod ids;
-pub mod pystr;
 
 use std::collections::HashSet;
 use std::fmt;

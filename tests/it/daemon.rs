@@ -8,7 +8,7 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arcsight_incidents::sync::schedule::shutdown_pair;
+use arcsight_incidents::import::schedule::shutdown_pair;
 use esm_simulator::Faults;
 use serde_json::Value;
 

@@ -54,20 +54,14 @@ fn prefixed_login(token: &str) -> String {
 /// defaults in `src/esm/retry.rs`.
 fn config(base: &str) -> EsmConfig {
     EsmConfig {
-        base_url: Url::parse(base).unwrap(),
-        username: USER.into(),
-        password: SecretString::from(PASSWORD),
-        ssl_verify: true,
-        ca_file: None,
-        dialect: ApiDialect::Auto,
-        max_attempts: 4,
         retry_min_wait: Duration::from_millis(1),
         retry_max_wait: Duration::from_millis(4),
         request_timeout: Duration::from_secs(5),
-        concurrency: 4,
-        case_batch_size: 100,
-        event_batch_size: 200,
-        max_response_bytes: 64 * 1024 * 1024,
+        ..EsmConfig::new(
+            Url::parse(base).unwrap(),
+            USER,
+            SecretString::from(PASSWORD),
+        )
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
 use arcsight_incidents::opencti::{
-    ConnectorInfo, ConnectorRegistration, DOCUMENTS, MqOverrides, OpenCtiClient, OpenCtiConfig,
-    OpenCtiError, TransportKind,
+    ConnectorInfo, ConnectorRegistration, ConnectorType, DOCUMENTS, MqOverrides, OpenCtiClient,
+    OpenCtiConfig, OpenCtiError, TransportKind,
 };
 use chrono::TimeZone;
 use secrecy::{ExposeSecret, SecretString};
@@ -107,6 +107,7 @@ async fn input_objects_use_only_fields_the_schema_declares() {
     let reg = ConnectorRegistration {
         id: "c1".into(),
         name: "ArcSight Incidents".into(),
+        connector_type: ConnectorType::ExternalImport,
         scope: vec!["incident".into()],
     };
     let _ = client.register(&reg).await;
@@ -128,6 +129,31 @@ async fn input_objects_use_only_fields_the_schema_declares() {
             assert!(allowed.contains(key), "{ty} has no field {key}");
         }
     }
+}
+
+/// The stream connector registers through the same call with its own type (the literal was
+/// `EXTERNAL_IMPORT` before the type became a parameter).
+#[tokio::test]
+async fn register_declares_the_type_it_is_given() {
+    let server = MockServer::start().await;
+    platform("registerConnector")
+        .and(body_partial_json(
+            json!({"variables": {"input": {"id": "s1", "type": "STREAM"}}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": null})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = client_for(&server, "");
+    let _ = client
+        .register(&ConnectorRegistration {
+            id: "s1".into(),
+            name: "ArcSight Stream".into(),
+            connector_type: ConnectorType::Stream,
+            scope: vec!["indicator".into()],
+        })
+        .await;
+    server.verify().await;
 }
 
 #[tokio::test]
@@ -180,6 +206,7 @@ async fn register_declares_an_external_import_and_returns_the_broker() {
         .register(&ConnectorRegistration {
             id: "5c7e3b0a-connector".into(),
             name: "ArcSight Incidents".into(),
+            connector_type: ConnectorType::ExternalImport,
             scope: vec!["incident".into(), "case-incident".into()],
         })
         .await
@@ -292,6 +319,7 @@ async fn a_registration_whose_state_is_beyond_the_answer_limit_is_read_whole() {
         .register(&ConnectorRegistration {
             id: "c1".into(),
             name: "ArcSight Incidents".into(),
+            connector_type: ConnectorType::ExternalImport,
             scope: vec!["case-incident".into()],
         })
         .await

@@ -3,11 +3,8 @@
 
 /// The folder of ESM answer fixtures.
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fixtures/esm");
-/// The platform's GraphQL schema.
-pub const SCHEMA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/schema/opencti.graphql"
-);
+/// The platform's GraphQL schema, kept by the platform simulator.
+pub use platform_simulator::SCHEMA_PATH as SCHEMA;
 /// The golden files: ids computed by pycti, and the Python connector's output.
 pub const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden");
 

@@ -3,8 +3,10 @@
 pub mod amqp;
 pub mod data;
 pub mod env;
-pub mod fake_platform;
 pub mod logs;
 pub mod tls;
 pub mod tls_proxy;
 pub mod world;
+
+/// The simulated platform, shared by both connectors' tests.
+pub use platform_simulator as fake_platform;

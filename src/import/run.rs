@@ -22,7 +22,7 @@ use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
 use crate::opencti::{OpenCtiError, WorkFate};
 use crate::stix::{Bundle, StixObject};
-use crate::util::lock;
+use peer_http::lock;
 
 /// Longest wait for each cleanup step after a stop request (logout, closing the connection,
 /// closing the work), so the process ends within Docker's 10 s grace even when a peer hangs.

@@ -84,7 +84,7 @@ impl fmt::Display for TransportKind {
 /// One entry of a GraphQL `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphQlError {
-    pub(crate) message: String,
+    pub message: String,
     /// `extensions.code` (OpenCTI also puts it in `name`), e.g. `AUTH_REQUIRED`.
     pub code: Option<String>,
 }

@@ -6,12 +6,12 @@
 //! plain `trim()` would differ from pycti's for such names and the platform would see duplicates.
 
 /// `true` for the characters Python's `str.isspace()` (and so `str.strip()`) treats as whitespace.
-pub(crate) fn is_python_space(c: char) -> bool {
+pub fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
 /// Python's `str.strip()` with no argument.
-pub(crate) fn strip(s: &str) -> &str {
+pub fn strip(s: &str) -> &str {
     s.trim_matches(is_python_space)
 }
 
@@ -19,12 +19,12 @@ pub(crate) fn strip(s: &str) -> &str {
 ///
 /// Rust's `str::to_lowercase` applies the same SpecialCasing rules (İ -> i̇, final Σ -> ς), which
 /// the golden ids confirm; this wrapper names the intent at call sites.
-pub(crate) fn lower(s: &str) -> String {
+pub fn lower(s: &str) -> String {
     s.to_lowercase()
 }
 
 /// `lower(strip(s))`, the normalisation pycti applies to names before hashing.
-pub(crate) fn normalise_name(s: &str) -> String {
+pub fn normalise_name(s: &str) -> String {
     lower(strip(s))
 }
 

@@ -1,4 +1,5 @@
-//! ArcSight ESM: models (lenient decoding), and the Service Layer REST client.
+//! ArcSight ESM: models (lenient decoding), and the Service Layer REST client, shared by the
+//! connectors of the workspace. It knows nothing of STIX nor of the platform.
 pub mod client;
 pub mod decode;
 pub mod error;
@@ -9,3 +10,6 @@ pub use client::{EsmClient, EsmConfig, EsmStats, EventsFetch, OpStats};
 pub use decode::{ApiDialect, Dialect};
 pub use error::{EsmError, TransportKind};
 pub use retry::{Jitter, RetryPolicy};
+
+// The shared peer helpers, at the paths the modules use.
+use peer_http::{http, redact};

@@ -136,7 +136,7 @@ impl EsmError {
             } => {
                 let permanent = exception
                     .as_deref()
-                    .is_some_and(crate::esm::decode::is_permanent_exception);
+                    .is_some_and(crate::decode::is_permanent_exception);
                 (*status == 429 || (500..=599).contains(status)) && !permanent
             }
             EsmError::Config { .. }
@@ -196,7 +196,7 @@ impl EsmError {
         } else {
             TransportKind::Other
         };
-        let mut message = crate::telemetry::reqwest_error_text(e);
+        let mut message = crate::http::reqwest_error_text(e);
         message.push_str(&crate::http::tls_hint(
             &message,
             Some("ARCSIGHT_INCIDENTS_CA_FILE"),

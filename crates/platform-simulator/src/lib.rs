@@ -12,11 +12,15 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+/// The platform's GraphQL schema (a copy of the reference's), which both connectors' tests
+/// validate their documents against.
+pub const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/opencti.graphql");
+
 fn schema() -> &'static Valid<Schema> {
     static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let path = super::data::SCHEMA;
-        let sdl = super::data::read(path);
+        let path = SCHEMA_PATH;
+        let sdl = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
         match Schema::parse_and_validate(sdl.clone(), path) {
             Ok(s) => s,
             // The platform's schema uses directives defined at runtime; the types are what we

@@ -52,7 +52,7 @@ pub(crate) fn echoes_secret(text: &str, secrets: &[&str]) -> bool {
 
 /// `text` with each secret replaced where it appears as is; the whole text withheld when a
 /// secret still shows in another form.
-pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+pub fn redact(text: &str, secrets: &[&str]) -> String {
     let replaced = secrets
         .iter()
         .filter(|s| !s.is_empty())
@@ -66,7 +66,7 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
 
 /// What may be shown of a message a peer wrote: control characters replaced by spaces, at most
 /// [`MESSAGE_LEN`] characters, secrets redacted (or the whole message withheld).
-pub(crate) fn peer_message(text: &str, secrets: &[&str]) -> String {
+pub fn peer_message(text: &str, secrets: &[&str]) -> String {
     // Judge the whole text: a cut could leave half an encoded secret that no longer matches.
     if echoes_secret(text, secrets) {
         return WITHHELD.to_owned();

@@ -27,13 +27,10 @@ use crate::delivery::{
 use crate::esm::EsmClient;
 use crate::metrics::{Metrics, RunState};
 use crate::opencti::{
-    ConnectorInfo, ConnectorRegistration, OpenCtiClient, OpenCtiError, Registration,
+    ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
-use crate::util::lock;
-
-/// pycti pings every 40 s.
-pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(40);
+use peer_http::lock;
 
 /// Longest wait between two attempts to reach the platform at start-up.
 const MAX_STARTUP_WAIT: Duration = Duration::from_secs(60);
@@ -368,6 +365,7 @@ async fn connect(
     let registration = ConnectorRegistration {
         id: settings.connector.id.to_string(),
         name: settings.connector.name.clone(),
+        connector_type: ConnectorType::ExternalImport,
         scope: settings.connector.scope.clone(),
     };
     let mut wait = Duration::from_secs(1);

@@ -3,7 +3,7 @@
 
 /// Why a body could not be read.
 #[derive(Debug)]
-pub(crate) enum BodyError {
+pub enum BodyError {
     /// The body is (or announced to be) larger than the limit; reading stopped there.
     TooLarge,
     /// The connection failed while reading.
@@ -13,7 +13,7 @@ pub(crate) enum BodyError {
 /// `value` as JSON, in a buffer of exactly its size. A ping carries the whole state (1.6 MB at
 /// 100,000 cases); written into a growing buffer it would take up to twice that, at every
 /// page. Measuring first costs a second serialization, which is cheap next to the request.
-pub(crate) fn json_body<T: serde::Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+pub fn json_body<T: serde::Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -35,10 +35,7 @@ pub(crate) fn json_body<T: serde::Serialize>(value: &T) -> serde_json::Result<Ve
 /// hostile or broken peer cannot make the process hold more than `limit` bytes of it. The
 /// text is decoded with the charset the `Content-Type` names (UTF-8 when none, as reqwest's
 /// `text()` does).
-pub(crate) async fn read_limited(
-    mut resp: reqwest::Response,
-    limit: u64,
-) -> Result<String, BodyError> {
+pub async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<String, BodyError> {
     if resp.content_length().is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
@@ -84,12 +81,12 @@ fn charset_of(content_type: &str) -> Option<&str> {
 }
 
 /// Bytes in a MiB, the unit of the size settings.
-pub(crate) const MIB: u64 = 1024 * 1024;
+pub const MIB: u64 = 1024 * 1024;
 
 /// A hint naming the setting that fixes a certificate failure, when `error_text` (a transport
 /// error's text) is one; empty otherwise. `ca_setting` is the setting that adds a trusted CA,
 /// when the client has one; `verify_setting` turns verification off.
-pub(crate) fn tls_hint(error_text: &str, ca_setting: Option<&str>, verify_setting: &str) -> String {
+pub fn tls_hint(error_text: &str, ca_setting: Option<&str>, verify_setting: &str) -> String {
     const MARKERS: &[&str] = &[
         "UnknownIssuer",
         "CaUsedAsEndEntity",
@@ -121,6 +118,21 @@ pub(crate) fn tls_hint(error_text: &str, ca_setting: Option<&str>, verify_settin
     } else {
         String::new()
     }
+}
+
+/// A reqwest error as text safe for a log line or an error message: the URL (which may carry a
+/// query string or credentials) removed, then every cause in the chain, since the useful part
+/// ("connection refused", "invalid peer certificate") sits in the innermost layers.
+pub fn reqwest_error_text(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

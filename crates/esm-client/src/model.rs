@@ -13,15 +13,15 @@ use serde::de::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// An ESM event id: a Java `long`.
-pub(crate) type EventId = i64;
+pub type EventId = i64;
 
 /// `Long.MIN_VALUE`, ESM's "no value" for long fields.
-pub(crate) const NULL_LONG: i64 = i64::MIN;
+pub const NULL_LONG: i64 = i64::MIN;
 /// `Integer.MIN_VALUE`, ESM's "no value" for int fields.
-pub(crate) const NULL_INT: i64 = i32::MIN as i64;
+pub const NULL_INT: i64 = i32::MIN as i64;
 
 /// `true` when `v` is one of ESM's null sentinels (or JSON null).
-pub(crate) fn is_null_sentinel(v: &Value) -> bool {
+pub fn is_null_sentinel(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::Number(n) => {
@@ -47,12 +47,12 @@ pub(crate) fn is_null_sentinel(v: &Value) -> bool {
 }
 
 /// A field's value unless it is missing, null, or a null sentinel.
-pub(crate) fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+pub fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !is_null_sentinel(v))
 }
 
 /// A list-typed field: a list, a bare scalar (one element), or nothing (missing, null, "").
-pub(crate) fn as_list(v: Option<&Value>) -> Vec<&Value> {
+pub fn as_list(v: Option<&Value>) -> Vec<&Value> {
     match v {
         None => Vec::new(),
         Some(v) if means_none(v) => Vec::new(),
@@ -69,7 +69,7 @@ fn means_none(v: &Value) -> bool {
 
 /// [`as_list`], taking the items out of `v` rather than borrowing them: a batch answer's
 /// items are kept, and copying them would double the answer's cost.
-pub(crate) fn into_list(v: Option<Value>) -> Vec<Value> {
+pub fn into_list(v: Option<Value>) -> Vec<Value> {
     match v {
         None => Vec::new(),
         Some(v) if means_none(&v) => Vec::new(),
@@ -79,7 +79,7 @@ pub(crate) fn into_list(v: Option<Value>) -> Vec<Value> {
 }
 
 /// An integer from a JSON integer or a decimal string (never through `f64`).
-pub(crate) fn as_i64(v: &Value) -> Option<i64> {
+pub fn as_i64(v: &Value) -> Option<i64> {
     if is_null_sentinel(v) {
         return None;
     }
@@ -91,7 +91,7 @@ pub(crate) fn as_i64(v: &Value) -> Option<i64> {
 }
 
 /// A string field: a JSON string as is, a number or boolean rendered as Python's `str()` would.
-pub(crate) fn as_string(v: &Value) -> Option<String> {
+pub fn as_string(v: &Value) -> Option<String> {
     if is_null_sentinel(v) {
         return None;
     }
@@ -113,7 +113,7 @@ fn non_empty_string(obj: &Map<String, Value>, key: &str) -> Option<String> {
 /// The reference's timestamp rule: an integer or digit string is epoch seconds, or epoch
 /// milliseconds when > 1e12; an ISO-8601 string is parsed (`Z` or an offset; naive = UTC);
 /// anything else is no timestamp.
-pub(crate) fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
+pub fn parse_timestamp(v: &Value) -> Option<DateTime<Utc>> {
     if is_null_sentinel(v) {
         return None;
     }
@@ -185,7 +185,7 @@ fn first_present_time(obj: &Map<String, Value>, keys: &[&str]) -> Option<DateTim
 
 /// STIX severity vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub(crate) enum Severity {
+pub enum Severity {
     #[default]
     Low,
     Medium,
@@ -194,7 +194,7 @@ pub(crate) enum Severity {
 }
 
 impl Severity {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",
             Severity::Medium => "medium",
@@ -204,7 +204,7 @@ impl Severity {
     }
 
     /// The case priority OpenCTI pairs with a severity: critical P1 ... low P4.
-    pub(crate) fn priority(self) -> &'static str {
+    pub fn priority(self) -> &'static str {
         match self {
             Severity::Critical => "P1",
             Severity::High => "P2",
@@ -214,7 +214,7 @@ impl Severity {
     }
 
     /// The reference's numeric bands: >=9 critical, >=7 high, >=4 medium, else low.
-    pub(crate) fn from_number(n: f64) -> Severity {
+    pub fn from_number(n: f64) -> Severity {
         if n >= 9.0 {
             Severity::Critical
         } else if n >= 7.0 {
@@ -229,7 +229,7 @@ impl Severity {
     /// A severity from an ESM field: a number, a digit string, one of the STIX words, or one of
     /// ESM's `consequenceSeverity` enum words (NONE/INSIGNIFICANT low, MARGINAL medium,
     /// CRITICAL/CATASTROPHIC critical). Anything else is `None`.
-    pub(crate) fn from_value(v: &Value) -> Option<Severity> {
+    pub fn from_value(v: &Value) -> Option<Severity> {
         match v {
             Value::Number(n) => n.as_f64().map(Severity::from_number),
             Value::String(s) => {
@@ -254,22 +254,22 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Case {
     /// `resourceid`, else `id`, else `uri`: the case's id in ESM and its external id.
-    pub(crate) external_id: Option<String>,
-    pub(crate) name: Option<String>,
+    pub external_id: Option<String>,
+    pub name: Option<String>,
     /// `createdTimestamp`, else `createTime`.
-    pub(crate) created: Option<DateTime<Utc>>,
+    pub created: Option<DateTime<Utc>>,
     /// `modifiedTimestamp`, else `modifiedTime`.
-    pub(crate) modified: Option<DateTime<Utc>>,
+    pub modified: Option<DateTime<Utc>>,
     /// `modifiedTimestamp` in epoch milliseconds as ESM sent it: the sync watermark's clock.
-    pub(crate) modified_ms: Option<i64>,
+    pub modified_ms: Option<i64>,
     /// `consequenceSeverity`, else `severity`.
-    pub(crate) severity: Option<Severity>,
+    pub severity: Option<Severity>,
     /// `message`, else `description`.
-    pub(crate) description: Option<String>,
+    pub description: Option<String>,
     /// `eventIDs`, else `eventIds`, `events`, `baseEventIds`.
     pub event_ids: Vec<EventId>,
-    pub(crate) stage: Option<String>,
-    pub(crate) ticket_type: Option<String>,
+    pub stage: Option<String>,
+    pub ticket_type: Option<String>,
 }
 
 impl Case {
@@ -322,12 +322,12 @@ impl<'de> Deserialize<'de> for Case {
 
 /// One end of an event (`source`, `destination`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Endpoint {
+pub struct Endpoint {
     /// From `addressAsBytes` (4 or 16 bytes) when present, else `address` as an unsigned 32-bit
     /// IPv4 address.
-    pub(crate) ip: Option<IpAddr>,
-    pub(crate) host_name: Option<String>,
-    pub(crate) user_name: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub host_name: Option<String>,
+    pub user_name: Option<String>,
 }
 
 impl Endpoint {
@@ -374,19 +374,19 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SecurityEvent {
     /// `eventId`, else `id` (stripped); if empty, the first of `baseEventIds`.
-    pub(crate) event_id: Option<String>,
+    pub event_id: Option<String>,
     /// `eventId` as a number, to match events to the cases that list them.
-    pub(crate) event_id_num: Option<EventId>,
-    pub(crate) name: Option<String>,
-    pub(crate) message: Option<String>,
+    pub event_id_num: Option<EventId>,
+    pub name: Option<String>,
+    pub message: Option<String>,
     /// First present of `endTime`, `startTime`, `managerReceiptTime`.
-    pub(crate) time: Option<DateTime<Utc>>,
-    pub(crate) start_time: Option<DateTime<Utc>>,
-    pub(crate) end_time: Option<DateTime<Utc>>,
+    pub time: Option<DateTime<Utc>>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
     /// From `priority`, else `agentSeverity`; low when neither says otherwise.
-    pub(crate) severity: Severity,
-    pub(crate) source: Option<Endpoint>,
-    pub(crate) destination: Option<Endpoint>,
+    pub severity: Severity,
+    pub source: Option<Endpoint>,
+    pub destination: Option<Endpoint>,
 }
 
 impl SecurityEvent {
@@ -397,13 +397,13 @@ impl SecurityEvent {
         let event_id = ["eventId", "id"]
             .iter()
             .find_map(|k| non_empty_string(obj, k))
-            .map(|s| crate::stix::pystr::strip(&s).to_owned())
+            .map(|s| pystr::strip(&s).to_owned())
             .filter(|s| !s.is_empty())
             .or_else(|| {
                 as_list(obj.get("baseEventIds"))
                     .first()
                     .and_then(|v| as_string(v))
-                    .map(|s| crate::stix::pystr::strip(&s).to_owned())
+                    .map(|s| pystr::strip(&s).to_owned())
                     .filter(|s| !s.is_empty())
             });
         let severity = ["priority", "agentSeverity"]
@@ -487,7 +487,8 @@ mod tests {
 
     #[test]
     fn timestamps_follow_the_reference() {
-        let ts = |v: Value| parse_timestamp(&v).map(|t| crate::stix::format_timestamp(&t));
+        let ts =
+            |v: Value| parse_timestamp(&v).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
         assert_eq!(
             ts(json!(1708770826)).as_deref(),
             Some("2024-02-24T10:33:46.000Z")

@@ -10,7 +10,7 @@ use super::state::State;
 use crate::esm::model::EventId;
 use crate::esm::{EsmClient, EsmError, EventsFetch};
 use crate::opencti::{ConnectorInfo, OpenCtiClient, OpenCtiError, WorkFate};
-use crate::util::lock;
+use peer_http::lock;
 
 impl CaseSource for EsmClient {
     async fn login(&self) -> Result<(), EsmError> {

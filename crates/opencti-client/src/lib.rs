@@ -1,7 +1,8 @@
 //! The OpenCTI platform's GraphQL API: health, registration, ping (state), works, bundle push
 //! and the queue size used for back-pressure.
 //!
-//! Knows nothing of ESM or of how bundles travel: [`crate::delivery`] uses the
+//! Shared by the connectors of the workspace. Knows nothing of ESM or of how bundles travel:
+//! the import connector's delivery uses the
 //! [`MqConnection`] returned by [`OpenCtiClient::register`].
 
 mod client;
@@ -16,9 +17,16 @@ pub use client::OpenCtiClient;
 pub use documents::DOCUMENTS;
 pub use error::{GraphQlError, OpenCtiError, TransportKind};
 
+// The shared peer helpers, at the paths the modules use.
+use peer_http::{http, redact, tls};
+
 /// The platform request timeout when the settings give none: long enough for a big
 /// `stixBundlePush`, short enough that a dead platform does not hang a run forever.
-pub(crate) const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// How often a connector pings the platform (pycti pings every 40 s; the platform shows a
+/// connector inactive when its pings stop).
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// How to reach the platform.
 #[derive(Clone)]
@@ -50,20 +58,40 @@ impl std::fmt::Debug for OpenCtiConfig {
 
 /// `name: [hidden]` for each header: what a Debug rendering may show of custom headers (they
 /// may carry credentials, such as an access proxy's client secret).
-pub(crate) fn header_names(headers: &[(String, String)]) -> Vec<String> {
+pub fn header_names(headers: &[(String, String)]) -> Vec<String> {
     headers
         .iter()
         .map(|(name, _)| format!("{name}: [hidden]"))
         .collect()
 }
 
-/// What `registerConnector` declares. Type is always `EXTERNAL_IMPORT`, `auto`,
-/// `only_contextual` and `playbook_compatible` always false (an import connector).
+/// What `registerConnector` declares. `auto`, `only_contextual` and `playbook_compatible` are
+/// always false (neither connector of the workspace is enrichment nor playbook-driven).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectorRegistration {
     pub id: String,
     pub name: String,
+    pub connector_type: ConnectorType,
     pub scope: Vec<String>,
+}
+
+/// The platform's `ConnectorType` of a registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorType {
+    /// Pulls data from a source into the platform (the import connector).
+    ExternalImport,
+    /// Follows a live stream of the platform (the stream connector).
+    Stream,
+}
+
+impl ConnectorType {
+    /// The schema's enum value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorType::ExternalImport => "EXTERNAL_IMPORT",
+            ConnectorType::Stream => "STREAM",
+        }
+    }
 }
 
 /// What the connector keeps from `registerConnector`.

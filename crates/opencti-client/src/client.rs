@@ -137,7 +137,7 @@ impl OpenCtiClient {
         let vars = json!({"input": {
             "id": c.id,
             "name": c.name,
-            "type": "EXTERNAL_IMPORT",
+            "type": c.connector_type.as_str(),
             "scope": c.scope,
             "auto": false,
             "only_contextual": false,
@@ -254,7 +254,7 @@ impl OpenCtiClient {
     }
 
     /// Reports one expectation of a work processed, in error when `error` is set.
-    pub(crate) async fn work_report_expectation(
+    pub async fn work_report_expectation(
         &self,
         work_id: &str,
         error: Option<&str>,
@@ -338,7 +338,7 @@ impl OpenCtiClient {
 
     /// Which of `standard_ids` (case-incident ids) the platform holds: one call, asking for
     /// at most as many as it is given.
-    pub(crate) async fn existing_case_incidents(
+    pub async fn existing_case_incidents(
         &self,
         standard_ids: &[String],
     ) -> Result<std::collections::HashSet<String>, OpenCtiError> {
@@ -597,7 +597,7 @@ fn transport(op: &'static str, e: reqwest::Error) -> OpenCtiError {
     } else {
         TransportKind::Other
     };
-    let mut reason = crate::telemetry::reqwest_error_text(e);
+    let mut reason = crate::http::reqwest_error_text(e);
     // No setting adds a CA for the platform: the built-in roots are what it is checked against.
     reason.push_str(&crate::http::tls_hint(&reason, None, "OPENCTI_SSL_VERIFY"));
     OpenCtiError::Transport {

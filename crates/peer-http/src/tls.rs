@@ -17,16 +17,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// A client certificate chain and its key (`MQ_USE_SSL_CERT` / `_KEY`).
-pub(crate) struct Identity {
+pub struct Identity {
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
 
 impl Identity {
-    pub(crate) fn new(
-        certs: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Identity {
+    pub fn new(certs: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Identity {
         Identity { certs, key }
     }
 }
@@ -79,7 +76,7 @@ fn looks_like_path(v: &str) -> bool {
 }
 
 /// Every certificate in a PEM setting (path or text); at least one.
-pub(crate) fn certificates_from(value: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn certificates_from(value: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = pem_text(value)?;
     certificates_in(&pem)
 }
@@ -98,7 +95,7 @@ pub(crate) fn certificates_in(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>
 /// The private key of a PEM setting (path or text): PKCS#8, PKCS#1 or SEC1, or an encrypted
 /// PKCS#8 key (`ENCRYPTED PRIVATE KEY`, PBES2) with its passphrase, as Python's
 /// `load_cert_chain(..., password)` takes them. Errors never quote the key.
-pub(crate) fn private_key_from(
+pub fn private_key_from(
     value: &str,
     passphrase: Option<&str>,
 ) -> Result<PrivateKeyDer<'static>, String> {
@@ -160,7 +157,7 @@ pub(crate) fn default_roots() -> RootCertStore {
 
 /// A rustls client configuration: `roots` plus `extra` trusted when `verify`, no verification
 /// at all otherwise, and a client certificate when `identity` is given.
-pub(crate) fn client_config(
+pub fn client_config(
     extra: &[CertificateDer<'static>],
     verify: bool,
     identity: Option<&Identity>,
@@ -193,7 +190,7 @@ pub(crate) fn client_config(
 }
 
 /// Every PEM certificate of `paths`, read now (a CA file given in the settings).
-pub(crate) fn certificates_of_files(
+pub fn certificates_of_files(
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<CertificateDer<'static>>, String> {
     let mut out = Vec::new();

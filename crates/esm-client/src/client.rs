@@ -21,7 +21,7 @@ use super::decode::{self, ApiDialect, Dialect, Service};
 use super::error::EsmError;
 use super::model::{EventId, as_i64, as_list, as_string, into_list};
 use super::retry::{Jitter, RetryPolicy, parse_retry_after};
-use crate::util::lock;
+use peer_http::lock;
 
 const LOGIN_PATH: &str = "/www/core-service/rest/LoginService/login";
 const LOGOUT_PATH: &str = "/www/core-service/rest/LoginService/logout";
@@ -30,7 +30,7 @@ const EVENTS_PATH: &str = "/www/manager-service/rest/SecurityEventService/getSec
 
 /// Longest case id a run accepts: ESM's are a few dozen characters; anything far longer is not
 /// an id but junk that would end up in the state.
-pub(crate) const MAX_ID_LEN: usize = 1024;
+pub const MAX_ID_LEN: usize = 1024;
 /// Longest string accepted in a case or an event: a description of a megabyte is already far
 /// beyond what an analyst writes, and it would be copied into every bundle.
 pub(crate) const MAX_STRING_LEN: usize = 1024 * 1024;
@@ -56,6 +56,29 @@ pub struct EsmConfig {
 }
 
 impl EsmConfig {
+    /// A configuration with the documented defaults of every setting but the three that have
+    /// none (the `ARCSIGHT_INCIDENTS_*` defaults of the settings table; a test there checks they
+    /// agree). Callers change what they need with struct update syntax, so a new field is added
+    /// here once, not at every call site.
+    pub fn new(base_url: Url, username: impl Into<String>, password: SecretString) -> EsmConfig {
+        EsmConfig {
+            base_url,
+            username: username.into(),
+            password,
+            ssl_verify: true,
+            ca_file: None,
+            dialect: ApiDialect::Auto,
+            max_attempts: 4,
+            retry_min_wait: Duration::from_secs(1),
+            retry_max_wait: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            concurrency: 4,
+            case_batch_size: 100,
+            event_batch_size: 200,
+            max_response_bytes: 64 * peer_http::http::MIB,
+        }
+    }
+
     /// The retry policy these settings describe.
     pub(crate) fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
