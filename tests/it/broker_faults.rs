@@ -153,3 +153,40 @@ async fn a_blocked_broker_is_logged_once_counted_and_waited_for() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_broker_that_stays_blocked_fails_the_run_as_blocked_and_the_next_run_delivers() {
+    let proxy = AmqpProxy::start(Fault::Block).await;
+    let mut env = Env::start(3, 1).await;
+    let mq = env.topo.registration_config(proxy.port);
+    env.platform.update(|r| r.mq = mq);
+    // The block outlasts the run's bound (twice this): never unblocked.
+    env.amqp_timeout = Some(Duration::from_secs(1));
+    let first = tokio::time::timeout(Duration::from_secs(120), env.run())
+        .await
+        .expect("the run ends");
+    assert!(!first.succeeded);
+    assert!(first.objects.is_empty(), "nothing is written while blocked");
+    // The failure says what happened (not a confirmation timeout) and blames no case: a
+    // blocked broker is the sink's failure, never bisected.
+    let line = env.last_run_line();
+    assert_eq!(line["message"], "run failed", "{line}");
+    let error = line["error"].as_str().unwrap();
+    assert!(
+        error.contains("blocked the connection") && error.contains(BLOCKED_REASON),
+        "{error}"
+    );
+    assert_eq!(
+        sample(&env.metrics, "arcsight_broker_blocked"),
+        Some(0.0),
+        "the connection is gone"
+    );
+
+    proxy.set_fault(Fault::None);
+    let second = tokio::time::timeout(Duration::from_secs(120), env.run())
+        .await
+        .expect("the run ends");
+    assert!(second.succeeded);
+    assert_eq!(second.case_ids(), env.all_case_incident_ids());
+    env.stop().await;
+}

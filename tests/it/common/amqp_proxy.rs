@@ -5,8 +5,9 @@
 //!   nothing more to the broker, as a broker under a memory or disk alarm stops reading a
 //!   publishing connection: nothing is confirmed, no close is answered. The proxy keeps
 //!   reading (and dropping) what the client sends, to see when the client's socket ends;
-//! - [`Fault::Block`]: after `confirm.select-ok` sends the client `connection.blocked` with a
-//!   reason, and `connection.unblocked` when told to.
+//! - [`Fault::Block`]: sends the client `connection.blocked` with a reason (between two of
+//!   the broker's frames, just before `confirm.select-ok`), and `connection.unblocked` when
+//!   told to.
 //!
 //! A new connection takes the fault set at the time it is accepted.
 
@@ -146,9 +147,8 @@ async fn serve(
     let inject = to_client.clone();
     let down = tokio::spawn(async move {
         while let Some((frame, method)) = read_frame(&mut broker_r).await {
-            if to_client.send(frame).is_err() {
-                return;
-            }
+            // Just before confirm.select-ok: the client knows it is blocked before it can
+            // publish anything (after it, the client's first publishes could beat the news).
             if fault == Fault::Block && method == Some((85, 11)) {
                 let mut reason = vec![BLOCKED_REASON.len() as u8];
                 reason.extend_from_slice(BLOCKED_REASON.as_bytes());
@@ -158,6 +158,9 @@ async fn serve(
                     unblock.notified().await;
                     let _ = inject.send(method_frame(10, 61, &[]));
                 });
+            }
+            if to_client.send(frame).is_err() {
+                return;
             }
         }
     });
