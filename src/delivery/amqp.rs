@@ -163,26 +163,31 @@ impl Drop for Link {
 }
 
 impl Connected {
-    /// Awaits `fut` for at most `timeout`, not counting the time the broker blocks the
-    /// connection: a blocked broker reads nothing, so the wait for it to unblock is bounded by
-    /// `blocked_timeout` instead and fails as [`DeliveryError::Blocked`]. On either bound the
-    /// socket is shut down: the connection is dropped without the close handshake, which a
-    /// broker that does not read would never answer.
+    /// Awaits `fut` for at most the publish timeout, not counting the time the broker blocks
+    /// the connection: a blocked broker reads nothing, so the wait for it to unblock is
+    /// bounded by `blocked_timeout` instead (in all, however often it blocks: a broker that
+    /// flaps cannot hold us longer) and fails as [`DeliveryError::Blocked`]. On either bound
+    /// the socket is shut down: the connection is dropped without the close handshake, which
+    /// a broker that does not read would never answer.
     async fn bounded<T>(
         &self,
         fut: impl Future<Output = T>,
         opts: &AmqpOptions,
         on_timeout: impl FnOnce() -> DeliveryError,
     ) -> Result<T, DeliveryError> {
+        use tokio::time::Instant;
         let mut fut = std::pin::pin!(fut);
         let mut blocked = self.link.blocked.clone();
+        let mut deadline = Instant::now() + opts.publish_timeout;
+        let mut blocked_budget = opts.blocked_timeout;
         loop {
             let reason = blocked.borrow_and_update().clone();
             if let Some(reason) = reason {
+                let since = Instant::now();
                 let unblocked = async { blocked.wait_for(Option::is_none).await.is_ok() };
                 tokio::select! {
                     out = &mut fut => return Ok(out),
-                    r = tokio::time::timeout(opts.blocked_timeout, unblocked) => {
+                    r = tokio::time::timeout(blocked_budget, unblocked) => {
                         if !matches!(r, Ok(true)) {
                             self.link.socket.kill();
                             return Err(DeliveryError::Blocked {
@@ -192,18 +197,21 @@ impl Connected {
                         }
                     }
                 }
+                let spent = since.elapsed();
+                blocked_budget = blocked_budget.saturating_sub(spent);
+                deadline += spent;
                 continue;
             }
             tokio::select! {
                 out = &mut fut => return Ok(out),
-                () = tokio::time::sleep(opts.publish_timeout) => {
+                () = tokio::time::sleep_until(deadline) => {
                     self.link.socket.kill();
                     return Err(on_timeout());
                 }
                 changed = blocked.changed() => {
                     if changed.is_err() {
                         // The watcher ended: no more news of blocking, only the timeout.
-                        return match tokio::time::timeout(opts.publish_timeout, fut).await {
+                        return match tokio::time::timeout_at(deadline, fut).await {
                             Ok(out) => Ok(out),
                             Err(_) => {
                                 self.link.socket.kill();
@@ -290,7 +298,12 @@ fn watch_blocked(
                 }
                 _ => {}
             }
-            tx.send_replace(reason);
+            // Only changes wake the publishes that wait on it.
+            tx.send_if_modified(|now| {
+                let changed = now.is_some() != reason.is_some();
+                *now = reason;
+                changed
+            });
         };
         if initial.is_some() {
             blocked(initial);
@@ -684,9 +697,9 @@ impl Sink for AmqpDelivery {
         }
         if let Some(reason) = connected.link.blocked.borrow().clone() {
             // A blocked broker reads nothing: no close-ok would come.
-            return Err(DeliveryError::Blocked {
-                reason,
-                after: Duration::ZERO,
+            return Err(DeliveryError::Channel {
+                operation: "connection.close",
+                reason: format!("the broker blocks the connection ({reason}); dropped as it is"),
             });
         }
         if connected.channel.status().connected() {
