@@ -73,12 +73,25 @@ pub struct Metrics {
     pub(crate) peak_rss_bytes: Gauge,
     /// Unix seconds since which the platform has not answered at start-up; 0 when it has.
     platform_down_since: Arc<AtomicI64>,
+    pub(crate) broker_blocked_total: Counter,
+    pub(crate) broker_blocked: Gauge,
+    /// Unix seconds of the running run's last progress (its start, a page committed); 0
+    /// between runs, when waiting for the next one is what the connector should do.
+    progress_at: Arc<AtomicI64>,
+    /// `CONNECTOR_HEALTH_STALL_TIMEOUT` in seconds; 0 leaves stalls out of `/healthz`.
+    stall_after_secs: Arc<AtomicI64>,
 }
 
 /// How long the platform may stay unreachable at start-up before `/healthz` (and so the
 /// container's healthcheck) reports unhealthy: long enough for a platform started beside us
 /// to come up, short enough that a broken deployment shows.
 pub const PLATFORM_DOWN_UNHEALTHY_AFTER: Duration = Duration::from_secs(300);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -120,6 +133,10 @@ impl Metrics {
             last_success_gauge: Gauge::default(),
             peak_rss_bytes: Gauge::default(),
             platform_down_since: Arc::new(AtomicI64::new(0)),
+            broker_blocked_total: Counter::default(),
+            broker_blocked: Gauge::default(),
+            progress_at: Arc::new(AtomicI64::new(0)),
+            stall_after_secs: Arc::new(AtomicI64::new(0)),
         };
         // pycti's names.
         registry.register(
@@ -197,6 +214,18 @@ impl Metrics {
             "Peak resident memory of the process, read at the end of each run (Linux)",
             m.peak_rss_bytes.clone(),
         );
+        // Not `arcsight_broker_blocked` (+ `_total`): one family name per metric, and the
+        // gauge below has it.
+        registry.register(
+            "arcsight_broker_blocked_episodes",
+            "Times RabbitMQ blocked the connection (connection.blocked: a memory or disk alarm)",
+            m.broker_blocked_total.clone(),
+        );
+        registry.register(
+            "arcsight_broker_blocked",
+            "1 while RabbitMQ blocks the run's connection, 0 otherwise",
+            m.broker_blocked.clone(),
+        );
         m.set_state(RunState::idle);
         Metrics {
             registry: Arc::new(registry),
@@ -258,6 +287,35 @@ impl Metrics {
         (since > 0).then(|| Duration::from_secs(now_unix.saturating_sub(since).max(0) as u64))
     }
 
+    /// `/healthz` reports unhealthy when a run has made no progress for `after`.
+    pub fn set_stall_timeout(&self, after: Duration) {
+        self.stall_after_secs.store(
+            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The running run made progress at `now_unix` (it started, or committed a page).
+    pub(crate) fn progress(&self, now_unix: i64) {
+        self.progress_at.store(now_unix.max(1), Ordering::Relaxed);
+    }
+
+    /// No run is running: waiting for the next one is healthy.
+    pub(crate) fn idle(&self) {
+        self.progress_at.store(0, Ordering::Relaxed);
+    }
+
+    /// For how long the running run has made no progress, as of `now_unix`, when that is
+    /// longer than the stall timeout.
+    pub(crate) fn stalled_for(&self, now_unix: i64) -> Option<Duration> {
+        let (at, after) = (
+            self.progress_at.load(Ordering::Relaxed),
+            self.stall_after_secs.load(Ordering::Relaxed),
+        );
+        let stalled = now_unix.saturating_sub(at);
+        (at > 0 && after > 0 && stalled > after).then(|| Duration::from_secs(stalled as u64))
+    }
+
     /// Ready when the last run succeeded within `window` of `now_unix`.
     pub(crate) fn is_ready(&self, now_unix: i64, window: Duration) -> bool {
         let last = self.last_success_unix.load(Ordering::Relaxed);
@@ -302,14 +360,26 @@ async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
 }
 
 /// Alive, unless the platform has been unreachable for longer than
-/// [`PLATFORM_DOWN_UNHEALTHY_AFTER`]: a connector that cannot start must not look healthy.
+/// [`PLATFORM_DOWN_UNHEALTHY_AFTER`] (a connector that cannot start must not look healthy),
+/// or a run has made no progress for longer than the stall timeout (one stuck on a peer must
+/// not look healthy either; waiting between runs is healthy).
 async fn health_handler(State(s): State<ServerState>) -> impl IntoResponse {
-    match s.metrics.platform_down_for(chrono::Utc::now().timestamp()) {
-        Some(d) if d > PLATFORM_DOWN_UNHEALTHY_AFTER => (
+    let now = chrono::Utc::now().timestamp();
+    match s.metrics.platform_down_for(now) {
+        Some(d) if d > PLATFORM_DOWN_UNHEALTHY_AFTER => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the platform has not answered for {} s", d.as_secs()),
+            );
+        }
+        _ => {}
+    }
+    match s.metrics.stalled_for(now) {
+        Some(d) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the platform has not answered for {} s", d.as_secs()),
+            format!("the run has made no progress for {} s", d.as_secs()),
         ),
-        _ => (StatusCode::OK, "ok".to_owned()),
+        None => (StatusCode::OK, "ok".to_owned()),
     }
 }
 
@@ -394,6 +464,23 @@ mod tests {
             m.encode().contains("client_errors_total 5\n"),
             "{}",
             m.encode()
+        );
+    }
+
+    #[test]
+    fn a_run_without_progress_past_the_stall_timeout_is_unhealthy() {
+        let m = Metrics::new();
+        m.set_stall_timeout(Duration::from_secs(60));
+        m.progress(1000);
+        assert_eq!(m.stalled_for(1060), None);
+        assert_eq!(m.stalled_for(1061), Some(Duration::from_secs(61)));
+        m.progress(1061);
+        assert_eq!(m.stalled_for(1100), None);
+        m.idle();
+        assert_eq!(
+            m.stalled_for(100_000),
+            None,
+            "waiting between runs is healthy"
         );
     }
 

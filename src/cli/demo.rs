@@ -102,6 +102,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<DemoSummary, String> {
         friendly_name: "demo".into(),
         verify_period: None,
         verify_batch: 500,
+        progress: None,
     };
     let report = run_once(
         &esm,

@@ -2,6 +2,10 @@
 //! the platform's workers consume.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -9,14 +13,16 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
     AsyncTcpStream, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
-    PublisherConfirm,
+    Event, PublisherConfirm,
 };
 use secrecy::ExposeSecret;
 use serde::Serialize;
-use tracing::{debug, info};
+use tokio::sync::watch;
+use tracing::{debug, error, info};
 
 use super::split::{SplitBundle, split_bundle, split_count};
 use super::{DeliveryError, DeliveryReport, Sink};
+use crate::metrics::Metrics;
 use crate::opencti::MqConnection;
 use crate::stix::Bundle;
 
@@ -37,6 +43,10 @@ pub struct AmqpOptions {
     pub publish_timeout: Duration,
     /// How long to wait for the TCP/TLS/AMQP handshake.
     pub connect_timeout: Duration,
+    /// How long a publish waits for a broker that blocked the connection (`connection.blocked`,
+    /// a memory or disk alarm) to unblock it. The publish timeout does not run meanwhile: the
+    /// broker reads nothing, so no confirmation can come, and waiting is all we can do.
+    pub blocked_timeout: Duration,
     /// Trust and identity when the connection is TLS.
     pub tls: MqTls,
 }
@@ -70,6 +80,7 @@ impl Default for AmqpOptions {
             confirm_window: 1024,
             publish_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
+            blocked_timeout: Duration::from_secs(60),
             tls: MqTls::default(),
         }
     }
@@ -118,12 +129,206 @@ pub struct AmqpDelivery {
     opts: AmqpOptions,
     /// `Some` between `open` and `close`.
     connected: Option<Connected>,
+    /// Where `connection.blocked` is counted; `None` for `check`.
+    metrics: Option<Metrics>,
 }
 
 /// What one run holds open.
 struct Connected {
-    connection: Connection,
     channel: Channel,
+    link: Link,
+}
+
+/// The connection, and what ends it.
+struct Link {
+    connection: Connection,
+    socket: SocketKiller,
+    /// The broker's reason while it blocks the connection, `None` otherwise.
+    blocked: watch::Receiver<Option<String>>,
+    /// Turns the connection's events into `blocked`; it ends with the connection.
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Link {
+    /// Dropping lapin's `Connection` does not stop lapin: its I/O thread then sends
+    /// connection.close and waits for close-ok, and a broker that reads nothing never answers,
+    /// so that thread and its socket would live forever. Unless the connection closed
+    /// cleanly, shut the socket down: the thread reads the end of the stream and exits.
+    fn drop(&mut self) {
+        if !self.connection.status().closed() {
+            self.socket.kill();
+        }
+        self.watcher.abort();
+    }
+}
+
+impl Connected {
+    /// Awaits `fut` for at most the publish timeout, not counting the time the broker blocks
+    /// the connection: a blocked broker reads nothing, so the wait for it to unblock is
+    /// bounded by `blocked_timeout` instead (in all, however often it blocks: a broker that
+    /// flaps cannot hold us longer) and fails as [`DeliveryError::Blocked`]. On either bound
+    /// the socket is shut down: the connection is dropped without the close handshake, which
+    /// a broker that does not read would never answer.
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = T>,
+        opts: &AmqpOptions,
+        on_timeout: impl FnOnce() -> DeliveryError,
+    ) -> Result<T, DeliveryError> {
+        use tokio::time::Instant;
+        let mut fut = std::pin::pin!(fut);
+        let mut blocked = self.link.blocked.clone();
+        let mut deadline = Instant::now() + opts.publish_timeout;
+        let mut blocked_budget = opts.blocked_timeout;
+        loop {
+            let reason = blocked.borrow_and_update().clone();
+            if let Some(reason) = reason {
+                let since = Instant::now();
+                let unblocked = async { blocked.wait_for(Option::is_none).await.is_ok() };
+                tokio::select! {
+                    out = &mut fut => return Ok(out),
+                    r = tokio::time::timeout(blocked_budget, unblocked) => {
+                        if !matches!(r, Ok(true)) {
+                            self.link.socket.kill();
+                            return Err(DeliveryError::Blocked {
+                                reason,
+                                after: opts.blocked_timeout,
+                            });
+                        }
+                    }
+                }
+                let spent = since.elapsed();
+                blocked_budget = blocked_budget.saturating_sub(spent);
+                deadline += spent;
+                continue;
+            }
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                () = tokio::time::sleep_until(deadline) => {
+                    self.link.socket.kill();
+                    return Err(on_timeout());
+                }
+                changed = blocked.changed() => {
+                    if changed.is_err() {
+                        // The watcher ended: no more news of blocking, only the timeout.
+                        return match tokio::time::timeout_at(deadline, fut).await {
+                            Ok(out) => Ok(out),
+                            Err(_) => {
+                                self.link.socket.kill();
+                                Err(on_timeout())
+                            }
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A duplicate of the connection's socket, to end it whatever lapin is waiting for.
+#[derive(Clone, Default)]
+struct SocketKiller {
+    socket: Arc<Mutex<Option<std::net::TcpStream>>>,
+    killed: Arc<AtomicBool>,
+}
+
+impl SocketKiller {
+    /// Keeps a duplicate of `tcp` (lapin connects again through the same closure on a
+    /// retry: the latest socket is the one in use).
+    fn keep(&self, fd: std::os::fd::OwnedFd) {
+        *self.socket.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::net::TcpStream::from(fd));
+    }
+
+    /// Shuts the socket down both ways: lapin's reads and writes fail at once.
+    fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        if let Some(s) = self
+            .socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+}
+
+/// Follows the connection's `connection.blocked` / `unblocked` into a watch: logged once at
+/// error with the broker's reason, at info when it ends, counted and shown as a gauge.
+fn watch_blocked(
+    connection: &Connection,
+    metrics: Option<Metrics>,
+) -> (watch::Receiver<Option<String>>, tokio::task::JoinHandle<()>) {
+    use futures_core::Stream;
+    // Blocked before we listened (the broker blocks at the first publish, so unlikely): the
+    // reason is lost, the state is not.
+    let initial = connection
+        .status()
+        .blocked()
+        .then(|| "unknown (blocked before we listened)".to_owned());
+    let (tx, rx) = watch::channel(None::<String>);
+    let events = connection.events_listener();
+    let task = tokio::spawn(async move {
+        // Dropped when the task ends or is aborted with the connection.
+        let _guard = BlockedGauge(metrics.clone());
+        let mut events = std::pin::pin!(events);
+        let blocked = |reason: Option<String>| {
+            let was = tx.borrow().is_some();
+            match (&reason, was) {
+                (Some(reason), false) => {
+                    error!(
+                        reason = %reason,
+                        "RabbitMQ blocked the connection (a resource alarm): publishing waits until it unblocks"
+                    );
+                    if let Some(m) = &metrics {
+                        m.broker_blocked_total.inc();
+                        m.broker_blocked.set(1);
+                    }
+                }
+                (None, true) => {
+                    info!("RabbitMQ unblocked the connection");
+                    if let Some(m) = &metrics {
+                        m.broker_blocked.set(0);
+                    }
+                }
+                _ => {}
+            }
+            // Only changes wake the publishes that wait on it.
+            tx.send_if_modified(|now| {
+                let changed = now.is_some() != reason.is_some();
+                *now = reason;
+                changed
+            });
+        };
+        if initial.is_some() {
+            blocked(initial);
+        }
+        while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+            match event {
+                Event::ConnectionBlocked(reason) => blocked(Some(reason)),
+                Event::ConnectionUnblocked => blocked(None),
+                _ => {}
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// Clears the "broker blocked" gauge when the connection's watcher ends (the connection is
+/// gone: a new one reports for itself).
+struct BlockedGauge(Option<Metrics>);
+
+impl Drop for BlockedGauge {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            m.broker_blocked.set(0);
+        }
+    }
 }
 
 impl std::fmt::Debug for AmqpDelivery {
@@ -152,7 +357,14 @@ impl AmqpDelivery {
                 ..opts
             },
             connected: None,
+            metrics: None,
         }
+    }
+
+    /// Counts `connection.blocked` episodes in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// `AmqpDelivery::new` then [`Sink::open`]: a sink ready to publish.
@@ -214,18 +426,24 @@ impl AmqpDelivery {
         };
         let props = ConnectionProperties::default()
             .with_connection_name(concat!("arcsight-incidents/", env!("CARGO_PKG_VERSION")).into());
+        // We connect the socket ourselves (plain or TLS) and keep a duplicate of it: on a
+        // timeout the connection must end without the close handshake, and only shutting the
+        // socket down stops lapin's I/O thread (see `Connected`'s `Drop`).
+        let socket = SocketKiller::default();
         let connect = async {
-            if !mq.use_ssl {
-                return Connection::connect_uri(uri, props).await;
-            }
             // Our own TLS set-up: lapin's cannot turn verification off
             // (MQ_USE_SSL_REJECT_UNAUTHORIZED=false) nor take an encrypted client key.
-            let tls = &opts.tls;
-            let config =
-                crate::tls::client_config(&tls.ca_certs, tls.verify, tls.identity.as_ref())
-                    .map_err(std::io::Error::other)?;
-            let connector = lapin::tcp::RustlsConnector::from(config);
+            let connector = if mq.use_ssl {
+                let tls = &opts.tls;
+                let config =
+                    crate::tls::client_config(&tls.ca_certs, tls.verify, tls.identity.as_ref())
+                        .map_err(std::io::Error::other)?;
+                Some(lapin::tcp::RustlsConnector::from(config))
+            } else {
+                None
+            };
             let runtime = lapin::runtime::default_runtime()?;
+            let socket = socket.clone();
             Connection::connector(
                 uri,
                 runtime,
@@ -236,7 +454,13 @@ impl AmqpDelivery {
                             .await?
                             .collect();
                     let tcp = AsyncTcpStream::connect(&runtime, addrs).await?;
-                    Ok(tcp.into_rustls(&connector, &host).await?)
+                    if let AsyncTcpStream::Plain(s) = &tcp {
+                        socket.keep(s.get_ref().as_fd().try_clone_to_owned()?);
+                    }
+                    Ok(match &connector {
+                        Some(connector) => tcp.into_rustls(connector, &host).await?,
+                        None => tcp,
+                    })
                 },
                 props,
             )
@@ -244,8 +468,23 @@ impl AmqpDelivery {
         };
         let connection = tokio::time::timeout(opts.connect_timeout, connect)
             .await
-            .map_err(|_| connect_err(format!("no answer within {:?}", opts.connect_timeout)))?
-            .map_err(|e| connect_err(e.to_string()))?;
+            .map_err(|_| {
+                socket.kill();
+                connect_err(format!("no answer within {:?}", opts.connect_timeout))
+            })?
+            .map_err(|e| {
+                socket.kill();
+                connect_err(e.to_string())
+            })?;
+        let (blocked, watcher) = watch_blocked(&connection, self.metrics.clone());
+        // From here on, dropping `link` ends the connection whatever happens.
+        let link = Link {
+            connection,
+            socket,
+            blocked,
+            watcher,
+        };
+        let connection = &link.connection;
         // Bounded like every step against the broker: one that stops reading never answers.
         let step = opts.publish_timeout;
         let no_answer = |operation| DeliveryError::Channel {
@@ -277,10 +516,7 @@ impl AmqpDelivery {
             frame_max = connection.configuration().frame_max(),
             "connected to RabbitMQ"
         );
-        Ok(Connected {
-            connection,
-            channel,
-        })
+        Ok(Connected { channel, link })
     }
 
     /// Publishes already split parts in order, `action_sequence` 1..=N.
@@ -328,15 +564,16 @@ impl AmqpDelivery {
                 &body,
                 props.clone(),
             );
-            let confirm = match tokio::time::timeout(self.opts.publish_timeout, publish).await {
-                Err(_) => {
-                    return Err(DeliveryError::Timeout {
-                        action_sequence: seq,
-                        after: self.opts.publish_timeout,
-                    });
-                }
-                Ok(Ok(confirm)) => confirm,
-                Ok(Err(e)) => {
+            let after = self.opts.publish_timeout;
+            let confirm = match connected
+                .bounded(publish, &self.opts, || DeliveryError::Timeout {
+                    action_sequence: seq,
+                    after,
+                })
+                .await?
+            {
+                Ok(confirm) => confirm,
+                Err(e) => {
                     // The channel is usually closing because the broker refused an earlier
                     // message (e.g. 404 NOT_FOUND, no such exchange): that earlier message's
                     // confirmation carries the reason an operator needs, so report it first.
@@ -374,12 +611,19 @@ impl AmqpDelivery {
         confirmed: u64,
         total: u64,
     ) -> Result<(), DeliveryError> {
-        let outcome = tokio::time::timeout(self.opts.publish_timeout, confirm)
-            .await
-            .map_err(|_| DeliveryError::Timeout {
+        let Some(connected) = &self.connected else {
+            return Err(DeliveryError::Channel {
+                operation: "basic.publish",
+                reason: "the connection is not open".into(),
+            });
+        };
+        let after = self.opts.publish_timeout;
+        let outcome = connected
+            .bounded(confirm, &self.opts, || DeliveryError::Timeout {
                 action_sequence: seq,
-                after: self.opts.publish_timeout,
-            })?
+                after,
+            })
+            .await?
             .map_err(|e| DeliveryError::Publish {
                 action_sequence: seq,
                 confirmed,
@@ -447,17 +691,31 @@ impl Sink for AmqpDelivery {
             operation,
             reason: format!("no close-ok within {CLOSE_TIMEOUT:?}; connection dropped"),
         };
+        if connected.link.socket.killed() {
+            // A timeout already dropped the connection and was reported.
+            return Ok(());
+        }
+        if let Some(reason) = connected.link.blocked.borrow().clone() {
+            // A blocked broker reads nothing: no close-ok would come.
+            return Err(DeliveryError::Channel {
+                operation: "connection.close",
+                reason: format!("the broker blocks the connection ({reason}); dropped as it is"),
+            });
+        }
         if connected.channel.status().connected() {
             tokio::time::timeout(CLOSE_TIMEOUT, connected.channel.close(200, "bye".into()))
                 .await
                 .map_err(|_| timed_out("channel.close"))?
                 .map_err(|e| close_err("channel.close", e))?;
         }
-        if connected.connection.status().connected() {
-            tokio::time::timeout(CLOSE_TIMEOUT, connected.connection.close(200, "bye".into()))
-                .await
-                .map_err(|_| timed_out("connection.close"))?
-                .map_err(|e| close_err("connection.close", e))?;
+        if connected.link.connection.status().connected() {
+            tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                connected.link.connection.close(200, "bye".into()),
+            )
+            .await
+            .map_err(|_| timed_out("connection.close"))?
+            .map_err(|e| close_err("connection.close", e))?;
         }
         Ok(())
     }

@@ -54,6 +54,10 @@ pub enum DeliveryError {
         action_sequence: u64,
         after: Duration,
     },
+    /// The broker blocked the connection (`connection.blocked`: a memory or disk alarm) and
+    /// did not unblock it within `after`; it names its reason.
+    #[error("RabbitMQ blocked the connection ({reason}) and did not unblock it within {after:?}")]
+    Blocked { reason: String, after: Duration },
     /// The `api` protocol: the platform refused or did not answer.
     #[error(transparent)]
     Platform(#[from] OpenCtiError),
@@ -75,7 +79,8 @@ impl DeliveryError {
             | DeliveryError::Channel { .. }
             | DeliveryError::Publish { .. }
             | DeliveryError::Nack { .. }
-            | DeliveryError::Timeout { .. } => true,
+            | DeliveryError::Timeout { .. }
+            | DeliveryError::Blocked { .. } => true,
             // A routing problem is a configuration problem: retrying sends into the same void.
             DeliveryError::Unroutable { .. } => false,
             DeliveryError::Platform(e) => e.is_transient(),
@@ -101,7 +106,8 @@ impl DeliveryError {
             | DeliveryError::Channel { .. }
             | DeliveryError::Publish { .. }
             | DeliveryError::Unroutable { .. }
-            | DeliveryError::Timeout { .. } => false,
+            | DeliveryError::Timeout { .. }
+            | DeliveryError::Blocked { .. } => false,
             DeliveryError::Platform(e) => match e {
                 OpenCtiError::Status { status, .. } => *status == 413,
                 // An answer about the bundle, unless it only says the platform is busy or

@@ -148,7 +148,7 @@ impl Daemon {
                 // The text is freed once decoded, not kept with the registration: 16 MB at
                 // 1,000,000 cases.
                 let state = State::from_platform(registration.connector_state.take().as_deref());
-                let primary = queue_sink(&settings, &client, &registration);
+                let primary = queue_sink(&settings, &client, &registration, &metrics);
                 let tracker = Arc::new(PlatformTracker::new(
                     client.clone(),
                     connector_id.clone(),
@@ -203,6 +203,9 @@ impl Daemon {
         });
         let sinks: Vec<AnySink> = primary.into_iter().chain(directory).collect();
 
+        if let Some(after) = settings.connector.health_stall_timeout {
+            metrics.set_stall_timeout(after);
+        }
         let (background_stop, background_shutdown) = shutdown_pair();
         let mut background = Vec::new();
         // Liveness: ping every 40 s with the latest state; adopt an operator's reset.
@@ -270,6 +273,7 @@ impl Daemon {
 
     /// One run, its figures and its metrics.
     async fn run(&mut self, shutdown: &Shutdown, period: Option<Duration>) -> bool {
+        self.metrics.progress(Utc::now().timestamp());
         self.metrics.set_state(RunState::running);
         self.metrics.runs.inc();
         let cfg = RunConfig {
@@ -280,6 +284,7 @@ impl Daemon {
             friendly_name: format!("ArcSight run @ {}", Utc::now().format("%Y-%m-%d %H:%M:%S")),
             verify_period: self.settings.connector.verify_period,
             verify_batch: self.settings.connector.verify_batch,
+            progress: Some(self.metrics.clone()),
         };
         let stop = Some(shutdown);
         let (esm, converter, state) = (&self.esm, &self.converter, self.state.as_ref());
@@ -307,6 +312,7 @@ impl Daemon {
             self.state.update(|s| s.last_run = Some(now.timestamp()));
         }
         self.metrics.set_state(RunState::idle);
+        self.metrics.idle();
         self.backend.update_info(|i| {
             i.last_run_datetime = Some(now);
             i.next_run_datetime =
@@ -421,19 +427,25 @@ fn queue_sink(
     settings: &Settings,
     client: &OpenCtiClient,
     registration: &Registration,
+    metrics: &Metrics,
 ) -> Option<AnySink> {
     if !settings.connector.send_to_queue {
         return None;
     }
     Some(match settings.connector.queue_protocol {
-        QueueProtocol::Amqp => AnySink::Amqp(AmqpDelivery::new(
-            registration.mq.clone(),
-            registration.connector_user_id.clone(),
-            AmqpOptions {
-                tls: settings.mq_tls.clone(),
-                ..AmqpOptions::default()
-            },
-        )),
+        QueueProtocol::Amqp => AnySink::Amqp(
+            AmqpDelivery::new(
+                registration.mq.clone(),
+                registration.connector_user_id.clone(),
+                AmqpOptions {
+                    tls: settings.mq_tls.clone(),
+                    publish_timeout: settings.connector.amqp_publish_timeout,
+                    blocked_timeout: settings.connector.amqp_publish_timeout * 2,
+                    ..AmqpOptions::default()
+                },
+            )
+            .with_metrics(metrics.clone()),
+        ),
         QueueProtocol::Api => AnySink::Api(ApiDelivery::new(
             client.clone(),
             settings.connector.id.to_string(),

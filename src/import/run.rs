@@ -195,6 +195,8 @@ pub(crate) struct RunConfig {
     pub(crate) verify_period: Option<Duration>,
     /// Case-incident ids per verification call.
     pub(crate) verify_batch: usize,
+    /// Told of each page committed, for `/healthz` (`None`: nobody watches).
+    pub(crate) progress: Option<crate::metrics::Metrics>,
 }
 
 /// What a run did, logged as one line and shown in the work.
@@ -470,7 +472,11 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             let save_previous = finish(saving.take());
             let current = async {
                 let delivered = self.deliver(&mut cases.ready).await?;
-                self.commit(cases, delivered)
+                self.commit(cases, delivered)?;
+                if let Some(m) = &self.cfg.progress {
+                    m.progress(chrono::Utc::now().timestamp());
+                }
+                Ok(())
             };
             // Joined, not raced: a delivery is never cut off halfway (its expectations would
             // outlive its messages). A failed page stops the run: the next page, read or not,

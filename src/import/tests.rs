@@ -313,6 +313,7 @@ impl Harness {
                 friendly_name: "test run".into(),
                 verify_period: None,
                 verify_batch: 500,
+                progress: None,
             },
         }
     }

@@ -304,6 +304,18 @@ pub(crate) const CONNECTOR_VERIFY_PERIOD: Key<Duration> = key(
     false,
     "How often every case delivered is looked up in the platform (by its case-incident id, 500 a call) and the missing ones sent again; same formats as CONNECTOR_DURATION_PERIOD. Unset: `P1D`, or off when running once; zero (`PT0S`, `0`): off.",
 );
+// 30 minutes: a healthy run commits a page every few seconds to minutes, and every step
+// against a peer is bounded well below it (an AMQP publish 30 s, a blocked broker 60 s, ESM
+// and the platform by their retries), so only a run stuck beyond its own limits stays
+// silent that long; far below a daily period plus a run, so a stuck connector shows the
+// same day.
+pub(crate) const CONNECTOR_HEALTH_STALL_TIMEOUT: Key<Duration> = key(
+    "CONNECTOR_HEALTH_STALL_TIMEOUT",
+    "connector.health_stall_timeout",
+    Some("PT30M"),
+    false,
+    "`/healthz` answers 503 when a run has made no progress (started, or committed a page of cases) for this long; waiting for the next scheduled run is healthy. Same formats as CONNECTOR_DURATION_PERIOD; zero: off.",
+);
 pub(crate) const CONNECTOR_QUEUE_THRESHOLD: Key<Float> = key(
     "CONNECTOR_QUEUE_THRESHOLD",
     "connector.queue_threshold",
@@ -617,6 +629,7 @@ pub(crate) const DEFS: &[Def] = &[
     CONNECTOR_LOG_LEVEL.def,
     CONNECTOR_DURATION_PERIOD.def,
     CONNECTOR_VERIFY_PERIOD.def,
+    CONNECTOR_HEALTH_STALL_TIMEOUT.def,
     CONNECTOR_QUEUE_THRESHOLD.def,
     CONNECTOR_RUN_AND_TERMINATE.def,
     CONNECTOR_QUEUE_PROTOCOL.def,

@@ -131,6 +131,8 @@ pub struct ConnectorSettings {
     /// Case-incident ids per verification call. Not read from the environment; tests
     /// shorten it.
     pub verify_batch: usize,
+    /// `/healthz` turns unhealthy after a run made no progress this long (`None`: never).
+    pub health_stall_timeout: Option<Duration>,
     /// MB of 10^6 bytes, as pycti: a run is skipped while the queue holds this much or more.
     pub queue_threshold_mb: f64,
     pub run_and_terminate: bool,
@@ -148,6 +150,10 @@ pub struct ConnectorSettings {
     /// How often the connector pings the platform (pycti: 40 s). Not read from the
     /// environment; tests shorten it to make pings race the run's saves.
     pub ping_interval: Duration,
+    /// How long an AMQP publish or confirmation is awaited (30 s); a blocked broker is
+    /// awaited twice that. Not read from the environment; tests shorten it (lapin's I/O runs
+    /// on its own thread, so paused tokio time cannot).
+    pub amqp_publish_timeout: Duration,
 }
 
 impl ConnectorSettings {
@@ -962,6 +968,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
     } else {
         Some(None)
     };
+    let health_stall = r.period(&CONNECTOR_HEALTH_STALL_TIMEOUT);
     let queue_threshold = r.float(&CONNECTOR_QUEUE_THRESHOLD);
     let run_and_terminate = r.bool(&CONNECTOR_RUN_AND_TERMINATE);
     let queue_protocol = r.choice(&CONNECTOR_QUEUE_PROTOCOL).map(|p| match p {
@@ -1008,6 +1015,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         duration_period: period,
         verify_period,
         verify_batch: crate::import::VERIFY_BATCH,
+        health_stall_timeout: health_stall?,
         queue_threshold_mb: queue_threshold?,
         run_and_terminate: run_and_terminate?,
         queue_protocol: queue_protocol?,
@@ -1019,6 +1027,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         metrics_port: metrics_port? as u16,
         metrics_prefix,
         ping_interval: crate::opencti::PING_INTERVAL,
+        amqp_publish_timeout: crate::delivery::AmqpOptions::default().publish_timeout,
     })
 }
 

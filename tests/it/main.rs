@@ -2,6 +2,7 @@
 //! per file. Each module is one area; `common` holds the shared helpers (the simulated platform,
 //! a deployment "world", RabbitMQ topology, log capture) and `data` the test data's paths.
 
+mod broker_faults;
 mod cli;
 mod common;
 mod daemon;

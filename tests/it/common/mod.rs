@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod amqp;
+pub mod amqp_proxy;
 pub mod data;
 pub mod env;
 pub mod logs;

@@ -37,6 +37,10 @@ pub struct Env {
     pub ping_interval: Option<std::time::Duration>,
     /// Overrides the case-incident ids per verification call (not an environment setting).
     pub verify_batch: Option<usize>,
+    /// Overrides the 30 s AMQP publish timeout (not an environment setting).
+    pub amqp_timeout: Option<std::time::Duration>,
+    /// The metrics every run reports to (one process's, across its runs).
+    pub metrics: Metrics,
 }
 
 /// What one process life did, as seen from outside.
@@ -88,6 +92,8 @@ impl Env {
             unset: Vec::new(),
             ping_interval: None,
             verify_batch: None,
+            amqp_timeout: None,
+            metrics: Metrics::new(),
         }
     }
 
@@ -144,7 +150,10 @@ impl Env {
         if let Some(n) = self.verify_batch {
             settings.connector.verify_batch = n;
         }
-        let succeeded = run_daemon(settings, Metrics::new(), shutdown)
+        if let Some(t) = self.amqp_timeout {
+            settings.connector.amqp_publish_timeout = t;
+        }
+        let succeeded = run_daemon(settings, self.metrics.clone(), shutdown)
             .await
             .expect("the daemon starts");
         let objects = self
