@@ -48,30 +48,8 @@ struct Platform {
 
 type Shared = Arc<Mutex<Platform>>;
 
-fn op_of(query: &str) -> &'static str {
-    for (needle, name) in [
-        ("registerConnector", "registerConnector"),
-        ("pingConnector", "pingConnector"),
-        ("workAdd", "workAdd"),
-        ("addExpectations", "addExpectations"),
-        ("reportExpectation", "reportExpectation"),
-        ("toProcessed", "toProcessed"),
-        ("stixBundlePush", "stixBundlePush"),
-        ("connector_queue_details", "queueDetails"),
-        ("about", "health"),
-    ] {
-        if query.contains(needle) {
-            return name;
-        }
-    }
-    "unknown"
-}
-
-fn selects(query: &str, field: &str) -> bool {
-    query
-        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .any(|w| w == field)
-}
+// Which call a document is, and what it selects: as the test platform reads them.
+use platform_simulator::{operation as op_of, selects};
 
 async fn graphql(
     State(p): State<Shared>,

@@ -225,13 +225,14 @@ impl Recorded {
 }
 
 /// Does the document name `field` (a whole word)?
-fn selects(query: &str, field: &str) -> bool {
+pub fn selects(query: &str, field: &str) -> bool {
     query
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .any(|word| word == field)
 }
 
-fn operation(query: &str) -> &'static str {
+/// The platform operation a GraphQL document calls (`"unknown"` for any other).
+pub fn operation(query: &str) -> &'static str {
     for (needle, name) in [
         ("registerConnector", "registerConnector"),
         ("pingConnector", "pingConnector"),
