@@ -2,7 +2,7 @@
 //! the real RabbitMQ. Each scenario ends with every case ESM holds received in its latest
 //! version, and a further run with nothing changed sends nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use base64::Engine;
@@ -537,5 +537,29 @@ async fn an_event_linked_without_a_case_change_is_imported_next_run() {
     let r2 = env.run().await;
     assert_eq!(r2.case_ids(), [env.case_incident_id(&case)].into());
     assert_eq!(incidents(&r2), events.len() + 1);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn two_cases_whose_id_hashes_collide_are_both_delivered() {
+    // A real 48-bit collision of the ledger's id hash (found by search, not by this code):
+    // with the same stamps, the second case used to look delivered once the first was.
+    let (a, b) = ("case-0016331425", "case-0053236029");
+    let mut env = Env::start(0, 1).await;
+    env.set("ARCSIGHT_INCIDENTS_MAX_CASES", "1");
+    let modified = 1_708_550_400_000;
+    // Different creation times, so their case-incidents have different ids.
+    assert!(env.sim.add_case_with_id(a, modified - 60_000, modified, 3));
+    assert!(env.sim.add_case_with_id(b, modified - 120_000, modified, 3));
+    let mut delivered = BTreeSet::new();
+    for _ in 0..4 {
+        delivered.extend(env.run().await.case_ids());
+    }
+    for id in [a, b] {
+        assert!(
+            delivered.contains(&env.case_incident_id(id)),
+            "{id} is delivered"
+        );
+    }
     env.stop().await;
 }

@@ -327,6 +327,35 @@ impl DataSet {
         (0..n).map(|_| self.push_case()).collect()
     }
 
+    /// Adds a case with a chosen id and stamps (with one event); `false` when the id exists.
+    /// For ids whose hashes collide, and cases that differ only by id.
+    pub fn add_case_with_id(
+        &mut self,
+        id: &str,
+        created_ms: i64,
+        modified_ms: i64,
+        modification_count: u64,
+    ) -> bool {
+        if self.by_id.contains_key(id) {
+            return false;
+        }
+        let ordinal = self.cases.len();
+        let event_ids = self.new_events(created_ms, 1, true);
+        let rec = CaseRec {
+            id: id.to_owned(),
+            display_id: self.next_display_id,
+            created_ms,
+            modified_ms,
+            modification_count,
+            event_ids,
+            attrs: self.rng.next_u64(),
+        };
+        self.next_display_id += 1;
+        self.by_id.insert(id.to_owned(), ordinal);
+        self.cases.push(Some(rec));
+        true
+    }
+
     /// Deletes a case (its events stay, as ESM keeps events independently of cases).
     pub fn delete_case(&mut self, id: &str) -> bool {
         match self.by_id.remove(id) {

@@ -310,6 +310,18 @@ impl Simulator {
         self.shared.with_data(|d| d.add_cases(n))
     }
 
+    /// Adds a case with a chosen id and stamps (and one event); `false` when the id exists.
+    pub fn add_case_with_id(
+        &self,
+        id: &str,
+        created_ms: i64,
+        modified_ms: i64,
+        modification_count: u64,
+    ) -> bool {
+        self.shared
+            .with_data(|d| d.add_case_with_id(id, created_ms, modified_ms, modification_count))
+    }
+
     /// Sets a case's `modifiedTimestamp` to `ms` (any time: the future, long ago) as an edit
     /// does (its `modificationCount` goes up); `false` when unknown.
     pub fn set_case_modified(&self, id: &str, ms: i64) -> bool {
