@@ -16,20 +16,20 @@ use tracing::{error, info, warn};
 
 use super::adapters::{LocalTracker, PlatformTracker};
 use super::run::{RunConfig, RunReport, SharedState, Tracker, run_once};
-use super::schedule::{
-    Shutdown, ShutdownTrigger, every, repeat, shutdown_pair, sleep_unless_shutdown, unless_shutdown,
-};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{
     AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity,
 };
 use crate::esm::EsmClient;
-use crate::metrics::{Metrics, RunState};
+use crate::metrics::{ImportMetrics as Metrics, RunState};
 use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
+use connector_runtime::schedule::{
+    Shutdown, ShutdownTrigger, every, repeat, shutdown_pair, sleep_unless_shutdown, unless_shutdown,
+};
 use peer_http::lock;
 
 /// Longest wait between two attempts to reach the platform at start-up.

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{debug, error, info, warn};
 
-use super::schedule::Shutdown;
 use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select_owned, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
@@ -22,6 +21,7 @@ use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
 use crate::opencti::{OpenCtiError, WorkFate};
 use crate::stix::{Bundle, StixObject};
+use connector_runtime::schedule::Shutdown;
 use peer_http::lock;
 
 /// Longest wait for each cleanup step after a stop request (logout, closing the connection,
@@ -196,7 +196,7 @@ pub(crate) struct RunConfig {
     /// Case-incident ids per verification call.
     pub(crate) verify_batch: usize,
     /// Told of each page committed, for `/healthz` (`None`: nobody watches).
-    pub(crate) progress: Option<crate::metrics::Metrics>,
+    pub(crate) progress: Option<crate::metrics::ImportMetrics>,
 }
 
 /// What a run did, logged as one line and shown in the work.

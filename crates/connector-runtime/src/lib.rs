@@ -1,0 +1,5 @@
+//! What every connector of the workspace shares (docs/design.md, Layout).
+
+pub mod metrics;
+pub mod schedule;
+pub mod telemetry;
