@@ -234,6 +234,9 @@ fn le48(bytes: &[u8]) -> u64 {
 
 /// The ledger is the import's platform state: the runtime's writer pings it, adopts its reset.
 impl connector_runtime::platform::ConnectorState for State {
+    const RESET_NOTICE: &'static str =
+        "the state was reset in the platform: the next run imports everything again";
+
     fn from_platform(text: Option<&str>) -> State {
         State::from_platform(text)
     }

@@ -24,6 +24,8 @@ use crate::schedule::{
 
 /// A connector's state as the platform keeps it (`connector_state`, a JSON text).
 pub trait ConnectorState: Send + 'static {
+    /// Logged (info) when an operator's reset is adopted: what it means for this connector.
+    const RESET_NOTICE: &'static str;
     /// The state from the platform's text; `None` (no state, or a reset) is the empty state.
     fn from_platform(text: Option<&str>) -> Self;
     /// The text the platform keeps.
@@ -89,7 +91,7 @@ impl<S: ConnectorState> SharedState<S> {
         let mut guard = lock(&self.state);
         *guard = state;
         self.resets.fetch_add(1, Ordering::SeqCst);
-        info!("the state was reset in the platform: the next run imports everything again");
+        info!("{}", S::RESET_NOTICE);
     }
 
     /// Changes the state unless a reset was adopted since `resets` (then `None`).
@@ -328,6 +330,7 @@ mod tests {
     struct Position(u64);
 
     impl ConnectorState for Position {
+        const RESET_NOTICE: &'static str = "the position was reset";
         fn from_platform(text: Option<&str>) -> Self {
             Position(text.and_then(|t| t.parse().ok()).unwrap_or_default())
         }
