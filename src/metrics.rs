@@ -1,39 +1,18 @@
-//! Prometheus metrics, `/metrics`, `/healthz` and `/readyz`.
-//!
-//! pycti's metric names are kept (dashboards built for the Python connector keep working), and
-//! ours are added beside them. Every log line that matters in the run loop is paired with one of
-//! these counters, so an operator can alert on what the logs say.
+//! The import connector's own metrics, registered beside pycti's in the runtime's registry
+//! (`connector_runtime::metrics`), so one `/metrics` shows both.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::ops::Deref;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// pycti's `state` enum.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub(crate) enum RunState {
-    idle,
-    running,
-    stopped,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: RunState,
-}
+pub use connector_runtime::metrics::{
+    Metrics, PLATFORM_DOWN_UNHEALTHY_AFTER, RunState, peak_rss_bytes, serve, serve_on,
+};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct EsmRequestLabels {
@@ -41,25 +20,18 @@ pub(crate) struct EsmRequestLabels {
     pub(crate) outcome: String,
 }
 
-/// Why delivered cases were sent again (`sync::verify`).
+/// Why delivered cases were sent again (`import::verify`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResentLabels {
     /// `work_dead`, `work_error` or `missing`.
     pub(crate) reason: &'static str,
 }
 
-/// Every metric the connector exposes.
-#[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
-    pub(crate) bundles_sent: Counter,
-    pub(crate) records_sent: Counter,
-    pub(crate) runs: Counter,
-    pub(crate) ping_api: Counter,
-    pub(crate) ping_api_errors: Counter,
-    pub(crate) errors: Counter,
-    pub(crate) client_errors: Counter,
-    state: Family<StateLabel, Gauge>,
+/// Every metric the import connector exposes: the runtime's (pycti's families and the
+/// health, reached through `Deref`) and its own. Clones share everything.
+#[derive(Clone, Debug)]
+pub struct ImportMetrics {
+    shared: Metrics,
     pub(crate) esm_requests: Family<EsmRequestLabels, Gauge>,
     pub(crate) cases_delivered: Counter,
     pub(crate) cases_failed: Counter,
@@ -68,178 +40,137 @@ pub struct Metrics {
     pub(crate) cases_resent: Family<ResentLabels, Counter>,
     pub(crate) verify_failures: Counter,
     pub(crate) run_duration: Histogram,
-    last_success_unix: Arc<AtomicI64>,
     last_success_gauge: Gauge,
     pub(crate) peak_rss_bytes: Gauge,
-    /// Unix seconds since which the platform has not answered at start-up; 0 when it has.
-    platform_down_since: Arc<AtomicI64>,
     pub(crate) broker_blocked_total: Counter,
     pub(crate) broker_blocked: Gauge,
-    /// Unix seconds of the running run's last progress (its start, a page committed); 0
-    /// between runs, when waiting for the next one is what the connector should do.
-    progress_at: Arc<AtomicI64>,
-    /// `CONNECTOR_HEALTH_STALL_TIMEOUT` in seconds; 0 leaves stalls out of `/healthz`.
-    stall_after_secs: Arc<AtomicI64>,
 }
 
-/// How long the platform may stay unreachable at start-up before `/healthz` (and so the
-/// container's healthcheck) reports unhealthy: long enough for a platform started beside us
-/// to come up, short enough that a broken deployment shows.
-pub const PLATFORM_DOWN_UNHEALTHY_AFTER: Duration = Duration::from_secs(300);
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
-
-impl Default for Metrics {
+impl Default for ImportMetrics {
     fn default() -> Self {
-        Metrics::new()
+        ImportMetrics::new()
     }
 }
 
-impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics::with_prefix(None)
+impl Deref for ImportMetrics {
+    type Target = Metrics;
+
+    fn deref(&self) -> &Metrics {
+        &self.shared
+    }
+}
+
+impl From<ImportMetrics> for Metrics {
+    fn from(m: ImportMetrics) -> Metrics {
+        m.shared
+    }
+}
+
+impl ImportMetrics {
+    pub fn new() -> ImportMetrics {
+        ImportMetrics::with_prefix(None)
     }
 
     /// With every metric name prefixed by `prefix_` (`CONNECTOR_METRICS_NAMESPACE` and
     /// `_SUBSYSTEM`, as pycti prefixes its own).
-    pub fn with_prefix(prefix: Option<&str>) -> Metrics {
-        let mut registry = match prefix {
-            Some(p) => Registry::with_prefix(p),
-            None => Registry::default(),
-        };
-        let m = Metrics {
-            registry: Arc::new(Registry::default()),
-            bundles_sent: Counter::default(),
-            records_sent: Counter::default(),
-            runs: Counter::default(),
-            ping_api: Counter::default(),
-            ping_api_errors: Counter::default(),
-            errors: Counter::default(),
-            client_errors: Counter::default(),
-            state: Family::default(),
-            esm_requests: Family::default(),
-            cases_delivered: Counter::default(),
-            cases_failed: Counter::default(),
-            cases_events_failed: Counter::default(),
-            runs_skipped: Counter::default(),
-            cases_resent: Family::default(),
-            verify_failures: Counter::default(),
-            run_duration: Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]),
-            last_success_unix: Arc::new(AtomicI64::new(0)),
-            last_success_gauge: Gauge::default(),
-            peak_rss_bytes: Gauge::default(),
-            platform_down_since: Arc::new(AtomicI64::new(0)),
-            broker_blocked_total: Counter::default(),
-            broker_blocked: Gauge::default(),
-            progress_at: Arc::new(AtomicI64::new(0)),
-            stall_after_secs: Arc::new(AtomicI64::new(0)),
-        };
-        // pycti's names.
-        registry.register(
-            "bundles_sent",
-            "Number of bundles sent",
-            m.bundles_sent.clone(),
-        );
-        registry.register(
-            "records_sent",
-            "Number of STIX objects sent",
-            m.records_sent.clone(),
-        );
-        registry.register("runs", "Number of runs", m.runs.clone());
-        registry.register("ping_api", "Number of pings to the API", m.ping_api.clone());
-        registry.register(
-            "ping_api_errors",
-            "Number of failed pings to the API",
-            m.ping_api_errors.clone(),
-        );
-        registry.register("errors", "Number of errors", m.errors.clone());
-        registry.register(
-            "client_errors",
-            "ESM calls that failed after their retries",
-            m.client_errors.clone(),
-        );
-        registry.register("state", "State of the connector", m.state.clone());
-        // Ours.
-        registry.register(
-            "arcsight_esm_requests",
-            "ESM requests by endpoint and outcome (ok, retried, error), as counted by the client",
-            m.esm_requests.clone(),
-        );
-        registry.register(
-            "arcsight_cases_delivered",
-            "Cases delivered to the platform",
-            m.cases_delivered.clone(),
-        );
-        registry.register(
-            "arcsight_cases_failed",
-            "Cases that failed and will be retried",
-            m.cases_failed.clone(),
-        );
-        registry.register(
-            "arcsight_cases_events_failed",
-            "Cases not delivered because reading some of their events failed (of cases_failed)",
-            m.cases_events_failed.clone(),
-        );
-        registry.register(
-            "arcsight_runs_skipped",
-            "Runs skipped because the platform's queue was over the threshold",
-            m.runs_skipped.clone(),
-        );
-        registry.register(
-            "arcsight_cases_resent",
-            "Delivered cases put back to be sent again, by reason: their work was deleted before its messages were imported (work_dead), reported import errors (work_error), or the case is missing in the platform (missing)",
-            m.cases_resent.clone(),
-        );
-        registry.register(
-            "arcsight_verify_failures",
-            "Read-backs of works and verifications of the delivered cases that failed or timed out (retried next run)",
-            m.verify_failures.clone(),
-        );
-        registry.register(
-            "arcsight_run_duration_seconds",
-            "Duration of runs",
-            m.run_duration.clone(),
-        );
-        registry.register(
-            "arcsight_last_success_timestamp_seconds",
-            "Unix time of the last successful run",
-            m.last_success_gauge.clone(),
-        );
-        registry.register(
-            "arcsight_peak_resident_memory_bytes",
-            "Peak resident memory of the process, read at the end of each run (Linux)",
-            m.peak_rss_bytes.clone(),
-        );
-        // Not `arcsight_broker_blocked` (+ `_total`): one family name per metric, and the
-        // gauge below has it.
-        registry.register(
-            "arcsight_broker_blocked_episodes",
-            "Times RabbitMQ blocked the connection (connection.blocked: a memory or disk alarm)",
-            m.broker_blocked_total.clone(),
-        );
-        registry.register(
-            "arcsight_broker_blocked",
-            "1 while RabbitMQ blocks the run's connection, 0 otherwise",
-            m.broker_blocked.clone(),
-        );
-        m.set_state(RunState::idle);
-        Metrics {
-            registry: Arc::new(registry),
-            ..m
+    pub fn with_prefix(prefix: Option<&str>) -> ImportMetrics {
+        let esm_requests = Family::<EsmRequestLabels, Gauge>::default();
+        let cases_delivered = Counter::default();
+        let cases_failed = Counter::default();
+        let cases_events_failed = Counter::default();
+        let runs_skipped = Counter::default();
+        let cases_resent = Family::<ResentLabels, Counter>::default();
+        let verify_failures = Counter::default();
+        let run_duration =
+            Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0]);
+        let last_success_gauge = Gauge::default();
+        let peak_rss_bytes = Gauge::default();
+        let broker_blocked_total = Counter::default();
+        let broker_blocked = Gauge::default();
+        let shared = Metrics::with_families(prefix, |registry: &mut Registry| {
+            registry.register(
+                "arcsight_esm_requests",
+                "ESM requests by endpoint and outcome (ok, retried, error), as counted by the client",
+                esm_requests.clone(),
+            );
+            registry.register(
+                "arcsight_cases_delivered",
+                "Cases delivered to the platform",
+                cases_delivered.clone(),
+            );
+            registry.register(
+                "arcsight_cases_failed",
+                "Cases that failed and will be retried",
+                cases_failed.clone(),
+            );
+            registry.register(
+                "arcsight_cases_events_failed",
+                "Cases not delivered because reading some of their events failed (of cases_failed)",
+                cases_events_failed.clone(),
+            );
+            registry.register(
+                "arcsight_runs_skipped",
+                "Runs skipped because the platform's queue was over the threshold",
+                runs_skipped.clone(),
+            );
+            registry.register(
+                "arcsight_cases_resent",
+                "Delivered cases put back to be sent again, by reason: their work was deleted before its messages were imported (work_dead), reported import errors (work_error), or the case is missing in the platform (missing)",
+                cases_resent.clone(),
+            );
+            registry.register(
+                "arcsight_verify_failures",
+                "Read-backs of works and verifications of the delivered cases that failed or timed out (retried next run)",
+                verify_failures.clone(),
+            );
+            registry.register(
+                "arcsight_run_duration_seconds",
+                "Duration of runs",
+                run_duration.clone(),
+            );
+            registry.register(
+                "arcsight_last_success_timestamp_seconds",
+                "Unix time of the last successful run",
+                last_success_gauge.clone(),
+            );
+            registry.register(
+                "arcsight_peak_resident_memory_bytes",
+                "Peak resident memory of the process, read at the end of each run (Linux)",
+                peak_rss_bytes.clone(),
+            );
+            // Not `arcsight_broker_blocked` (+ `_total`): one family name per metric, and the
+            // gauge below has it.
+            registry.register(
+                "arcsight_broker_blocked_episodes",
+                "Times RabbitMQ blocked the connection (connection.blocked: a memory or disk alarm)",
+                broker_blocked_total.clone(),
+            );
+            registry.register(
+                "arcsight_broker_blocked",
+                "1 while RabbitMQ blocks the run's connection, 0 otherwise",
+                broker_blocked.clone(),
+            );
+        });
+        ImportMetrics {
+            shared,
+            esm_requests,
+            cases_delivered,
+            cases_failed,
+            cases_events_failed,
+            runs_skipped,
+            cases_resent,
+            verify_failures,
+            run_duration,
+            last_success_gauge,
+            peak_rss_bytes,
+            broker_blocked_total,
+            broker_blocked,
         }
     }
 
-    /// Brings `client_errors` (ESM calls that failed for good) up to the client's cumulative
-    /// count; the counter never goes down.
-    pub(crate) fn set_client_errors_total(&self, total: u64) {
-        let seen = self.client_errors.get();
-        if total > seen {
-            self.client_errors.inc_by(total - seen);
-        }
+    /// The runtime's part, for what takes it alone (the endpoints, the platform lifecycle).
+    pub fn shared(&self) -> &Metrics {
+        &self.shared
     }
 
     /// Mirrors the ESM client's cumulative request count for one endpoint and outcome.
@@ -252,179 +183,11 @@ impl Metrics {
             .set(i64::try_from(total).unwrap_or(i64::MAX));
     }
 
-    pub(crate) fn set_state(&self, s: RunState) {
-        for each in [RunState::idle, RunState::running, RunState::stopped] {
-            self.state
-                .get_or_create(&StateLabel { state: each })
-                .set(i64::from(each == s));
-        }
-    }
-
-    /// Records a successful run ending at `unix` seconds.
+    /// Records a successful run ending at `unix` seconds: `/readyz` and the gauge.
     pub(crate) fn record_success(&self, unix: i64) {
-        self.last_success_unix.store(unix, Ordering::Relaxed);
+        self.shared.record_success(unix);
         self.last_success_gauge.set(unix);
     }
-
-    /// The platform did not answer at `now_unix` (the first such time is kept).
-    pub fn platform_down(&self, now_unix: i64) {
-        let _ = self.platform_down_since.compare_exchange(
-            0,
-            now_unix.max(1),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-    }
-
-    /// The platform answered.
-    pub fn platform_up(&self) {
-        self.platform_down_since.store(0, Ordering::Relaxed);
-    }
-
-    /// For how long the platform has not answered, as of `now_unix`; `None` when it has.
-    pub(crate) fn platform_down_for(&self, now_unix: i64) -> Option<Duration> {
-        let since = self.platform_down_since.load(Ordering::Relaxed);
-        (since > 0).then(|| Duration::from_secs(now_unix.saturating_sub(since).max(0) as u64))
-    }
-
-    /// `/healthz` reports unhealthy when a run has made no progress for `after`.
-    pub fn set_stall_timeout(&self, after: Duration) {
-        self.stall_after_secs.store(
-            i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// The running run made progress at `now_unix` (it started, or committed a page).
-    pub(crate) fn progress(&self, now_unix: i64) {
-        self.progress_at.store(now_unix.max(1), Ordering::Relaxed);
-    }
-
-    /// No run is running: waiting for the next one is healthy.
-    pub(crate) fn idle(&self) {
-        self.progress_at.store(0, Ordering::Relaxed);
-    }
-
-    /// For how long the running run has made no progress, as of `now_unix`, when that is
-    /// longer than the stall timeout.
-    pub(crate) fn stalled_for(&self, now_unix: i64) -> Option<Duration> {
-        let (at, after) = (
-            self.progress_at.load(Ordering::Relaxed),
-            self.stall_after_secs.load(Ordering::Relaxed),
-        );
-        let stalled = now_unix.saturating_sub(at);
-        (at > 0 && after > 0 && stalled > after).then(|| Duration::from_secs(stalled as u64))
-    }
-
-    /// Ready when the last run succeeded within `window` of `now_unix`.
-    pub(crate) fn is_ready(&self, now_unix: i64, window: Duration) -> bool {
-        let last = self.last_success_unix.load(Ordering::Relaxed);
-        last > 0 && now_unix.saturating_sub(last) <= window.as_secs() as i64
-    }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
-
-#[derive(Clone)]
-struct ServerState {
-    metrics: Metrics,
-    ready_window: Duration,
-}
-
-/// The router for `/metrics`, `/healthz`, `/readyz`. `ready_window` is twice the run period.
-pub(crate) fn router(metrics: Metrics, ready_window: Duration) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(health_handler))
-        .route("/readyz", get(ready_handler))
-        .with_state(ServerState {
-            metrics,
-            ready_window,
-        })
-}
-
-async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-}
-
-/// Alive, unless the platform has been unreachable for longer than
-/// [`PLATFORM_DOWN_UNHEALTHY_AFTER`] (a connector that cannot start must not look healthy),
-/// or a run has made no progress for longer than the stall timeout (one stuck on a peer must
-/// not look healthy either; waiting between runs is healthy).
-async fn health_handler(State(s): State<ServerState>) -> impl IntoResponse {
-    let now = chrono::Utc::now().timestamp();
-    match s.metrics.platform_down_for(now) {
-        Some(d) if d > PLATFORM_DOWN_UNHEALTHY_AFTER => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the platform has not answered for {} s", d.as_secs()),
-            );
-        }
-        _ => {}
-    }
-    match s.metrics.stalled_for(now) {
-        Some(d) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the run has made no progress for {} s", d.as_secs()),
-        ),
-        None => (StatusCode::OK, "ok".to_owned()),
-    }
-}
-
-async fn ready_handler(State(s): State<ServerState>) -> impl IntoResponse {
-    if s.metrics
-        .is_ready(chrono::Utc::now().timestamp(), s.ready_window)
-    {
-        (StatusCode::OK, "ready")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no successful run recently",
-        )
-    }
-}
-
-/// The process's peak resident set size (`VmHWM`), on Linux; `None` elsewhere.
-pub(crate) fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Serves the router on `addr` until `shutdown` resolves.
-pub(crate) async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    ready_window: Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(listener, metrics, ready_window, shutdown).await
-}
-
-/// Serves the router on a bound listener until `shutdown` resolves.
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    metrics: Metrics,
-    ready_window: Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, ready_window))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]
@@ -433,7 +196,7 @@ mod tests {
 
     #[test]
     fn exposes_pycti_names_and_ours() {
-        let m = Metrics::new();
+        let m = ImportMetrics::new();
         m.runs.inc();
         m.set_state(RunState::running);
         let text = m.encode();
@@ -455,41 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn client_errors_follow_the_cumulative_total_and_never_go_down() {
-        let m = Metrics::new();
-        m.set_client_errors_total(3);
-        m.set_client_errors_total(2);
-        m.set_client_errors_total(5);
+    fn a_success_sets_the_gauge_and_readiness() {
+        let m = ImportMetrics::new();
+        m.record_success(1000);
+        assert!(m.is_ready(1050, std::time::Duration::from_secs(60)));
         assert!(
-            m.encode().contains("client_errors_total 5\n"),
+            m.encode()
+                .contains("arcsight_last_success_timestamp_seconds 1000\n"),
             "{}",
             m.encode()
         );
-    }
-
-    #[test]
-    fn a_run_without_progress_past_the_stall_timeout_is_unhealthy() {
-        let m = Metrics::new();
-        m.set_stall_timeout(Duration::from_secs(60));
-        m.progress(1000);
-        assert_eq!(m.stalled_for(1060), None);
-        assert_eq!(m.stalled_for(1061), Some(Duration::from_secs(61)));
-        m.progress(1061);
-        assert_eq!(m.stalled_for(1100), None);
-        m.idle();
-        assert_eq!(
-            m.stalled_for(100_000),
-            None,
-            "waiting between runs is healthy"
-        );
-    }
-
-    #[test]
-    fn readiness_needs_a_recent_success() {
-        let m = Metrics::new();
-        assert!(!m.is_ready(1000, Duration::from_secs(60)));
-        m.record_success(1000);
-        assert!(m.is_ready(1050, Duration::from_secs(60)));
-        assert!(!m.is_ready(1061, Duration::from_secs(60)));
     }
 }

@@ -169,7 +169,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
-            crate::telemetry::init(false, crate::telemetry::LogLevel::Warn);
+            crate::telemetry::init(crate::LOG_TARGETS, false, crate::telemetry::LogLevel::Warn);
             let summary = runtime()
                 .and_then(|rt| rt.block_on(demo::run(&args)))
                 .map_err(|e| CliError::failed("demo", e))?;
@@ -178,7 +178,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         }
         #[cfg(feature = "demo")]
         Command::SimulateEsm(args) => {
-            crate::telemetry::init(false, crate::telemetry::LogLevel::Info);
+            crate::telemetry::init(crate::LOG_TARGETS, false, crate::telemetry::LogLevel::Info);
             runtime()
                 .and_then(|rt| {
                     rt.block_on(esm_simulator::cli::run(args))
@@ -212,7 +212,7 @@ fn run_check(config: Option<&std::path::Path>) -> Result<ExitCode, CliError> {
         Err(e) => return Err(e),
     };
     // Only warnings and errors on stderr: the checks' lines are the output.
-    crate::telemetry::init(false, crate::telemetry::LogLevel::Error);
+    crate::telemetry::init(crate::LOG_TARGETS, false, crate::telemetry::LogLevel::Error);
     let checks = runtime()
         .map_err(|e| CliError::failed("check", e))?
         .block_on(check::run(&settings));
@@ -264,8 +264,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// The daemon: runs on the schedule until SIGTERM/SIGINT, or once (`CONNECTOR_RUN_AND_TERMINATE`
 /// or a zero period). Exit 0 when the last run succeeded.
 fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
-    use crate::import::schedule::{on_signals, shutdown_pair};
-    crate::telemetry::init(settings.opencti.json_logging, settings.connector.log_level);
+    use connector_runtime::schedule::{on_signals, shutdown_pair};
+    crate::telemetry::init(
+        crate::LOG_TARGETS,
+        settings.opencti.json_logging,
+        settings.connector.log_level,
+    );
     for line in settings.advice() {
         tracing::warn!("{line}");
     }
@@ -279,8 +283,9 @@ fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
     Ok(rt.block_on(async move {
         let (trigger, shutdown) = shutdown_pair();
         on_signals(trigger);
-        let metrics =
-            crate::metrics::Metrics::with_prefix(settings.connector.metrics_prefix.as_deref());
+        let metrics = crate::metrics::ImportMetrics::with_prefix(
+            settings.connector.metrics_prefix.as_deref(),
+        );
         // The daemon serves the metrics (when exposed) and awaits that task at shutdown.
         match crate::import::daemon::run_daemon(settings, metrics, shutdown).await {
             Ok(true) => ExitCode::SUCCESS,

@@ -22,7 +22,7 @@ use tracing::{debug, error, info};
 
 use super::split::{SplitBundle, split_bundle, split_count};
 use super::{DeliveryError, DeliveryReport, Sink};
-use crate::metrics::Metrics;
+use crate::metrics::ImportMetrics as Metrics;
 use crate::opencti::MqConnection;
 use crate::stix::Bundle;
 

@@ -1,7 +1,5 @@
 //! The run's ports wired to the real parts: the ESM client, the platform, the deliveries.
 
-use std::sync::Mutex;
-
 use serde_json::Value;
 use tracing::warn;
 
@@ -9,8 +7,8 @@ use super::run::{CaseSource, Saved, SharedState, Tracker, TrackerError};
 use super::state::State;
 use crate::esm::model::EventId;
 use crate::esm::{EsmClient, EsmError, EventsFetch};
-use crate::opencti::{ConnectorInfo, OpenCtiClient, OpenCtiError, WorkFate};
-use peer_http::lock;
+use crate::opencti::{ConnectorInfo, OpenCtiClient, WorkFate};
+use connector_runtime::platform::StateWriter;
 
 impl CaseSource for EsmClient {
     async fn login(&self) -> Result<(), EsmError> {
@@ -38,17 +36,12 @@ impl CaseSource for EsmClient {
 
 /// Works and state in the platform.
 pub(crate) struct PlatformTracker {
-    pub(crate) client: OpenCtiClient,
-    pub(crate) connector_id: String,
+    /// The platform's client, the connector's id, what a ping reports, and the one writer of
+    /// the state (the runtime's).
+    pub(crate) platform: std::sync::Arc<StateWriter>,
     /// Whether runs are tracked as works: only when bundles go to the platform's queue
     /// (`CONNECTOR_SEND_TO_QUEUE`), as pycti does.
     pub(crate) works: bool,
-    /// What a ping reports besides the state.
-    pub(crate) info: Mutex<ConnectorInfo>,
-    /// The one writer: every ping (liveness or save) waits its turn here, then snapshots the
-    /// state, so the platform never receives an older state after a newer one. It holds the
-    /// platform's reset mark (`connector_state_timestamp`) last seen.
-    writer: tokio::sync::Mutex<Option<String>>,
 }
 
 /// Attempts at `toProcessed`: it is what completes a multi-part work.
@@ -65,44 +58,14 @@ impl PlatformTracker {
         state_timestamp: Option<String>,
     ) -> Self {
         PlatformTracker {
-            client,
-            connector_id,
+            platform: std::sync::Arc::new(StateWriter::new(
+                client,
+                connector_id,
+                info,
+                state_timestamp,
+            )),
             works,
-            info: Mutex::new(info),
-            writer: tokio::sync::Mutex::new(state_timestamp),
         }
-    }
-
-    /// Pings with the latest state; adopts the empty state when the platform's reset mark
-    /// moved since the last answer (an operator reset the state meanwhile).
-    ///
-    /// The platform stores the state of every ping except the first after a reset, which
-    /// clears the reset and keeps the empty state the reset wrote; `resetStateConnector` is
-    /// what moves the mark, never a ping. So a moved mark means "the platform now holds the
-    /// empty state", and the answer needs no echo of the state (16 MB at 1,000,000 cases,
-    /// which an answer limit sized for every other call cannot take).
-    pub(crate) async fn ping(&self, state: &SharedState) -> Result<Saved, OpenCtiError> {
-        let mut seen = self.writer.lock().await;
-        let resets = state.resets();
-        let text = state.to_platform();
-        let info = lock(&self.info).clone();
-        let answer = self
-            .client
-            .ping(&self.connector_id, Some(text), &info)
-            .await?;
-        // No mark (a connector registered before the platform had one, and never reset since)
-        // is no news: only a mark that moved is a reset.
-        let Some(mark) = answer.state_timestamp else {
-            return Ok(Saved::Kept);
-        };
-        if seen.as_deref() == Some(mark.as_str()) {
-            return Ok(Saved::Kept);
-        }
-        *seen = Some(mark);
-        if state.resets() == resets {
-            state.adopt_reset(State::from_platform(None));
-        }
-        Ok(Saved::Reset)
     }
 }
 
@@ -112,18 +75,28 @@ impl Tracker for PlatformTracker {
             return Ok(None);
         }
         Ok(Some(
-            self.client
-                .work_add(&self.connector_id, friendly_name)
+            self.platform
+                .client
+                .work_add(&self.platform.connector_id, friendly_name)
                 .await?,
         ))
     }
 
     async fn add_expectations(&self, work_id: &str, n: i64) -> Result<(), TrackerError> {
-        Ok(self.client.work_add_expectations(work_id, n).await?)
+        Ok(self
+            .platform
+            .client
+            .work_add_expectations(work_id, n)
+            .await?)
     }
 
     async fn report_expectation(&self, work_id: &str, error: Option<&str>) {
-        if let Err(e) = self.client.work_report_expectation(work_id, error).await {
+        if let Err(e) = self
+            .platform
+            .client
+            .work_report_expectation(work_id, error)
+            .await
+        {
             warn!(error = %e, "reporting the run's sentinel expectation failed");
         }
     }
@@ -132,6 +105,7 @@ impl Tracker for PlatformTracker {
         let mut wait = std::time::Duration::from_millis(500);
         for attempt in 1..=TO_PROCESSED_ATTEMPTS {
             match self
+                .platform
                 .client
                 .work_to_processed(work_id, message, in_error)
                 .await
@@ -148,11 +122,11 @@ impl Tracker for PlatformTracker {
     }
 
     async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError> {
-        Ok(self.ping(state).await?)
+        Ok(self.platform.ping(state).await?)
     }
 
     async fn work_fate(&self, work_id: &str) -> Result<Option<WorkFate>, TrackerError> {
-        Ok(Some(self.client.work_fate(work_id).await?))
+        Ok(Some(self.platform.client.work_fate(work_id).await?))
     }
 
     async fn existing_case_incidents(
@@ -165,7 +139,10 @@ impl Tracker for PlatformTracker {
             return Ok(None);
         }
         Ok(Some(
-            self.client.existing_case_incidents(standard_ids).await?,
+            self.platform
+                .client
+                .existing_case_incidents(standard_ids)
+                .await?,
         ))
     }
 }

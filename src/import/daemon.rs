@@ -16,28 +16,20 @@ use tracing::{error, info, warn};
 
 use super::adapters::{LocalTracker, PlatformTracker};
 use super::run::{RunConfig, RunReport, SharedState, Tracker, run_once};
-use super::schedule::{
-    Shutdown, ShutdownTrigger, every, repeat, shutdown_pair, sleep_unless_shutdown, unless_shutdown,
-};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{
     AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity,
 };
 use crate::esm::EsmClient;
-use crate::metrics::{Metrics, RunState};
+use crate::metrics::{ImportMetrics as Metrics, RunState};
 use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
 };
 use crate::settings::{QueueProtocol, Settings};
+use connector_runtime::platform::{Background, RegisterError, ping_loop, register_with_backoff};
+use connector_runtime::schedule::{Shutdown, repeat};
 use peer_http::lock;
-
-/// Longest wait between two attempts to reach the platform at start-up.
-const MAX_STARTUP_WAIT: Duration = Duration::from_secs(60);
-
-/// After this long without the platform, "not ready" is said at error level: the default log
-/// level is `error`, and an operator must see a deployment that cannot start.
-const NOT_READY_IS_AN_ERROR_AFTER: Duration = Duration::from_secs(60);
 
 /// Why the daemon could not start (a failed run is a report, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +76,7 @@ impl Backend {
 
     fn update_info(&self, f: impl FnOnce(&mut ConnectorInfo)) {
         if let Backend::Platform { tracker, .. } = self {
-            f(&mut lock(&tracker.info));
+            f(&mut lock(&tracker.platform.info));
         }
     }
 }
@@ -113,14 +105,9 @@ pub(crate) struct Daemon {
     backend: Backend,
     state: Arc<SharedState>,
     sinks: Vec<AnySink>,
-    /// Stops the background tasks (pinger, metrics server) when the daemon ends, whether or
-    /// not a stop was requested (a run-and-terminate run ends on its own).
-    background_stop: ShutdownTrigger,
-    background: Vec<tokio::task::JoinHandle<()>>,
+    /// The pinger and the metrics server, stopped when the daemon ends.
+    background: Background,
 }
-
-/// How long the background tasks get to finish at shutdown (a ping in flight).
-const BACKGROUND_GRACE: Duration = Duration::from_secs(3);
 
 impl Daemon {
     /// Start-up: the platform (state, broker, applicant) or the offline state file, the sinks,
@@ -206,20 +193,19 @@ impl Daemon {
         if let Some(after) = settings.connector.health_stall_timeout {
             metrics.set_stall_timeout(after);
         }
-        let (background_stop, background_shutdown) = shutdown_pair();
-        let mut background = Vec::new();
+        let mut background = Background::new();
         // Liveness: ping every 40 s with the latest state; adopt an operator's reset.
         if let Backend::Platform { tracker, .. } = &backend {
-            background.push(tokio::spawn(ping_loop(
+            background.spawn(ping_loop(
                 settings.connector.ping_interval,
-                tracker.clone(),
+                tracker.platform.clone(),
                 state.clone(),
-                metrics.clone(),
-                background_shutdown.clone(),
-            )));
+                metrics.shared().clone(),
+                background.shutdown(),
+            ));
         }
         if settings.connector.expose_metrics {
-            background.push(metrics_server(&settings, &metrics, background_shutdown));
+            background.push(metrics_server(&settings, &metrics, background.shutdown()));
         }
         Ok(Some(Daemon {
             settings,
@@ -230,7 +216,6 @@ impl Daemon {
             backend,
             state,
             sinks,
-            background_stop,
             background,
         }))
     }
@@ -261,13 +246,7 @@ impl Daemon {
         self.metrics.set_state(RunState::stopped);
         // Persist the final state (it holds `last_run`).
         self.backend.save_final(&self.state).await;
-        self.background_stop.trigger();
-        for task in self.background.drain(..) {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(BACKGROUND_GRACE, task).await.is_err() {
-                abort.abort();
-            }
-        }
+        self.background.stop().await;
         last_ok || shutdown.is_triggered()
     }
 
@@ -354,70 +333,41 @@ pub(crate) fn state_file(dir: &Path) -> PathBuf {
     dir.join(".arcsight-incidents-state.json")
 }
 
-/// Waits for the platform to answer and registers; retries with backoff (a platform that
-/// starts after us is normal under docker-compose). `None` when stopped first. A refused token
-/// ends the wait at once; so does `OPENCTI_UNREACHABLE_TIMEOUT` when running once (a job that
-/// never ends is worse than one that fails).
+/// Registers with the platform, waiting for it with backoff (`None` when stopped first); when
+/// running once, for at most `OPENCTI_UNREACHABLE_TIMEOUT`.
 async fn connect(
     client: &OpenCtiClient,
     settings: &Settings,
     metrics: &Metrics,
     shutdown: &mut Shutdown,
 ) -> Result<Option<Registration>, DaemonError> {
-    let deadline = settings
-        .connector
-        .run_once()
-        .then(|| tokio::time::Instant::now() + settings.opencti.unreachable_timeout);
     let registration = ConnectorRegistration {
         id: settings.connector.id.to_string(),
         name: settings.connector.name.clone(),
         connector_type: ConnectorType::ExternalImport,
         scope: settings.connector.scope.clone(),
     };
-    let mut wait = Duration::from_secs(1);
-    // Tokio's clock, as the deadline and the waits use: one clock for all three.
-    let started = tokio::time::Instant::now();
-    loop {
-        let attempt = async {
-            let version = client.health().await?;
-            let r = client.register(&registration).await?;
-            Ok::<_, OpenCtiError>((version, r))
-        };
-        let Some(outcome) = unless_shutdown(shutdown, attempt).await else {
-            return Ok(None);
-        };
-        match outcome {
-            Ok((version, mut r)) => {
-                metrics.platform_up();
-                info!(platform_version = %version, "registered with the platform");
-                r.mq.apply_overrides(&settings.mq);
-                return Ok(Some(r));
-            }
-            Err(e) if e.is_auth() => return Err(DaemonError::Refused(e)),
-            Err(e) => {
-                let mut sleep = wait;
-                if let Some(deadline) = deadline {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    if left.is_zero() {
-                        return Err(DaemonError::Unreachable {
-                            waited_s: settings.opencti.unreachable_timeout.as_secs(),
-                            last: e,
-                        });
-                    }
-                    sleep = sleep.min(left);
-                }
-                metrics.platform_down(Utc::now().timestamp());
-                let for_s = started.elapsed().as_secs();
-                if started.elapsed() >= NOT_READY_IS_AN_ERROR_AFTER {
-                    error!(error = %e, for_s, retry_in_s = sleep.as_secs(), "the platform is not ready");
-                } else {
-                    warn!(error = %e, retry_in_s = sleep.as_secs(), "the platform is not ready");
-                }
-                if !sleep_unless_shutdown(shutdown, sleep).await {
-                    return Ok(None);
-                }
-                wait = (wait * 2).min(MAX_STARTUP_WAIT);
-            }
+    let give_up_after = settings
+        .connector
+        .run_once()
+        .then_some(settings.opencti.unreachable_timeout);
+    match register_with_backoff(
+        client,
+        &registration,
+        give_up_after,
+        metrics.shared(),
+        shutdown,
+    )
+    .await
+    {
+        Ok(Some(mut r)) => {
+            r.mq.apply_overrides(&settings.mq);
+            Ok(Some(r))
+        }
+        Ok(None) => Ok(None),
+        Err(RegisterError::Refused(e)) => Err(DaemonError::Refused(e)),
+        Err(RegisterError::Unreachable { waited_s, last }) => {
+            Err(DaemonError::Unreachable { waited_s, last })
         }
     }
 }
@@ -468,7 +418,7 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
             let size_mb = q.messages_size as f64 / 1_000_000.0;
             let over = size_mb >= settings.connector.queue_threshold_mb;
             {
-                let mut info = lock(&tracker.info);
+                let mut info = lock(&tracker.platform.info);
                 info.queue_messages_size = size_mb;
                 info.buffering = over;
             }
@@ -486,27 +436,6 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
             false
         }
     }
-}
-
-async fn ping_loop(
-    interval: Duration,
-    tracker: Arc<PlatformTracker>,
-    state: Arc<SharedState>,
-    metrics: Metrics,
-    shutdown: Shutdown,
-) {
-    every(interval, shutdown, || {
-        let (tracker, state, metrics) = (tracker.clone(), state.clone(), metrics.clone());
-        async move {
-            metrics.ping_api.inc();
-            // The same writer as the run's saves: it always sends the latest state.
-            if let Err(e) = tracker.ping(&state).await {
-                metrics.ping_api_errors.inc();
-                warn!(error = %e, "ping failed");
-            }
-        }
-    })
-    .await;
 }
 
 /// One info line per run, with its figures, and the matching metrics.

@@ -6,7 +6,6 @@
 pub mod adapters;
 pub mod daemon;
 pub mod run;
-pub mod schedule;
 pub mod state;
 mod verify;
 

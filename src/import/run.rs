@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tracing::{debug, error, info, warn};
 
-use super::schedule::Shutdown;
 use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select_owned, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
@@ -22,7 +21,7 @@ use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
 use crate::opencti::{OpenCtiError, WorkFate};
 use crate::stix::{Bundle, StixObject};
-use peer_http::lock;
+use connector_runtime::schedule::Shutdown;
 
 /// Longest wait for each cleanup step after a stop request (logout, closing the connection,
 /// closing the work), so the process ends within Docker's 10 s grace even when a peer hangs.
@@ -53,14 +52,7 @@ pub(crate) trait CaseSource {
     async fn get_events(&self, ids: &[EventId]) -> EventsFetch;
 }
 
-/// What a state save found in the platform.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Saved {
-    /// The platform holds what we sent.
-    Kept,
-    /// An operator reset the state: it was adopted (see [`SharedState::adopt_reset`]).
-    Reset,
-}
+pub(crate) use connector_runtime::platform::Saved;
 
 /// The platform's work tracking and state persistence.
 #[allow(async_fn_in_trait)]
@@ -89,63 +81,8 @@ pub(crate) trait Tracker {
     }
 }
 
-/// The state shared by the run, the pinger and the final save.
-#[derive(Debug, Default)]
-pub(crate) struct SharedState {
-    state: std::sync::Mutex<State>,
-    /// Bumped at each adopted reset: a run that started before stops marking.
-    resets: std::sync::atomic::AtomicU64,
-}
-
-impl SharedState {
-    pub(crate) fn new(state: State) -> SharedState {
-        SharedState {
-            state: std::sync::Mutex::new(state),
-            resets: Default::default(),
-        }
-    }
-
-    /// A copy of the state now.
-    #[cfg(test)]
-    pub(crate) fn snapshot(&self) -> State {
-        lock(&self.state).clone()
-    }
-
-    /// The state's JSON text now, built under the lock rather than from a copy: at 100,000
-    /// cases a copy of the ledger is megabytes more at every save.
-    pub(crate) fn to_platform(&self) -> String {
-        lock(&self.state).to_platform()
-    }
-
-    /// Changes the state.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut lock(&self.state))
-    }
-
-    /// Resets adopted so far.
-    pub(crate) fn resets(&self) -> u64 {
-        self.resets.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Adopts the platform's state after an operator's reset.
-    pub(crate) fn adopt_reset(&self, state: State) {
-        let mut guard = lock(&self.state);
-        *guard = state;
-        self.resets
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        info!("the state was reset in the platform: the next run imports everything again");
-    }
-
-    /// Changes the state unless a reset was adopted since `resets` (then `None`).
-    pub(super) fn update_unless_reset<R>(
-        &self,
-        resets: u64,
-        f: impl FnOnce(&mut State) -> R,
-    ) -> Option<R> {
-        let mut guard = lock(&self.state);
-        (self.resets() == resets).then(|| f(&mut guard))
-    }
-}
+/// The state shared by the run, the pinger and the final save: the runtime's, over the ledger.
+pub(crate) type SharedState = connector_runtime::platform::SharedState<State>;
 
 /// Why a tracker did not take a work or a state.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +133,7 @@ pub(crate) struct RunConfig {
     /// Case-incident ids per verification call.
     pub(crate) verify_batch: usize,
     /// Told of each page committed, for `/healthz` (`None`: nobody watches).
-    pub(crate) progress: Option<crate::metrics::Metrics>,
+    pub(crate) progress: Option<crate::metrics::ImportMetrics>,
 }
 
 /// What a run did, logged as one line and shown in the work.
@@ -623,7 +560,7 @@ impl<'a, S: CaseSource, K: Sink, T: Tracker> Run<'a, S, K, T> {
             }
         }
         drop(rest);
-        let whole = self.state.snapshot_whole(listed_count);
+        let whole = self.state.read(|s| s.listing_looks_whole(listed_count));
         let run_no = self.run_no;
         let selection = self
             .state
@@ -1071,7 +1008,7 @@ impl<S: CaseSource> Reader<'_, S> {
             .filter_map(SecurityEvent::from_value)
             .collect();
         if events.len() < wanted.len() {
-            let runs = self.state.snapshot_incomplete(&seen.id) + 1;
+            let runs = self.state.read(|s| s.incomplete_runs(&seen.id)) + 1;
             if runs < MAX_INCOMPLETE_RUNS {
                 info!(case = %seen.id, listed = wanted.len(), returned = events.len(), "ESM returned fewer events than the case lists; case held back and tried again next run");
                 return Converted::Absent;
@@ -1091,16 +1028,6 @@ enum Converted {
     Absent,
     /// Some of its events could not be read: retried with the backoff.
     EventsFailed,
-}
-
-impl SharedState {
-    fn snapshot_whole(&self, listed: usize) -> bool {
-        lock(&self.state).listing_looks_whole(listed)
-    }
-
-    fn snapshot_incomplete(&self, id: &str) -> u32 {
-        lock(&self.state).incomplete_runs(id)
-    }
 }
 
 /// `f`, bounded to [`STOP_CLEANUP_TIMEOUT`] when stopping (`None` when cut short).

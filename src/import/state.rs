@@ -232,6 +232,20 @@ fn le48(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The ledger is the import's platform state: the runtime's writer pings it, adopts its reset.
+impl connector_runtime::platform::ConnectorState for State {
+    const RESET_NOTICE: &'static str =
+        "the state was reset in the platform: the next run imports everything again";
+
+    fn from_platform(text: Option<&str>) -> State {
+        State::from_platform(text)
+    }
+
+    fn to_platform(&self) -> String {
+        State::to_platform(self)
+    }
+}
+
 impl State {
     /// Reads the platform's `connector_state`. Empty, `null`, unreadable or foreign states (the
     /// Python connector's `{"last_run": ...}`) mean "nothing delivered": everything is imported

@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use super::run::{
     CaseSource, RunConfig, RunReport, Saved, SharedState, Tracker, TrackerError, run_once,
 };
-use super::schedule::{Shutdown, shutdown_pair};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{DeliveryError, DeliveryReport, Sink};
 use crate::esm::model::EventId;
 use crate::esm::{EsmError, EventsFetch};
 use crate::stix::{Bundle, StixObject};
+use connector_runtime::schedule::{Shutdown, shutdown_pair};
 
 /// Counts occurrences of something (a sink opened, a delivery begun) that a fake waits for.
 #[derive(Default)]

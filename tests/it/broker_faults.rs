@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use arcsight_incidents::import::schedule::shutdown_pair;
-use arcsight_incidents::metrics::Metrics;
+use arcsight_incidents::metrics::ImportMetrics as Metrics;
+use connector_runtime::schedule::shutdown_pair;
 use serde_json::Value;
 
 use crate::common::amqp_proxy::{AmqpProxy, BLOCKED_REASON, Fault};

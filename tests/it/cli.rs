@@ -222,7 +222,7 @@ async fn check_reports_invalid_settings_one_line_each_and_exits_2() {
 async fn healthcheck_follows_the_metrics_endpoint() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let metrics = arcsight_incidents::metrics::Metrics::new();
+    let metrics = arcsight_incidents::metrics::ImportMetrics::new();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(arcsight_incidents::metrics::serve_on(
         listener,

@@ -8,7 +8,7 @@ use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arcsight_incidents::import::schedule::shutdown_pair;
+use connector_runtime::schedule::shutdown_pair;
 use esm_simulator::Faults;
 use serde_json::Value;
 

@@ -6,10 +6,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
 
-use arcsight_incidents::import::schedule::shutdown_pair;
-use arcsight_incidents::metrics::Metrics;
+use arcsight_incidents::metrics::ImportMetrics as Metrics;
 use arcsight_incidents::settings::compat::DIFFERENCES;
 use arcsight_incidents::settings::{QueueProtocol, Settings, Sources};
+use connector_runtime::schedule::shutdown_pair;
 
 use crate::common::tls_proxy::Pki;
 use crate::common::world::Env;

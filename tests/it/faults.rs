@@ -239,9 +239,9 @@ async fn graphql_errors_when_saving_the_state() {
 #[tokio::test(start_paused = true)]
 async fn a_platform_unreachable_for_a_minute_is_logged_as_an_error() {
     use arcsight_incidents::import::daemon::{DaemonError, run_daemon};
-    use arcsight_incidents::import::schedule::shutdown_pair;
-    use arcsight_incidents::metrics::Metrics;
+    use arcsight_incidents::metrics::ImportMetrics as Metrics;
     use arcsight_incidents::settings::{Settings, Sources};
+    use connector_runtime::schedule::shutdown_pair;
     // The clock is paused: the waits between attempts (1, 2, 4 ... s) pass at once, so two
     // minutes of a platform that never answers take no time.
     let (logs, _guard) = common::logs::capture();

@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use arcsight_incidents::convert::{ConvertOptions, Converter};
 use arcsight_incidents::esm::model::{Case, SecurityEvent};
 use arcsight_incidents::import::daemon::run_daemon;
-use arcsight_incidents::import::schedule::{Shutdown, shutdown_pair};
-use arcsight_incidents::metrics::Metrics;
+use arcsight_incidents::metrics::ImportMetrics as Metrics;
 use arcsight_incidents::settings::{Settings, Sources};
 use arcsight_incidents::stix::StixObject;
 use base64::Engine;
+use connector_runtime::schedule::{Shutdown, shutdown_pair};
 use esm_simulator::{SimConfig, Simulator};
 use serde_json::Value;
 

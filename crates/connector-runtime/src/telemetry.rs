@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 
 /// How much to log (`CONNECTOR_LOG_LEVEL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogLevel {
+pub enum LogLevel {
     Debug,
     Info,
     Warn,
@@ -22,7 +22,7 @@ pub(crate) enum LogLevel {
 
 impl LogLevel {
     /// The `tracing` filter directive for this level.
-    pub(crate) fn as_filter(self) -> &'static str {
+    pub fn as_filter(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
@@ -32,8 +32,10 @@ impl LogLevel {
     }
 }
 
-/// The filter for `level`: ours at `level`, everything else at `warn` (or quieter).
-pub(crate) fn filter(level: LogLevel) -> EnvFilter {
+/// The filter for `level`: the connector's own crates (`ours`, crate names as `tracing`
+/// targets spell them: `arcsight_incidents`, `connector_runtime`) at `level`, everything else
+/// at `warn` (or quieter).
+pub fn filter(ours: &[&str], level: LogLevel) -> EnvFilter {
     if let Ok(explicit) = std::env::var("RUST_LOG")
         && !explicit.trim().is_empty()
     {
@@ -43,20 +45,24 @@ pub(crate) fn filter(level: LogLevel) -> EnvFilter {
         LogLevel::Error => "error",
         _ => "warn",
     };
-    EnvFilter::new(format!("{deps},arcsight_incidents={}", level.as_filter()))
+    let mut directives = deps.to_owned();
+    for target in ours {
+        directives.push_str(&format!(",{target}={}", level.as_filter()));
+    }
+    EnvFilter::new(directives)
 }
 
 /// Colours only for a person at a terminal who has not asked for none (`NO_COLOR`, see
 /// no-color.org): in a file or a pipe they are noise, or worse, control sequences.
-pub(crate) fn use_colour(is_terminal: bool) -> bool {
+pub fn use_colour(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Installs the global subscriber; a second call is a no-op (tests and subcommands may both
-/// try).
-pub(crate) fn init(json: bool, level: LogLevel) {
+/// Installs the global subscriber, with `ours` (see [`filter`]) at `level`; a second call is a
+/// no-op (tests and subcommands may both try).
+pub fn init(ours: &[&str], json: bool, level: LogLevel) {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
+        .with_env_filter(filter(ours, level))
         .with_writer(std::io::stderr)
         .with_target(true);
     let _ = if json {
@@ -76,7 +82,7 @@ pub(crate) fn init(json: bool, level: LogLevel) {
 /// Text logs' field formatter: the default one, with every control character in a value
 /// escaped. Case ids, names and error texts come from peers; raw, an ESC sequence would drive
 /// the operator's terminal and a CR or LF would start a forged log line.
-pub(crate) struct EscapedFields;
+pub struct EscapedFields;
 
 impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
     type Visitor = Escaping<DefaultVisitor<'a>>;
@@ -87,7 +93,7 @@ impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
 }
 
 /// A visitor that escapes control characters before handing values on.
-pub(crate) struct Escaping<V>(V);
+pub struct Escaping<V>(V);
 
 impl<V: Visit> Visit for Escaping<V> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -125,7 +131,7 @@ impl<V: VisitFmt> VisitFmt for Escaping<V> {
 }
 
 /// Control characters (C0, DEL, C1) as Rust escapes (`\n`, `\u{1b}`); everything else as is.
-pub(crate) fn escape_controls(text: &str) -> String {
+pub fn escape_controls(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_owned();
     }
@@ -143,6 +149,20 @@ pub(crate) fn escape_controls(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connector_s_crates_log_at_its_level_and_the_others_at_warn() {
+        if std::env::var("RUST_LOG").is_ok_and(|v| !v.trim().is_empty()) {
+            return; // RUST_LOG replaces the filter altogether
+        }
+        let text = filter(&["a_connector", "its_runtime"], LogLevel::Debug).to_string();
+        let mut directives: Vec<&str> = text.split(',').collect();
+        directives.sort_unstable();
+        assert_eq!(
+            directives,
+            ["a_connector=debug", "its_runtime=debug", "warn"]
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -31,7 +31,7 @@ pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
 }
 
 impl Shutdown {
-    pub(crate) fn is_triggered(&self) -> bool {
+    pub fn is_triggered(&self) -> bool {
         *self.rx.borrow()
     }
 
@@ -46,7 +46,7 @@ impl Shutdown {
 }
 
 /// Triggers `trigger` on SIGTERM or SIGINT (Ctrl-C).
-pub(crate) fn on_signals(trigger: ShutdownTrigger) {
+pub fn on_signals(trigger: ShutdownTrigger) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -73,10 +73,7 @@ pub(crate) fn on_signals(trigger: ShutdownTrigger) {
 }
 
 /// Runs `f` unless shutdown comes first; `None` when it was abandoned.
-pub(crate) async fn unless_shutdown<T>(
-    shutdown: &mut Shutdown,
-    f: impl Future<Output = T>,
-) -> Option<T> {
+pub async fn unless_shutdown<T>(shutdown: &mut Shutdown, f: impl Future<Output = T>) -> Option<T> {
     tokio::select! {
         biased;
         _ = shutdown.wait() => None,
@@ -85,7 +82,7 @@ pub(crate) async fn unless_shutdown<T>(
 }
 
 /// Sleeps `d` unless shutdown comes first; `false` when shutdown interrupted the sleep.
-pub(crate) async fn sleep_unless_shutdown(shutdown: &mut Shutdown, d: Duration) -> bool {
+pub async fn sleep_unless_shutdown(shutdown: &mut Shutdown, d: Duration) -> bool {
     unless_shutdown(shutdown, tokio::time::sleep(d))
         .await
         .is_some()
@@ -94,7 +91,7 @@ pub(crate) async fn sleep_unless_shutdown(shutdown: &mut Shutdown, d: Duration) 
 /// Runs `run` at once, then again `period` after each run *ends* (as pycti schedules: a slow
 /// run is never overlapped by the next one), until shutdown; only once when `period` is `None`.
 /// Returns the last run's outcome.
-pub(crate) async fn repeat(
+pub async fn repeat(
     period: Option<Duration>,
     shutdown: &mut Shutdown,
     mut run: impl AsyncFnMut() -> bool,
@@ -113,7 +110,7 @@ pub(crate) async fn repeat(
 /// Calls `tick` every `interval` (the first time one interval from now) until shutdown.
 /// (`FnMut` returning a future rather than an async closure: the pinger is spawned, and
 /// async closures' futures cannot yet be proven `Send`.)
-pub(crate) async fn every<F: Future<Output = ()>>(
+pub async fn every<F: Future<Output = ()>>(
     interval: Duration,
     mut shutdown: Shutdown,
     mut tick: impl FnMut() -> F,
