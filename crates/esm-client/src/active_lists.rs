@@ -21,6 +21,9 @@ use crate::decode::{self, Service};
 use crate::error::EsmError;
 use crate::model::{as_i64, as_list, as_string};
 
+/// A batch's rows, held by its task and by the write that waits for it.
+type SharedRows = Arc<Vec<Vec<String>>>;
+
 const ACT_SERVICE: &str = "/www/manager-service/rest/ActiveListService/";
 
 /// Entries per `addEntries` / `deleteEntries` request unless configured otherwise. ESM documents
@@ -385,7 +388,7 @@ impl ActiveLists {
         let mut set = JoinSet::new();
         // The task and this map share each batch, so a failed (or panicked) batch's rows come
         // back to the caller without a copy being kept for the ones that succeed.
-        let mut pending: HashMap<tokio::task::Id, (usize, Arc<Vec<Vec<String>>>)> = HashMap::new();
+        let mut pending: HashMap<tokio::task::Id, (usize, SharedRows)> = HashMap::new();
         let mut rows = good.into_iter();
         for index in 0.. {
             let batch: Vec<Vec<String>> = rows.by_ref().take(size).collect();
