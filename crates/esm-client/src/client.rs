@@ -121,17 +121,17 @@ pub struct EventsFetch {
 
 /// A logged-in session.
 #[derive(Clone)]
-struct Session {
-    token: SecretString,
-    dialect: Dialect,
+pub(crate) struct Session {
+    pub(crate) token: SecretString,
+    pub(crate) dialect: Dialect,
     /// Increases with every login, so concurrent callers that all saw the same token refused
     /// log in again only once.
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     http: reqwest::Client,
-    cfg: EsmConfig,
+    pub(crate) cfg: EsmConfig,
     policy: RetryPolicy,
     session: tokio::sync::Mutex<Option<Session>>,
     generation: Mutex<u64>,
@@ -139,7 +139,7 @@ struct Inner {
     batch_unsupported: AtomicBool,
     /// Shared by every fetch, so concurrent `get_cases` and `get_security_events` together stay
     /// within the configured load on the ESM.
-    permits: Arc<Semaphore>,
+    pub(crate) permits: Arc<Semaphore>,
     jitter: Mutex<Jitter>,
     stats: Mutex<EsmStats>,
 }
@@ -147,7 +147,7 @@ struct Inner {
 /// The ESM client. Cheap to clone; clones share the session, the counters and the limits.
 #[derive(Clone)]
 pub struct EsmClient {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for EsmClient {
@@ -164,7 +164,7 @@ type CaseOutcome = (String, Result<Value, EsmError>);
 type EventOutcome = (Vec<EventId>, Result<Vec<Value>, EsmError>);
 
 /// A request body: form (login, logout) or JSON (everything else).
-enum Body {
+pub(crate) enum Body {
     Form(Vec<(&'static str, String)>),
     Json(Value),
 }
@@ -510,7 +510,7 @@ impl EsmClient {
     // ---- sessions ------------------------------------------------------------------------
 
     /// The current session, logging in first when there is none.
-    async fn session(&self) -> Result<Session, EsmError> {
+    pub(crate) async fn session(&self) -> Result<Session, EsmError> {
         let mut guard = self.inner.session.lock().await;
         if let Some(s) = guard.as_ref() {
             return Ok(s.clone());
@@ -521,7 +521,7 @@ impl EsmClient {
     }
 
     /// Logs in again unless another task already did since `refused` was handed out.
-    async fn relogin(&self, refused: u64) -> Result<Session, EsmError> {
+    pub(crate) async fn relogin(&self, refused: u64) -> Result<Session, EsmError> {
         let mut guard = self.inner.session.lock().await;
         if let Some(s) = guard.as_ref()
             && s.generation != refused
@@ -621,7 +621,7 @@ impl EsmClient {
 
     /// One request with retries on transient failures. Returns the status and the decoded
     /// JSON (`Null` for an empty body).
-    async fn send(
+    pub(crate) async fn send(
         &self,
         op: &'static str,
         url: &Url,
@@ -710,7 +710,7 @@ impl EsmClient {
             .map_err(|error| Failure { error, retry_after })
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         let mut url = self.inner.cfg.base_url.clone();
         // Keep a reverse proxy's path prefix, if the base URL has one.
         let prefix = url.path().trim_end_matches('/').to_owned();

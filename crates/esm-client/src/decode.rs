@@ -34,6 +34,7 @@ pub enum ApiDialect {
 pub(crate) enum Service {
     Case,
     SecurityEvent,
+    ActiveList,
 }
 
 impl Service {
@@ -41,6 +42,7 @@ impl Service {
         match self {
             Service::Case => "cas",
             Service::SecurityEvent => "sev",
+            Service::ActiveList => "act",
         }
     }
 }
@@ -309,6 +311,8 @@ pub fn says_token_invalid(text: &str) -> bool {
 pub(crate) fn is_permanent_exception(exception: &str) -> bool {
     const MARKERS: &[&str] = &[
         "invalidresourceid",
+        // ESM's answer for an unknown Active List (or other resource) id.
+        "resourcenotfound",
         "authenticationexception",
         "illegalargument",
         "nosuchmethod",

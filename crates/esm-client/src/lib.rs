@@ -1,5 +1,6 @@
 //! ArcSight ESM: models (lenient decoding), and the Service Layer REST client, shared by the
 //! connectors of the workspace. It knows nothing of STIX nor of the platform.
+pub mod active_lists;
 pub mod client;
 pub mod decode;
 pub mod error;
