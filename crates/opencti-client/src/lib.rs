@@ -8,6 +8,7 @@
 mod client;
 pub mod documents;
 mod error;
+pub mod stream;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
