@@ -8,6 +8,7 @@ pub mod cli;
 pub mod convert;
 pub mod delivery;
 pub mod import;
+mod manifest;
 pub mod metadata;
 pub mod metrics;
 pub mod settings;

@@ -5,21 +5,7 @@
 //! (`tests/it/dropin.rs`) loads each one here and checks it means the same. Where ours is
 //! deliberately stricter or safer, the row says so and why.
 
-/// One row.
-#[derive(Debug, Clone, Copy)]
-pub struct Difference {
-    /// The setting(s), as environment variables.
-    pub setting: &'static str,
-    /// The Python connector's default and how it reads the value.
-    pub(crate) python: &'static str,
-    /// Ours.
-    pub(crate) ours: &'static str,
-    /// Why ours differs; empty when it does not.
-    pub(crate) why: &'static str,
-    /// Values the Python connector accepts, each with its meaning there (and here), as the
-    /// test renders it.
-    pub accepted: &'static [(&'static str, &'static str)],
-}
+pub use connector_runtime::settings::compat::Difference;
 
 /// Every row, in the README's order.
 pub const DIFFERENCES: &[Difference] = &[
@@ -147,23 +133,5 @@ pub const DIFFERENCES: &[Difference] = &[
 
 /// The README's table.
 pub fn table() -> String {
-    let cell = |s: &str| s.replace('|', "\\|");
-    let mut out = String::from(
-        "| Setting | Python connector: default and parsing | Ours | Why ours differs |\n\
-         |---|---|---|---|\n",
-    );
-    for d in DIFFERENCES {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} |\n",
-            cell(d.setting),
-            cell(d.python),
-            cell(d.ours),
-            if d.why.is_empty() {
-                "(same meaning)".to_owned()
-            } else {
-                cell(d.why)
-            }
-        ));
-    }
-    out
+    connector_runtime::settings::compat::table(DIFFERENCES)
 }

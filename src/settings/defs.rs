@@ -3,192 +3,13 @@
 //! One table drives loading, validation, `config.yml.sample`, the docker-compose file and the
 //! `__metadata__` JSON schema, so that documentation can never drift from what the code reads.
 //!
-//! Each setting is a constant `Key` whose type parameter (one of [`kinds`]) says which
-//! reader applies: the settings loader names settings by these constants, so a misspelt name
-//! or a boolean read as a number does not compile. `DEFS` lists them all.
+//! Each setting is a constant `Key` whose type parameter (one of `connector_runtime`'s
+//! `settings::kinds`) says which reader applies: the settings loader names settings by these
+//! constants, so a misspelt name or a boolean read as a number does not compile. `DEFS` lists
+//! them all. The machinery is `connector_runtime::settings`; this file is only the table.
 
-use std::marker::PhantomData;
-
-use kinds::*;
-
-/// The type of a setting's value, and what a valid value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// Free text.
-    Text,
-    /// Free text that must never be shown.
-    Secret,
-    /// An absolute http(s) URL.
-    Url,
-    /// `true/false/yes/no`, any case.
-    Bool,
-    /// An integer within `[min, max]`.
-    Int { min: i64, max: i64 },
-    /// A decimal number, zero or more.
-    Float,
-    /// A duration as pydantic's `timedelta` reads it: ISO-8601 (`PT15M`, `P1M` = 30 days),
-    /// `HH:MM:SS`, or a number of seconds; zero runs once.
-    Duration,
-    /// One of a fixed list of words.
-    Enum(&'static [&'static str]),
-    /// A filesystem path.
-    Path,
-    /// A list: a YAML list, or a comma-separated string.
-    List,
-}
-
-/// One setting.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Def {
-    /// The environment variable.
-    pub(crate) env: &'static str,
-    /// Older or alternative environment names, read when `env` is unset.
-    pub(crate) env_aliases: &'static [&'static str],
-    /// `section.key` in config.yml.
-    pub(crate) yml: &'static str,
-    pub(crate) kind: Kind,
-    /// The default, as text; `None` when the setting is optional or required.
-    pub(crate) default: Option<&'static str>,
-    pub(crate) required: bool,
-    pub(crate) description: &'static str,
-}
-
-/// Types that stand for a `Kind` in `Key`'s parameter; they have no values.
-pub mod kinds {
-    macro_rules! kinds {
-        ($($name:ident),*) => {$(
-            #[doc = concat!("[`Kind::", stringify!($name), "`](super::Kind::", stringify!($name), ").")]
-            #[derive(Debug)]
-            pub(crate) enum $name {}
-        )*};
-    }
-    kinds!(
-        Text, Secret, Url, Bool, Int, Float, Duration, Enum, Path, List
-    );
-}
-
-/// A setting, typed by the kind of its value (one of [`kinds`]).
-#[derive(Debug)]
-pub(crate) struct Key<K> {
-    def: Def,
-    kind: PhantomData<K>,
-}
-
-impl<K> Key<K> {
-    /// Its definition.
-    pub(crate) const fn def(&self) -> &Def {
-        &self.def
-    }
-
-    /// Older or alternative environment names, read when the main one is unset.
-    const fn aliases(mut self, env_aliases: &'static [&'static str]) -> Self {
-        self.def.env_aliases = env_aliases;
-        self
-    }
-}
-
-impl Key<Int> {
-    /// The smallest and largest valid values.
-    pub(crate) const fn range(&self) -> (i64, i64) {
-        match self.def.kind {
-            Kind::Int { min, max } => (min, max),
-            // Only `int()` makes a `Key<Int>`, and it sets `Kind::Int`.
-            _ => unreachable!(),
-        }
-    }
-}
-
-impl Key<Enum> {
-    /// The valid values, in lower case.
-    pub(crate) const fn values(&self) -> &'static [&'static str] {
-        match self.def.kind {
-            Kind::Enum(values) => values,
-            // Only `choice()` makes a `Key<Enum>`, and it sets `Kind::Enum`.
-            _ => unreachable!(),
-        }
-    }
-}
-
-/// The kinds whose definition needs nothing more than the kind itself.
-trait Simple {
-    const KIND: Kind;
-}
-
-macro_rules! simple {
-    ($($name:ident),*) => {$(
-        impl Simple for $name {
-            const KIND: Kind = Kind::$name;
-        }
-    )*};
-}
-simple!(Text, Secret, Url, Bool, Float, Duration, Path, List);
-
-const fn def(
-    env: &'static str,
-    yml: &'static str,
-    kind: Kind,
-    default: Option<&'static str>,
-    required: bool,
-    description: &'static str,
-) -> Def {
-    Def {
-        env,
-        env_aliases: &[],
-        yml,
-        kind,
-        default,
-        required,
-        description,
-    }
-}
-
-const fn key<K: Simple>(
-    env: &'static str,
-    yml: &'static str,
-    default: Option<&'static str>,
-    required: bool,
-    description: &'static str,
-) -> Key<K> {
-    Key {
-        def: def(env, yml, K::KIND, default, required, description),
-        kind: PhantomData,
-    }
-}
-
-const fn int(
-    env: &'static str,
-    yml: &'static str,
-    (min, max): (i64, i64),
-    default: Option<&'static str>,
-    required: bool,
-    description: &'static str,
-) -> Key<Int> {
-    Key {
-        def: def(
-            env,
-            yml,
-            Kind::Int { min, max },
-            default,
-            required,
-            description,
-        ),
-        kind: PhantomData,
-    }
-}
-
-const fn choice(
-    env: &'static str,
-    yml: &'static str,
-    values: &'static [&'static str],
-    default: Option<&'static str>,
-    required: bool,
-    description: &'static str,
-) -> Key<Enum> {
-    Key {
-        def: def(env, yml, Kind::Enum(values), default, required, description),
-        kind: PhantomData,
-    }
-}
+use connector_runtime::settings::kinds::*;
+use connector_runtime::settings::{Def, Key, choice, int, key};
 
 pub(crate) const TLP_LEVELS: &[&str] = &["clear", "white", "green", "amber", "amber+strict", "red"];
 pub(crate) const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "warning", "error"];
@@ -614,63 +435,63 @@ pub(crate) const MQ_PASS: Key<Secret> =
 /// docker-compose file and the README are generated from, in this order.
 pub(crate) const DEFS: &[Def] = &[
     // --- opencti
-    OPENCTI_URL.def,
-    OPENCTI_TOKEN.def,
-    OPENCTI_SSL_VERIFY.def,
-    OPENCTI_CA_FILE.def,
-    OPENCTI_JSON_LOGGING.def,
-    OPENCTI_CUSTOM_HEADERS.def,
-    OPENCTI_MAX_RESPONSE_MB.def,
-    OPENCTI_UNREACHABLE_TIMEOUT.def,
+    *OPENCTI_URL.def(),
+    *OPENCTI_TOKEN.def(),
+    *OPENCTI_SSL_VERIFY.def(),
+    *OPENCTI_CA_FILE.def(),
+    *OPENCTI_JSON_LOGGING.def(),
+    *OPENCTI_CUSTOM_HEADERS.def(),
+    *OPENCTI_MAX_RESPONSE_MB.def(),
+    *OPENCTI_UNREACHABLE_TIMEOUT.def(),
     // --- connector
-    CONNECTOR_ID.def,
-    CONNECTOR_NAME.def,
-    CONNECTOR_SCOPE.def,
-    CONNECTOR_LOG_LEVEL.def,
-    CONNECTOR_DURATION_PERIOD.def,
-    CONNECTOR_VERIFY_PERIOD.def,
-    CONNECTOR_HEALTH_STALL_TIMEOUT.def,
-    CONNECTOR_QUEUE_THRESHOLD.def,
-    CONNECTOR_RUN_AND_TERMINATE.def,
-    CONNECTOR_QUEUE_PROTOCOL.def,
-    CONNECTOR_SEND_TO_QUEUE.def,
-    CONNECTOR_SEND_TO_DIRECTORY.def,
-    CONNECTOR_SEND_TO_DIRECTORY_PATH.def,
-    CONNECTOR_SEND_TO_DIRECTORY_RETENTION.def,
-    CONNECTOR_EXPOSE_METRICS.def,
-    CONNECTOR_METRICS_HOST.def,
-    CONNECTOR_METRICS_PORT.def,
-    CONNECTOR_METRICS_NAMESPACE.def,
-    CONNECTOR_METRICS_SUBSYSTEM.def,
+    *CONNECTOR_ID.def(),
+    *CONNECTOR_NAME.def(),
+    *CONNECTOR_SCOPE.def(),
+    *CONNECTOR_LOG_LEVEL.def(),
+    *CONNECTOR_DURATION_PERIOD.def(),
+    *CONNECTOR_VERIFY_PERIOD.def(),
+    *CONNECTOR_HEALTH_STALL_TIMEOUT.def(),
+    *CONNECTOR_QUEUE_THRESHOLD.def(),
+    *CONNECTOR_RUN_AND_TERMINATE.def(),
+    *CONNECTOR_QUEUE_PROTOCOL.def(),
+    *CONNECTOR_SEND_TO_QUEUE.def(),
+    *CONNECTOR_SEND_TO_DIRECTORY.def(),
+    *CONNECTOR_SEND_TO_DIRECTORY_PATH.def(),
+    *CONNECTOR_SEND_TO_DIRECTORY_RETENTION.def(),
+    *CONNECTOR_EXPOSE_METRICS.def(),
+    *CONNECTOR_METRICS_HOST.def(),
+    *CONNECTOR_METRICS_PORT.def(),
+    *CONNECTOR_METRICS_NAMESPACE.def(),
+    *CONNECTOR_METRICS_SUBSYSTEM.def(),
     // --- arcsight_incidents
-    ARCSIGHT_INCIDENTS_API_BASE_URL.def,
-    ARCSIGHT_INCIDENTS_USERNAME.def,
-    ARCSIGHT_INCIDENTS_PASSWORD.def,
-    ARCSIGHT_INCIDENTS_MAX_CASES.def,
-    ARCSIGHT_INCIDENTS_TLP_LEVEL.def,
-    ARCSIGHT_INCIDENTS_SSL_VERIFY.def,
-    ARCSIGHT_INCIDENTS_CA_FILE.def,
-    ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES.def,
-    ARCSIGHT_INCIDENTS_API_DIALECT.def,
-    ARCSIGHT_INCIDENTS_MAX_ATTEMPTS.def,
-    ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT.def,
-    ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT.def,
-    ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT.def,
-    ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB.def,
-    ARCSIGHT_INCIDENTS_CONCURRENCY.def,
-    ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE.def,
-    ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE.def,
-    ARCSIGHT_INCIDENTS_PAGE_SIZE.def,
+    *ARCSIGHT_INCIDENTS_API_BASE_URL.def(),
+    *ARCSIGHT_INCIDENTS_USERNAME.def(),
+    *ARCSIGHT_INCIDENTS_PASSWORD.def(),
+    *ARCSIGHT_INCIDENTS_MAX_CASES.def(),
+    *ARCSIGHT_INCIDENTS_TLP_LEVEL.def(),
+    *ARCSIGHT_INCIDENTS_SSL_VERIFY.def(),
+    *ARCSIGHT_INCIDENTS_CA_FILE.def(),
+    *ARCSIGHT_INCIDENTS_IMPORT_OBSERVABLES.def(),
+    *ARCSIGHT_INCIDENTS_API_DIALECT.def(),
+    *ARCSIGHT_INCIDENTS_MAX_ATTEMPTS.def(),
+    *ARCSIGHT_INCIDENTS_RETRY_MIN_WAIT.def(),
+    *ARCSIGHT_INCIDENTS_RETRY_MAX_WAIT.def(),
+    *ARCSIGHT_INCIDENTS_REQUEST_TIMEOUT.def(),
+    *ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB.def(),
+    *ARCSIGHT_INCIDENTS_CONCURRENCY.def(),
+    *ARCSIGHT_INCIDENTS_CASE_BATCH_SIZE.def(),
+    *ARCSIGHT_INCIDENTS_EVENT_BATCH_SIZE.def(),
+    *ARCSIGHT_INCIDENTS_PAGE_SIZE.def(),
     // --- mq (override what registerConnector returns)
-    MQ_HOST.def,
-    MQ_PORT.def,
-    MQ_VHOST.def,
-    MQ_USE_SSL.def,
-    MQ_USE_SSL_CA.def,
-    MQ_USE_SSL_CERT.def,
-    MQ_USE_SSL_KEY.def,
-    MQ_USE_SSL_PASSPHRASE.def,
-    MQ_USE_SSL_REJECT_UNAUTHORIZED.def,
-    MQ_USER.def,
-    MQ_PASS.def,
+    *MQ_HOST.def(),
+    *MQ_PORT.def(),
+    *MQ_VHOST.def(),
+    *MQ_USE_SSL.def(),
+    *MQ_USE_SSL_CA.def(),
+    *MQ_USE_SSL_CERT.def(),
+    *MQ_USE_SSL_KEY.def(),
+    *MQ_USE_SSL_PASSPHRASE.def(),
+    *MQ_USE_SSL_REJECT_UNAUTHORIZED.def(),
+    *MQ_USER.def(),
+    *MQ_PASS.def(),
 ];
