@@ -1,0 +1,1 @@
+//! The stream connector's settings table and section readers (names as the Python connector's).
