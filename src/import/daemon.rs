@@ -350,7 +350,7 @@ async fn connect(
     let give_up_after = settings
         .connector
         .run_once()
-        .then_some(settings.opencti.unreachable_timeout);
+        .then_some(settings.connector.unreachable_timeout);
     match register_with_backoff(
         client,
         &registration,
