@@ -64,12 +64,8 @@ pub struct ConnectorSettings {
     /// `Some` when `CONNECTOR_SEND_TO_DIRECTORY` is true.
     pub(crate) send_to_directory: Option<PathBuf>,
     pub(crate) send_to_directory_retention_days: u32,
-    pub(crate) expose_metrics: bool,
-    pub metrics_host: std::net::IpAddr,
-    pub metrics_port: u16,
-    /// `CONNECTOR_METRICS_NAMESPACE` and `_SUBSYSTEM`: the prefix of every metric name, as
-    /// pycti builds it (`namespace_subsystem_name`); `None` when both are unset.
-    pub metrics_prefix: Option<String>,
+    /// `CONNECTOR_EXPOSE_METRICS`, `CONNECTOR_METRICS_*`: the runtime's section.
+    pub metrics: common::MetricsSettings,
     /// How often the connector pings the platform (pycti: 40 s). Not read from the
     /// environment; tests shorten it to make pings race the run's saves.
     pub ping_interval: Duration,
@@ -244,7 +240,6 @@ fn read_connector(
         v => v,
     };
     let common::Identity { id, name, scope } = identity?;
-    let metrics = metrics?;
     Some(ConnectorSettings {
         id,
         name,
@@ -261,10 +256,7 @@ fn read_connector(
         send_to_queue: send_to_queue?,
         send_to_directory: directory?,
         send_to_directory_retention_days: retention? as u32,
-        expose_metrics: metrics.expose,
-        metrics_host: metrics.host,
-        metrics_port: metrics.port,
-        metrics_prefix: metrics.prefix,
+        metrics: metrics?,
         ping_interval: crate::opencti::PING_INTERVAL,
         amqp_publish_timeout: crate::delivery::AmqpOptions::default().publish_timeout,
     })
