@@ -15,7 +15,8 @@ use chrono::Utc;
 use tracing::{error, info, warn};
 
 use super::adapters::{LocalTracker, PlatformTracker};
-use super::run::{RunConfig, RunReport, SharedState, Tracker, run_once};
+use super::ports::{SharedState, Tracker};
+use super::run::{RunConfig, RunReport, run_once};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{
@@ -26,9 +27,10 @@ use crate::metrics::{ImportMetrics as Metrics, RunState};
 use crate::opencti::{
     ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
 };
-use crate::settings::{QueueProtocol, Settings};
+use crate::settings::{ConnectorSettings, QueueProtocol, Settings};
 use connector_runtime::platform::{Background, RegisterError, ping_loop, register_with_backoff};
 use connector_runtime::schedule::{Shutdown, repeat};
+use connector_runtime::settings::common::MetricsSettings;
 use peer_http::lock;
 
 /// Why the daemon could not start (a failed run is a report, not an error).
@@ -204,8 +206,13 @@ impl Daemon {
                 background.shutdown(),
             ));
         }
-        if settings.connector.expose_metrics {
-            background.push(metrics_server(&settings, &metrics, background.shutdown()));
+        if settings.connector.metrics.expose {
+            background.push(metrics_server(
+                &settings.connector.metrics,
+                settings.connector.duration_period,
+                &metrics,
+                background.shutdown(),
+            ));
         }
         Ok(Some(Daemon {
             settings,
@@ -235,7 +242,7 @@ impl Daemon {
             // Back-pressure as pycti applies it: before every run but the first after start-up,
             // and before a run-and-terminate run.
             if (!std::mem::replace(&mut first, false) || period.is_none())
-                && over_threshold(&self.backend, &self.settings, &self.connector_id).await
+                && over_threshold(&self.backend, &self.settings.connector, &self.connector_id).await
             {
                 self.metrics.runs_skipped.inc();
                 return true;
@@ -301,21 +308,18 @@ impl Daemon {
     }
 }
 
-/// The Prometheus endpoint, until `stop`.
+/// The Prometheus endpoint, until `stop`. `duration_period` is `CONNECTOR_DURATION_PERIOD`
+/// (`None`: running once), which decides when the connector stops being ready.
 fn metrics_server(
-    settings: &Settings,
+    settings: &MetricsSettings,
+    duration_period: Option<Duration>,
     metrics: &Metrics,
     mut stop: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    let addr = std::net::SocketAddr::new(
-        settings.connector.metrics_host,
-        settings.connector.metrics_port,
-    );
+    let addr = std::net::SocketAddr::new(settings.host, settings.port);
     let metrics = metrics.clone();
     // Ready means a run succeeded within two periods (or an hour when running once).
-    let window = settings
-        .connector
-        .duration_period
+    let window = duration_period
         .map(|p| p * 2)
         .unwrap_or(Duration::from_secs(3600))
         .max(Duration::from_secs(120));
@@ -350,7 +354,7 @@ async fn connect(
     let give_up_after = settings
         .connector
         .run_once()
-        .then_some(settings.opencti.unreachable_timeout);
+        .then_some(settings.connector.unreachable_timeout);
     match register_with_backoff(
         client,
         &registration,
@@ -405,18 +409,22 @@ fn queue_sink(
 
 /// Back-pressure: is the connector's queue in the platform over `CONNECTOR_QUEUE_THRESHOLD`?
 /// An unreadable size does not block the run.
-async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &str) -> bool {
+async fn over_threshold(
+    backend: &Backend,
+    settings: &ConnectorSettings,
+    connector_id: &str,
+) -> bool {
     let Backend::Platform { client, tracker } = backend else {
         return false;
     };
-    if !settings.connector.send_to_queue {
+    if !settings.send_to_queue {
         return false;
     }
     match client.queue_details(connector_id).await {
         Ok(q) => {
             // pycti: MB of 10^6 bytes, and a queue at the threshold already buffers.
             let size_mb = q.messages_size as f64 / 1_000_000.0;
-            let over = size_mb >= settings.connector.queue_threshold_mb;
+            let over = size_mb >= settings.queue_threshold_mb;
             {
                 let mut info = lock(&tracker.platform.info);
                 info.queue_messages_size = size_mb;
@@ -425,7 +433,7 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
             if over {
                 info!(
                     queue_bytes = q.messages_size,
-                    threshold_mb = settings.connector.queue_threshold_mb,
+                    threshold_mb = settings.queue_threshold_mb,
                     "the platform's queue is at or over the threshold: run skipped (buffering)"
                 );
             }

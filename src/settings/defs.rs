@@ -7,12 +7,15 @@
 //! `settings::kinds`) says which reader applies: the settings loader names settings by these
 //! constants, so a misspelt name or a boolean read as a number does not compile. `DEFS` lists
 //! them all. The machinery is `connector_runtime::settings`; this file is only the table.
+//! The settings every connector has (`OPENCTI_*`, identity, log level, metrics, health) are
+//! the runtime's rows (`connector_runtime::settings::common`), listed here in their place and
+//! adjusted where this connector says more.
 
+use connector_runtime::settings::common;
 use connector_runtime::settings::kinds::*;
 use connector_runtime::settings::{Def, Key, choice, int, key};
 
 pub(crate) const TLP_LEVELS: &[&str] = &["clear", "white", "green", "amber", "amber+strict", "red"];
-pub(crate) const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "warning", "error"];
 pub(crate) const QUEUE_PROTOCOLS: &[&str] = &["amqp", "api"];
 pub(crate) const API_DIALECTS: &[&str] = &["auto", "prefixed", "plain"];
 
@@ -20,58 +23,12 @@ const PORT: (i64, i64) = (1, 65535);
 const POSITIVE: (i64, i64) = (1, i32::MAX as i64);
 
 // --- opencti
-pub(crate) const OPENCTI_URL: Key<Url> = key(
-    "OPENCTI_URL",
-    "opencti.url",
-    None,
-    true,
+// The platform may be left out when nothing is sent to it.
+pub(crate) const OPENCTI_URL: Key<Url> = common::OPENCTI_URL.described(
     "URL of the OpenCTI platform. May be left unset only with CONNECTOR_SEND_TO_QUEUE=false (offline preview into a directory).",
 );
-pub(crate) const OPENCTI_TOKEN: Key<Secret> = key(
-    "OPENCTI_TOKEN",
-    "opencti.token",
-    None,
-    true,
-    "API token of the connector's OpenCTI user (required whenever OPENCTI_URL is set).",
-);
-pub(crate) const OPENCTI_SSL_VERIFY: Key<Bool> = key(
-    "OPENCTI_SSL_VERIFY",
-    "opencti.ssl_verify",
-    Some("true"),
-    false,
-    "Verify the platform's TLS certificate (against the bundled public roots, the OS store, SSL_CERT_FILE, REQUESTS_CA_BUNDLE and OPENCTI_CA_FILE). As with pycti, the path of a PEM CA bundle also means true, trusting that bundle.",
-);
-pub(crate) const OPENCTI_CA_FILE: Key<Path> = key(
-    "OPENCTI_CA_FILE",
-    "opencti.ca_file",
-    None,
-    false,
-    "PEM bundle of extra CA certificates to trust for the platform (a private CA).",
-);
-pub(crate) const OPENCTI_JSON_LOGGING: Key<Bool> = key(
-    "OPENCTI_JSON_LOGGING",
-    "opencti.json_logging",
-    Some("true"),
-    false,
-    "Write logs as JSON lines (false: human-readable text).",
-);
-pub(crate) const OPENCTI_CUSTOM_HEADERS: Key<Text> = key(
-    "OPENCTI_CUSTOM_HEADERS",
-    "opencti.custom_headers",
-    None,
-    false,
-    "Extra HTTP headers for the platform, as `name1:value1;name2:value2`.",
-);
-
-pub(crate) const OPENCTI_MAX_RESPONSE_MB: Key<Int> = int(
-    "OPENCTI_MAX_RESPONSE_MB",
-    "opencti.max_response_mb",
-    (1, 4096),
-    Some("8"),
-    false,
-    "Largest answer accepted from the platform, in MiB; a larger one fails that request (it is never read whole).",
-);
-
+pub(crate) const OPENCTI_TOKEN: Key<Secret> = common::OPENCTI_TOKEN
+    .described("API token of the connector's OpenCTI user (required whenever OPENCTI_URL is set).");
 pub(crate) const OPENCTI_UNREACHABLE_TIMEOUT: Key<Int> = int(
     "OPENCTI_UNREACHABLE_TIMEOUT",
     "opencti.unreachable_timeout",
@@ -82,35 +39,8 @@ pub(crate) const OPENCTI_UNREACHABLE_TIMEOUT: Key<Int> = int(
 );
 
 // --- connector
-pub(crate) const CONNECTOR_ID: Key<Text> = key(
-    "CONNECTOR_ID",
-    "connector.id",
-    None,
-    true,
-    "A unique id of this connector instance, a UUIDv4 preferably (any other string is accepted, with a warning, as pycti does).",
-);
-pub(crate) const CONNECTOR_NAME: Key<Text> = key(
-    "CONNECTOR_NAME",
-    "connector.name",
-    Some("ArcSight Incidents"),
-    false,
-    "Name of the connector in the platform.",
-);
-pub(crate) const CONNECTOR_SCOPE: Key<List> = key(
-    "CONNECTOR_SCOPE",
-    "connector.scope",
-    None,
-    false,
-    "Scope of the connector: a YAML list, or a comma-separated string.",
-);
-pub(crate) const CONNECTOR_LOG_LEVEL: Key<Enum> = choice(
-    "CONNECTOR_LOG_LEVEL",
-    "connector.log_level",
-    LOG_LEVELS,
-    Some("error"),
-    false,
-    "Log level: debug, info, warn, warning or error.",
-);
+pub(crate) const CONNECTOR_NAME: Key<Text> =
+    common::CONNECTOR_NAME.with_default("ArcSight Incidents");
 pub(crate) const CONNECTOR_DURATION_PERIOD: Key<Duration> = key(
     "CONNECTOR_DURATION_PERIOD",
     "connector.duration_period",
@@ -130,11 +60,7 @@ pub(crate) const CONNECTOR_VERIFY_PERIOD: Key<Duration> = key(
 // and the platform by their retries), so only a run stuck beyond its own limits stays
 // silent that long; far below a daily period plus a run, so a stuck connector shows the
 // same day.
-pub(crate) const CONNECTOR_HEALTH_STALL_TIMEOUT: Key<Duration> = key(
-    "CONNECTOR_HEALTH_STALL_TIMEOUT",
-    "connector.health_stall_timeout",
-    Some("PT30M"),
-    false,
+pub(crate) const CONNECTOR_HEALTH_STALL_TIMEOUT: Key<Duration> = common::CONNECTOR_HEALTH_STALL_TIMEOUT.described(
     "`/healthz` answers 503 when a run has made no progress (started, or committed a page of cases) for this long; waiting for the next scheduled run is healthy. Same formats as CONNECTOR_DURATION_PERIOD; zero: off.",
 );
 pub(crate) const CONNECTOR_QUEUE_THRESHOLD: Key<Float> = key(
@@ -188,43 +114,6 @@ pub(crate) const CONNECTOR_SEND_TO_DIRECTORY_RETENTION: Key<Int> = int(
     Some("7"),
     false,
     "Days to keep bundle files; 0 keeps them forever.",
-);
-pub(crate) const CONNECTOR_EXPOSE_METRICS: Key<Bool> = key(
-    "CONNECTOR_EXPOSE_METRICS",
-    "connector.expose_metrics",
-    Some("false"),
-    false,
-    "Serve Prometheus metrics, /healthz and /readyz.",
-);
-pub(crate) const CONNECTOR_METRICS_HOST: Key<Text> = key(
-    "CONNECTOR_METRICS_HOST",
-    "connector.metrics_host",
-    Some("0.0.0.0"),
-    false,
-    "IP address the metrics server listens on (as pycti: all interfaces by default).",
-);
-
-pub(crate) const CONNECTOR_METRICS_PORT: Key<Int> = int(
-    "CONNECTOR_METRICS_PORT",
-    "connector.metrics_port",
-    PORT,
-    Some("9095"),
-    false,
-    "Port of the metrics server.",
-);
-pub(crate) const CONNECTOR_METRICS_NAMESPACE: Key<Text> = key(
-    "CONNECTOR_METRICS_NAMESPACE",
-    "connector.metrics_namespace",
-    None,
-    false,
-    "Prefix of every metric name (Prometheus namespace), as in pycti.",
-);
-pub(crate) const CONNECTOR_METRICS_SUBSYSTEM: Key<Text> = key(
-    "CONNECTOR_METRICS_SUBSYSTEM",
-    "connector.metrics_subsystem",
-    None,
-    false,
-    "Second prefix of every metric name (Prometheus subsystem), after the namespace, as in pycti.",
 );
 
 // --- arcsight_incidents
@@ -432,22 +321,23 @@ pub(crate) const MQ_PASS: Key<Secret> =
     key("MQ_PASS", "mq.pass", None, false, "RabbitMQ password.");
 
 /// Every setting, grouped by config.yml section: what metadata, config.yml.sample, the
-/// docker-compose file and the README are generated from, in this order.
+/// docker-compose file and the README are generated from, in this order. `common::` rows are
+/// the runtime's, as every connector has them.
 pub(crate) const DEFS: &[Def] = &[
     // --- opencti
     *OPENCTI_URL.def(),
     *OPENCTI_TOKEN.def(),
-    *OPENCTI_SSL_VERIFY.def(),
-    *OPENCTI_CA_FILE.def(),
-    *OPENCTI_JSON_LOGGING.def(),
-    *OPENCTI_CUSTOM_HEADERS.def(),
-    *OPENCTI_MAX_RESPONSE_MB.def(),
+    *common::OPENCTI_SSL_VERIFY.def(),
+    *common::OPENCTI_CA_FILE.def(),
+    *common::OPENCTI_JSON_LOGGING.def(),
+    *common::OPENCTI_CUSTOM_HEADERS.def(),
+    *common::OPENCTI_MAX_RESPONSE_MB.def(),
     *OPENCTI_UNREACHABLE_TIMEOUT.def(),
     // --- connector
-    *CONNECTOR_ID.def(),
+    *common::CONNECTOR_ID.def(),
     *CONNECTOR_NAME.def(),
-    *CONNECTOR_SCOPE.def(),
-    *CONNECTOR_LOG_LEVEL.def(),
+    *common::CONNECTOR_SCOPE.def(),
+    *common::CONNECTOR_LOG_LEVEL.def(),
     *CONNECTOR_DURATION_PERIOD.def(),
     *CONNECTOR_VERIFY_PERIOD.def(),
     *CONNECTOR_HEALTH_STALL_TIMEOUT.def(),
@@ -458,11 +348,11 @@ pub(crate) const DEFS: &[Def] = &[
     *CONNECTOR_SEND_TO_DIRECTORY.def(),
     *CONNECTOR_SEND_TO_DIRECTORY_PATH.def(),
     *CONNECTOR_SEND_TO_DIRECTORY_RETENTION.def(),
-    *CONNECTOR_EXPOSE_METRICS.def(),
-    *CONNECTOR_METRICS_HOST.def(),
-    *CONNECTOR_METRICS_PORT.def(),
-    *CONNECTOR_METRICS_NAMESPACE.def(),
-    *CONNECTOR_METRICS_SUBSYSTEM.def(),
+    *common::CONNECTOR_EXPOSE_METRICS.def(),
+    *common::CONNECTOR_METRICS_HOST.def(),
+    *common::CONNECTOR_METRICS_PORT.def(),
+    *common::CONNECTOR_METRICS_NAMESPACE.def(),
+    *common::CONNECTOR_METRICS_SUBSYSTEM.def(),
     // --- arcsight_incidents
     *ARCSIGHT_INCIDENTS_API_BASE_URL.def(),
     *ARCSIGHT_INCIDENTS_USERNAME.def(),

@@ -5,26 +5,27 @@
 //! is collected, so an operator fixes all of them in one go, and no message ever shows a
 //! secret's value. The machinery (loading, validation, secret hiding, the value parsers) is
 //! `connector_runtime::settings`, driven by this connector's table; this module reads the
-//! table's sections into the clients' configurations.
+//! table's sections into the clients' configurations. The sections every connector has (the
+//! platform, identity, log level, metrics) are read by `connector_runtime::settings::common`.
 
 pub mod compat;
 pub mod defs;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use connector_runtime::settings::{self as runtime, Reader, parse_bool, parse_custom_headers};
-use secrecy::SecretString;
-use url::Url;
+use connector_runtime::settings::common;
+use connector_runtime::settings::{self as runtime, Reader};
 
 use crate::delivery::MqTls;
 use crate::esm::{ApiDialect, EsmConfig};
 use crate::manifest::MANIFEST;
-use crate::opencti::{DEFAULT_TIMEOUT, MqOverrides, OpenCtiConfig, header_names};
+use crate::opencti::MqOverrides;
 use crate::stix::Tlp;
 use crate::telemetry::LogLevel;
+/// The platform: the runtime's section, as every connector reads it.
+pub use connector_runtime::settings::common::OpenCtiSettings;
 pub use connector_runtime::settings::{Problem, SettingsError};
 use defs::*;
 
@@ -35,60 +36,6 @@ pub enum QueueProtocol {
     Api,
 }
 
-/// The platform.
-#[derive(Clone)]
-pub struct OpenCtiSettings {
-    /// `None` only when `CONNECTOR_SEND_TO_QUEUE` is false and no platform is configured: the
-    /// connector then works offline (directory delivery, state kept beside the files).
-    pub url: Option<Url>,
-    /// Set whenever `url` is.
-    pub token: Option<SecretString>,
-    pub ssl_verify: bool,
-    /// PEM bundles trusted for the platform besides the bundled roots and the OS store:
-    /// `OPENCTI_CA_FILE`, a path given as `OPENCTI_SSL_VERIFY` (pycti passes it to requests as
-    /// `verify=`), and `REQUESTS_CA_BUNDLE` (which requests, under pycti, reads).
-    pub(crate) ca_files: Vec<PathBuf>,
-    pub json_logging: bool,
-    /// `OPENCTI_CUSTOM_HEADERS`, parsed.
-    pub(crate) custom_headers: Vec<(String, String)>,
-    /// `OPENCTI_MAX_RESPONSE_MB`.
-    pub(crate) max_response_mb: u64,
-    /// `OPENCTI_UNREACHABLE_TIMEOUT`: how long a run-once start waits for the platform.
-    pub(crate) unreachable_timeout: Duration,
-}
-
-/// Custom headers may carry credentials (an access proxy's client secret): show their names only.
-impl fmt::Debug for OpenCtiSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenCtiSettings")
-            .field("url", &self.url.as_ref().map(Url::as_str))
-            .field("token", &self.token)
-            .field("ssl_verify", &self.ssl_verify)
-            .field("ca_files", &self.ca_files)
-            .field("json_logging", &self.json_logging)
-            .field("custom_headers", &header_names(&self.custom_headers))
-            .field("max_response_mb", &self.max_response_mb)
-            .field("unreachable_timeout", &self.unreachable_timeout)
-            .finish()
-    }
-}
-
-impl OpenCtiSettings {
-    /// The platform client's configuration; `None` when no platform is configured (offline
-    /// mode).
-    pub fn client_config(&self) -> Option<OpenCtiConfig> {
-        Some(OpenCtiConfig {
-            url: self.url.clone()?,
-            token: self.token.clone()?,
-            ssl_verify: self.ssl_verify,
-            ca_files: self.ca_files.clone(),
-            custom_headers: self.custom_headers.clone(),
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: self.max_response_mb.saturating_mul(crate::http::MIB),
-        })
-    }
-}
-
 /// The connector's own behaviour.
 #[derive(Debug, Clone)]
 pub struct ConnectorSettings {
@@ -97,6 +44,8 @@ pub struct ConnectorSettings {
     pub name: String,
     pub scope: Vec<String>,
     pub(crate) log_level: LogLevel,
+    /// `OPENCTI_UNREACHABLE_TIMEOUT`: how long a run-once start waits for the platform.
+    pub(crate) unreachable_timeout: Duration,
     /// `None`: run once and exit (a zero `CONNECTOR_DURATION_PERIOD`, or run_and_terminate).
     pub duration_period: Option<Duration>,
     /// How often the delivered cases are looked up in the platform (`None`: never). Unset,
@@ -115,12 +64,8 @@ pub struct ConnectorSettings {
     /// `Some` when `CONNECTOR_SEND_TO_DIRECTORY` is true.
     pub(crate) send_to_directory: Option<PathBuf>,
     pub(crate) send_to_directory_retention_days: u32,
-    pub(crate) expose_metrics: bool,
-    pub metrics_host: std::net::IpAddr,
-    pub metrics_port: u16,
-    /// `CONNECTOR_METRICS_NAMESPACE` and `_SUBSYSTEM`: the prefix of every metric name, as
-    /// pycti builds it (`namespace_subsystem_name`); `None` when both are unset.
-    pub metrics_prefix: Option<String>,
+    /// `CONNECTOR_EXPOSE_METRICS`, `CONNECTOR_METRICS_*`: the runtime's section.
+    pub metrics: common::MetricsSettings,
     /// How often the connector pings the platform (pycti: 40 s). Not read from the
     /// environment; tests shorten it to make pings race the run's saves.
     pub ping_interval: Duration,
@@ -199,15 +144,7 @@ impl Settings {
 
     /// Advice that does not stop the connector: one line each, logged as warnings at start-up.
     pub fn advice(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if uuid::Uuid::parse_str(&self.connector.id).is_err() {
-            out.push(
-                "CONNECTOR_ID is not a UUID: it works (pycti takes any string), but a UUIDv4 is \
-                 what the platform's connector manager and other tools expect"
-                    .to_owned(),
-            );
-        }
-        out
+        common::id_advice(&self.connector.id).into_iter().collect()
     }
 
     /// What only the file system can tell, checked at start-up rather than at the first
@@ -236,8 +173,11 @@ fn read_sections(r: &mut Reader<'_>) -> Option<Settings> {
     // Whether bundles go to the platform decides whether the platform must be configured, so
     // it is read first, once, for both sections.
     let send_to_queue = r.bool(&CONNECTOR_SEND_TO_QUEUE);
-    let opencti = read_opencti(r, send_to_queue);
-    let connector = read_connector(r, send_to_queue);
+    // Without a queue, the platform is optional (an operator previewing an import into a
+    // directory); with one, it is required as always.
+    let opencti = common::read_opencti(r, send_to_queue == Some(false));
+    let unreachable_timeout = r.int(&OPENCTI_UNREACHABLE_TIMEOUT);
+    let connector = read_connector(r, send_to_queue, unreachable_timeout);
     let esm = read_esm(r);
     let mq = read_mq(r);
     let mq_tls = read_mq_tls(r);
@@ -250,91 +190,15 @@ fn read_sections(r: &mut Reader<'_>) -> Option<Settings> {
     })
 }
 
-/// `opencti.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid.
-fn read_opencti(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<OpenCtiSettings> {
-    // Without a queue, the platform is optional (an operator previewing an import into a
-    // directory); with one, it is required as always.
-    let platform_optional = send_to_queue == Some(false);
-    let url = r.maybe_required(platform_optional, &OPENCTI_URL, Reader::url);
-    let token = r.maybe_required(
-        platform_optional && url.is_none(),
-        &OPENCTI_TOKEN,
-        Reader::secret,
-    );
-    let (ssl_verify, verify_bundle) = read_ssl_verify(r);
-    let mut ca_files: Vec<PathBuf> = Vec::new();
-    for (name, path) in [
-        (OPENCTI_CA_FILE.def().env, r.path(&OPENCTI_CA_FILE)),
-        (OPENCTI_SSL_VERIFY.def().env, verify_bundle),
-        (
-            "REQUESTS_CA_BUNDLE",
-            r.sources().env_var("REQUESTS_CA_BUNDLE").map(PathBuf::from),
-        ),
-    ] {
-        let Some(path) = path else { continue };
-        if path.is_file() {
-            ca_files.push(path);
-        } else {
-            r.problem(name, format!("{} is not a readable file", path.display()));
-        }
-    }
-    let json_logging = r.bool(&OPENCTI_JSON_LOGGING);
-    let custom_headers = match r.string(&OPENCTI_CUSTOM_HEADERS) {
-        Some(h) => match parse_custom_headers(&h) {
-            Ok(v) => Some(v),
-            Err(e) => r.fail(&OPENCTI_CUSTOM_HEADERS, e),
-        },
-        None => Some(Vec::new()),
-    };
-    let max_response_mb = r.int(&OPENCTI_MAX_RESPONSE_MB);
-    let unreachable_timeout = r.int(&OPENCTI_UNREACHABLE_TIMEOUT);
-    Some(OpenCtiSettings {
-        url,
-        token,
-        ssl_verify: ssl_verify?,
-        ca_files,
-        json_logging: json_logging?,
-        custom_headers: custom_headers?,
-        max_response_mb: max_response_mb? as u64,
-        unreachable_timeout: Duration::from_secs(unreachable_timeout? as u64),
-    })
-}
-
-/// `OPENCTI_SSL_VERIFY`: a boolean, or (as pycti passes it to requests' `verify=`) the path
-/// of a PEM CA bundle, which means "verify, trusting that bundle too". The second value is
-/// that path.
-fn read_ssl_verify(r: &mut Reader<'_>) -> (Option<bool>, Option<PathBuf>) {
-    let Some(raw) = r.text(&OPENCTI_SSL_VERIFY) else {
-        return (None, None);
-    };
-    match parse_bool(&raw) {
-        Some(b) => (Some(b), None),
-        None if raw.contains(['/', '\\']) || raw.ends_with(".pem") || raw.ends_with(".crt") => {
-            (Some(true), Some(PathBuf::from(raw)))
-        }
-        None => (
-            r.fail(
-                &OPENCTI_SSL_VERIFY,
-                format!(
-                    "{raw:?} is neither a boolean (true, false, yes, no) nor a CA bundle's path"
-                ),
-            ),
-            None,
-        ),
-    }
-}
-
-/// `connector.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid.
-fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<ConnectorSettings> {
-    let id = r.string(&CONNECTOR_ID);
-    let name = r.string(&CONNECTOR_NAME);
-    let scope = r.list(&CONNECTOR_SCOPE);
-    let log_level = r.choice(&CONNECTOR_LOG_LEVEL).map(|l| match l {
-        "debug" => LogLevel::Debug,
-        "info" => LogLevel::Info,
-        "warn" | "warning" => LogLevel::Warn,
-        _ => LogLevel::Error,
-    });
+/// `connector.*`. `send_to_queue` is `CONNECTOR_SEND_TO_QUEUE`, `None` when invalid;
+/// `unreachable_timeout` is `OPENCTI_UNREACHABLE_TIMEOUT`, read in its section.
+fn read_connector(
+    r: &mut Reader<'_>,
+    send_to_queue: Option<bool>,
+    unreachable_timeout: Option<i64>,
+) -> Option<ConnectorSettings> {
+    let identity = common::read_identity(r);
+    let log_level = common::read_log_level(r);
     let period = r.period(&CONNECTOR_DURATION_PERIOD);
     let verify_set = r.raw(&CONNECTOR_VERIFY_PERIOD).is_some();
     let verify = if verify_set {
@@ -342,7 +206,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
     } else {
         Some(None)
     };
-    let health_stall = r.period(&CONNECTOR_HEALTH_STALL_TIMEOUT);
+    let health_stall = common::read_health_stall_timeout(r);
     let queue_threshold = r.float(&CONNECTOR_QUEUE_THRESHOLD);
     let run_and_terminate = r.bool(&CONNECTOR_RUN_AND_TERMINATE);
     let queue_protocol = r.choice(&CONNECTOR_QUEUE_PROTOCOL).map(|p| match p {
@@ -366,13 +230,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         _ => Some(None),
     };
     let retention = r.int(&CONNECTOR_SEND_TO_DIRECTORY_RETENTION);
-    let expose_metrics = r.bool(&CONNECTOR_EXPOSE_METRICS);
-    let metrics_host = r.ip(&CONNECTOR_METRICS_HOST);
-    let metrics_port = r.int(&CONNECTOR_METRICS_PORT);
-    let metrics_prefix = metrics_prefix(
-        r.string(&CONNECTOR_METRICS_NAMESPACE),
-        r.string(&CONNECTOR_METRICS_SUBSYSTEM),
-    );
+    let metrics = common::read_metrics(r);
     let period = period?;
     let run_once = run_and_terminate? || period.is_none();
     // Daily unless set; a run-once deployment verifies only when asked (each of its runs
@@ -381,11 +239,13 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         None if !verify_set && !run_once => Some(VERIFY_PERIOD_DEFAULT),
         v => v,
     };
+    let common::Identity { id, name, scope } = identity?;
     Some(ConnectorSettings {
-        id: id?,
-        name: name?,
+        id,
+        name,
         scope,
         log_level: log_level?,
+        unreachable_timeout: Duration::from_secs(unreachable_timeout? as u64),
         duration_period: period,
         verify_period,
         verify_batch: crate::import::VERIFY_BATCH,
@@ -396,10 +256,7 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
         send_to_queue: send_to_queue?,
         send_to_directory: directory?,
         send_to_directory_retention_days: retention? as u32,
-        expose_metrics: expose_metrics?,
-        metrics_host: metrics_host?,
-        metrics_port: metrics_port? as u16,
-        metrics_prefix,
+        metrics: metrics?,
         ping_interval: crate::opencti::PING_INTERVAL,
         amqp_publish_timeout: crate::delivery::AmqpOptions::default().publish_timeout,
     })
@@ -407,12 +264,6 @@ fn read_connector(r: &mut Reader<'_>, send_to_queue: Option<bool>) -> Option<Con
 
 /// `CONNECTOR_VERIFY_PERIOD` when unset in a scheduled deployment.
 const VERIFY_PERIOD_DEFAULT: Duration = Duration::from_secs(86_400);
-
-/// `namespace_subsystem`, as prometheus_client (Python) joins them; either may be unset.
-fn metrics_prefix(namespace: Option<String>, subsystem: Option<String>) -> Option<String> {
-    let parts: Vec<String> = [namespace, subsystem].into_iter().flatten().collect();
-    (!parts.is_empty()).then(|| parts.join("_"))
-}
 
 /// `arcsight_incidents.*`: the ESM client's configuration and what to import.
 fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
@@ -554,6 +405,9 @@ fn read_mq_tls(r: &mut Reader<'_>) -> Option<MqTls> {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+    use url::Url;
+
     use super::*;
 
     /// `EsmConfig::new` spells the ESM defaults a second time (the client crate cannot see

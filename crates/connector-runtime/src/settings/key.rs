@@ -83,6 +83,21 @@ impl<K> Key<K> {
         self.def.env_aliases = env_aliases;
         self
     }
+
+    /// The same setting described otherwise: a shared row ([`common`](super::common)) whose
+    /// text, in this connector, must say more (what its own settings change about it).
+    pub const fn described(mut self, description: &'static str) -> Self {
+        self.def.description = description;
+        self
+    }
+
+    /// The same setting, optional with this default: a shared row whose default is each
+    /// connector's (its name in the platform).
+    pub const fn with_default(mut self, default: &'static str) -> Self {
+        self.def.default = Some(default);
+        self.def.required = false;
+        self
+    }
 }
 
 impl Key<Int> {

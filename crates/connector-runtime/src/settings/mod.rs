@@ -5,7 +5,15 @@
 //! The environment wins over config.yml key by key; an empty value counts as unset. Every
 //! problem is collected, so an operator fixes all of them in one go, and no message ever shows
 //! a secret's value. A connector reads its sections with a [`Reader`] inside [`load`].
+//!
+//! The settings every OpenCTI connector has (`OPENCTI_*`, the connector's identity, log level,
+//! metrics and health) are [`common`]'s rows and section readers: a connector lists those rows
+//! in its table beside its own, adjusted where it differs ([`Key::described`],
+//! [`Key::with_default`]). A key names a setting and its kind; what the setting is (default,
+//! whether required, aliases) is the row of that name in the table the sources were built
+//! with, so the shared readers read a row as the connector adjusted it.
 
+pub mod common;
 pub mod compat;
 mod key;
 
@@ -111,6 +119,24 @@ impl Sources {
             .get(name)
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The table's row named as `def` (the connector's, possibly adjusted from a shared
+    /// row); `def` itself when the table does not list it.
+    fn row<'k>(&self, def: &'k Def) -> &'k Def {
+        match self.defs.iter().find(|d| d.env == def.env) {
+            Some(row) => {
+                // Adjusting a row never changes its kind: a key of another kind under the
+                // same name would be a table error.
+                debug_assert_eq!(
+                    row.kind, def.kind,
+                    "{} is listed with another kind",
+                    def.env
+                );
+                row
+            }
+            None => def,
+        }
     }
 
     /// The raw text of a setting, if set anywhere (empty counts as unset).
@@ -328,13 +354,13 @@ impl<'a> Reader<'a> {
     /// The raw text, if set anywhere (empty counts as unset); no default, no check.
     pub fn raw<K>(&mut self, key: &Key<K>) -> Option<String> {
         self.read.push(key.def().env);
-        self.sources.raw(key.def())
+        self.sources.raw(self.sources.row(key.def()))
     }
 
     /// The trimmed value, or the default; records a problem when a required one is missing
     /// or still the placeholder of the compose file or config.yml.sample.
     pub fn text<K>(&mut self, key: &Key<K>) -> Option<String> {
-        let def = key.def();
+        let def = self.sources.row(key.def());
         let raw = self.raw(key).or_else(|| def.default.map(str::to_owned));
         if raw.is_none() && def.required {
             self.fail::<K, ()>(key, "is required but not set".into());
@@ -378,7 +404,9 @@ impl<'a> Reader<'a> {
         match self.raw(key) {
             Some(v) if is_placeholder(&v) => self.fail(key, PLACEHOLDER_PROBLEM.into()),
             Some(v) => Some(SecretString::from(v)),
-            None if key.def().required => self.fail(key, "is required but not set".into()),
+            None if self.sources.row(key.def()).required => {
+                self.fail(key, "is required but not set".into())
+            }
             None => None,
         }
     }

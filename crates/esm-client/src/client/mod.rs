@@ -7,7 +7,8 @@
 //!
 //! The client is cut by role, each module an `impl EsmClient` block: `session` (login, re-login,
 //! logout, the dialect), `transport` (one call with its retries and the classification of
-//! answers) and, in `services`, what the connectors ask of ESM (cases, events).
+//! answers) and, in `services`, what the connectors ask of ESM (cases, events, Active Lists),
+//! every authenticated call through the transport's one path (`request`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,13 +25,12 @@ use super::error::EsmError;
 use super::retry::{Jitter, RetryPolicy};
 use peer_http::lock;
 
-mod services;
+pub(crate) mod services;
 mod session;
 mod transport;
 
 pub use services::events::EventsFetch;
 use session::Session;
-pub(crate) use transport::Body;
 
 /// Longest case id a run accepts: ESM's are a few dozen characters; anything far longer is not
 /// an id but junk that would end up in the state.
