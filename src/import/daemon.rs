@@ -20,12 +20,13 @@ use super::run::{RunConfig, RunReport, run_once};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{
-    AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity,
+    AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity, MqTls,
 };
 use crate::esm::EsmClient;
 use crate::metrics::{ImportMetrics as Metrics, RunState};
 use crate::opencti::{
-    ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
+    ConnectorInfo, ConnectorRegistration, ConnectorType, MqOverrides, OpenCtiClient, OpenCtiError,
+    Registration,
 };
 use crate::settings::{ConnectorSettings, QueueProtocol, Settings};
 use connector_runtime::platform::{Background, RegisterError, ping_loop, register_with_backoff};
@@ -129,15 +130,27 @@ impl Daemon {
         let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
             Some(cfg) => {
                 let client = OpenCtiClient::new(cfg)?;
-                let Some(mut registration) =
-                    connect(&client, &settings, &metrics, shutdown).await?
+                let Some(mut registration) = connect(
+                    &client,
+                    &settings.connector,
+                    &settings.mq,
+                    &metrics,
+                    shutdown,
+                )
+                .await?
                 else {
                     return Ok(None);
                 };
                 // The text is freed once decoded, not kept with the registration: 16 MB at
                 // 1,000,000 cases.
                 let state = State::from_platform(registration.connector_state.take().as_deref());
-                let primary = queue_sink(&settings, &client, &registration, &metrics);
+                let primary = queue_sink(
+                    &settings.connector,
+                    &settings.mq_tls,
+                    &client,
+                    &registration,
+                    &metrics,
+                );
                 let tracker = Arc::new(PlatformTracker::new(
                     client.clone(),
                     connector_id.clone(),
@@ -341,20 +354,18 @@ pub(crate) fn state_file(dir: &Path) -> PathBuf {
 /// running once, for at most `OPENCTI_UNREACHABLE_TIMEOUT`.
 async fn connect(
     client: &OpenCtiClient,
-    settings: &Settings,
+    settings: &ConnectorSettings,
+    mq: &MqOverrides,
     metrics: &Metrics,
     shutdown: &mut Shutdown,
 ) -> Result<Option<Registration>, DaemonError> {
     let registration = ConnectorRegistration {
-        id: settings.connector.id.to_string(),
-        name: settings.connector.name.clone(),
+        id: settings.id.to_string(),
+        name: settings.name.clone(),
         connector_type: ConnectorType::ExternalImport,
-        scope: settings.connector.scope.clone(),
+        scope: settings.scope.clone(),
     };
-    let give_up_after = settings
-        .connector
-        .run_once()
-        .then_some(settings.connector.unreachable_timeout);
+    let give_up_after = settings.run_once().then_some(settings.unreachable_timeout);
     match register_with_backoff(
         client,
         &registration,
@@ -365,7 +376,7 @@ async fn connect(
     .await
     {
         Ok(Some(mut r)) => {
-            r.mq.apply_overrides(&settings.mq);
+            r.mq.apply_overrides(mq);
             Ok(Some(r))
         }
         Ok(None) => Ok(None),
@@ -378,32 +389,32 @@ async fn connect(
 
 /// The sink for the platform's queue, when `CONNECTOR_SEND_TO_QUEUE` is on.
 fn queue_sink(
-    settings: &Settings,
+    settings: &ConnectorSettings,
+    tls: &MqTls,
     client: &OpenCtiClient,
     registration: &Registration,
     metrics: &Metrics,
 ) -> Option<AnySink> {
-    if !settings.connector.send_to_queue {
+    if !settings.send_to_queue {
         return None;
     }
-    Some(match settings.connector.queue_protocol {
+    Some(match settings.queue_protocol {
         QueueProtocol::Amqp => AnySink::Amqp(
             AmqpDelivery::new(
                 registration.mq.clone(),
                 registration.connector_user_id.clone(),
                 AmqpOptions {
-                    tls: settings.mq_tls.clone(),
-                    publish_timeout: settings.connector.amqp_publish_timeout,
-                    blocked_timeout: settings.connector.amqp_publish_timeout * 2,
+                    tls: tls.clone(),
+                    publish_timeout: settings.amqp_publish_timeout,
+                    blocked_timeout: settings.amqp_publish_timeout * 2,
                     ..AmqpOptions::default()
                 },
             )
             .with_metrics(metrics.clone()),
         ),
-        QueueProtocol::Api => AnySink::Api(ApiDelivery::new(
-            client.clone(),
-            settings.connector.id.to_string(),
-        )),
+        QueueProtocol::Api => {
+            AnySink::Api(ApiDelivery::new(client.clone(), settings.id.to_string()))
+        }
     })
 }
 

@@ -19,7 +19,7 @@ use connector_runtime::settings::common;
 use connector_runtime::settings::{self as runtime, Reader};
 
 use crate::delivery::MqTls;
-use crate::esm::{ApiDialect, EsmConfig};
+use crate::esm::{ApiDialect, EsmConfig, SettingNames};
 use crate::manifest::MANIFEST;
 use crate::opencti::MqOverrides;
 use crate::stix::Tlp;
@@ -316,6 +316,12 @@ fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
             case_batch_size: case_batch? as usize,
             event_batch_size: event_batch? as usize,
             max_response_bytes: (max_response_mb? as u64).saturating_mul(crate::http::MIB),
+            // What the client's messages tell an operator to set: this table's names.
+            setting_names: SettingNames {
+                ssl_verify: ARCSIGHT_INCIDENTS_SSL_VERIFY.def().env,
+                ca_file: Some(ARCSIGHT_INCIDENTS_CA_FILE.def().env),
+                max_response_mb: ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB.def().env,
+            },
         },
         max_cases: max_cases? as usize,
         tlp: tlp?,

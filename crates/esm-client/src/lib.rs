@@ -8,7 +8,7 @@ pub mod retry;
 
 /// The Active List service, at the path the stream connector names it by.
 pub use client::services::active_lists;
-pub use client::{EsmClient, EsmConfig, EsmStats, EventsFetch, OpStats};
+pub use client::{EsmClient, EsmConfig, EsmStats, EventsFetch, OpStats, SettingNames};
 pub use decode::{ApiDialect, Dialect};
 pub use error::{EsmError, TransportKind};
 pub use retry::{Jitter, RetryPolicy};

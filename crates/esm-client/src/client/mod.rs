@@ -57,6 +57,30 @@ pub struct EsmConfig {
     pub event_batch_size: usize,
     /// Largest answer body read, in bytes (`ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB`).
     pub max_response_bytes: u64,
+    /// The connector's names of the settings the client's messages point an operator to.
+    pub setting_names: SettingNames,
+}
+
+/// The settings an ESM error or warning tells the operator to change, as the connector names
+/// them: each connector has its own prefix (the import's `ARCSIGHT_INCIDENTS_*`, the stream
+/// connector's `ARCSIGHT_*`), and a message naming a setting that does not exist misleads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingNames {
+    /// TLS verification of ESM (`..._SSL_VERIFY`).
+    pub ssl_verify: &'static str,
+    /// Extra CA certificates for ESM, when the connector has such a setting.
+    pub ca_file: Option<&'static str>,
+    /// The largest answer read (`..._MAX_RESPONSE_MB`).
+    pub max_response_mb: &'static str,
+}
+
+impl SettingNames {
+    /// The import connector's (`ARCSIGHT_INCIDENTS_*`).
+    pub const ARCSIGHT_INCIDENTS: SettingNames = SettingNames {
+        ssl_verify: "ARCSIGHT_INCIDENTS_SSL_VERIFY",
+        ca_file: Some("ARCSIGHT_INCIDENTS_CA_FILE"),
+        max_response_mb: "ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB",
+    };
 }
 
 impl EsmConfig {
@@ -80,6 +104,7 @@ impl EsmConfig {
             case_batch_size: 100,
             event_batch_size: 200,
             max_response_bytes: 64 * peer_http::http::MIB,
+            setting_names: SettingNames::ARCSIGHT_INCIDENTS,
         }
     }
 
@@ -157,7 +182,8 @@ impl EsmClient {
         if !cfg.ssl_verify {
             tracing::warn!(
                 host = cfg.base_url.host_str().unwrap_or_default(),
-                "TLS certificate verification of ESM is disabled (ARCSIGHT_INCIDENTS_SSL_VERIFY=false)"
+                "TLS certificate verification of ESM is disabled ({}=false)",
+                cfg.setting_names.ssl_verify
             );
             builder = builder.danger_accept_invalid_certs(true);
         }

@@ -159,7 +159,11 @@ impl EsmClient {
             Body::Form(fields) => req.form(fields),
             Body::Json(v) => req.json(v),
         };
-        let resp = req.send().await.map_err(|e| EsmError::transport(op, e))?;
+        let names = &self.inner.cfg.setting_names;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| EsmError::transport(op, e, names))?;
         let status = resp.status().as_u16();
         let header = |name: reqwest::header::HeaderName| {
             resp.headers()
@@ -176,8 +180,9 @@ impl EsmClient {
                 crate::http::BodyError::TooLarge => EsmError::TooLarge {
                     operation: op,
                     limit_mib: self.inner.cfg.max_response_bytes / crate::http::MIB,
+                    setting: names.max_response_mb,
                 },
-                crate::http::BodyError::Transport(e) => EsmError::transport(op, e),
+                crate::http::BodyError::Transport(e) => EsmError::transport(op, e, names),
             })?;
         tracing::trace!(operation = op, status, bytes = text.len(), "ESM answer");
         classify(op, status, content_type.as_deref(), &text, secrets)
