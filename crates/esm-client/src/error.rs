@@ -5,7 +5,7 @@
 //! stripped of their URL (reqwest's `without_url`) before their text is kept, and text lifted
 //! from an error page is redacted of the session's secrets first.
 
-use crate::client::SettingNames;
+use crate::setting_names::SettingNames;
 
 /// What went wrong below HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
