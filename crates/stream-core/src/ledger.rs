@@ -93,12 +93,7 @@ pub struct Ledger {
     by_key: HashTable<u32>,
     /// Values of the indicators carrying more than one, by entry id.
     multi: HashMap<u32, Box<[u32]>>,
-    slots: Vec<Slot>,
-    free_slot: u32,
-    /// Value records: a length (`put_len`) then the value's UTF-8.
-    arena: String,
-    /// Bytes of `arena` in records no slot points at any more.
-    garbage: usize,
+    values: Values,
     /// Slot ids, hashed by their value's text.
     by_value: HashTable<u32>,
     hasher: DefaultHashBuilder,
@@ -194,6 +189,102 @@ fn value_at(arena: &str, off: u32) -> &str {
     record(arena, off).0
 }
 
+/// The distinct values: slots, and the arena holding their text.
+#[derive(Debug)]
+struct Values {
+    slots: Vec<Slot>,
+    /// Head of the free slot list.
+    free: u32,
+    /// Value records: a length (`put_len`) then the value's UTF-8.
+    arena: String,
+    /// Bytes of `arena` in records no slot points at any more.
+    garbage: usize,
+}
+
+impl Values {
+    fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: END,
+            arena: String::new(),
+            garbage: 0,
+        }
+    }
+
+    fn get(&self, i: u32) -> &str {
+        value_at(&self.arena, self.slots[i as usize].off)
+    }
+
+    /// A slot for `value` (the caller knows it is new), with no carriers yet.
+    fn insert(&mut self, value: &str) -> u32 {
+        let need = len_len(value.len()) + value.len();
+        if u32::try_from(self.arena.len() + need).is_err() {
+            self.compact();
+        }
+        // 4 GiB of distinct live values is far past any memory this process is given; it
+        // is killed for memory long before.
+        let off = u32::try_from(self.arena.len() + need)
+            .map(|_| self.arena.len() as u32)
+            .expect("ledger values under 4 GiB");
+        put_len(&mut self.arena, value.len());
+        self.arena.push_str(value);
+        let slot = Slot { off, refs: 0 };
+        match self.free {
+            END => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 values")
+            }
+            i => {
+                self.free = self.slots[i as usize].off;
+                self.slots[i as usize] = slot;
+                i
+            }
+        }
+    }
+
+    /// Frees slot `i` (no carriers left); its record becomes garbage.
+    fn free(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        self.garbage += record(&self.arena, slot.off).1;
+        slot.off = self.free;
+        self.free = i;
+        if self.garbage > MIN_GARBAGE && self.garbage > self.arena.len() - self.garbage {
+            self.compact();
+        }
+    }
+
+    /// Moves the live records down over the dead ones, in arena order (slot ids, and so
+    /// the value index, stay as they are), and gives back capacity far beyond the need.
+    /// Triggered when the dead bytes outweigh the live ones, so its cost is amortised over
+    /// the removals that made them.
+    fn compact(&mut self) {
+        if self.garbage == 0 {
+            return;
+        }
+        let mut live: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].refs > 0)
+            .collect();
+        live.sort_unstable_by_key(|&i| self.slots[i as usize].off);
+        let mut bytes = std::mem::take(&mut self.arena).into_bytes();
+        let mut to = 0usize;
+        for i in live {
+            let slot = &mut self.slots[i as usize];
+            let from = slot.off as usize;
+            let (at, n) = header(&bytes, from);
+            let len = at + n - from;
+            bytes.copy_within(from..from + len, to);
+            slot.off = to as u32;
+            to += len;
+        }
+        bytes.truncate(to);
+        if bytes.capacity() > 4 * to + MIN_GARBAGE {
+            bytes.shrink_to(2 * to);
+        }
+        self.arena = String::from_utf8(bytes).expect("whole records moved, still UTF-8");
+        self.garbage = 0;
+    }
+}
+
 impl Ledger {
     pub fn new(policy: Policy) -> Self {
         Self {
@@ -202,10 +293,7 @@ impl Ledger {
             free_entry: END,
             by_key: HashTable::new(),
             multi: HashMap::new(),
-            slots: Vec::new(),
-            free_slot: END,
-            arena: String::new(),
-            garbage: 0,
+            values: Values::new(),
             by_value: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             expiry: BinaryHeap::new(),
@@ -304,42 +392,42 @@ impl Ledger {
     /// Every value that should be in the list, each once, in no particular order. It
     /// allocates nothing: each value is sliced out of the arena.
     pub fn desired(&self) -> impl Iterator<Item = &str> {
-        self.slots
+        let v = &self.values;
+        v.slots
             .iter()
             .filter(|s| s.refs > 0)
-            .map(|s| value_at(&self.arena, s.off))
+            .map(|s| value_at(&v.arena, s.off))
     }
 
     /// How many live indicators carry `value`.
     pub fn carriers(&self, value: &str) -> u32 {
         self.find_value(value)
-            .map_or(0, |i| self.slots[i as usize].refs)
+            .map_or(0, |i| self.values.slots[i as usize].refs)
     }
 
     /// Gives back what the vectors and tables hold beyond the live set (their growth slack,
     /// the arena's dead records, stale expiry items), for a caller done with a bulk load.
     /// Entry and slot ids stay as they are, so free ones below the highest live one stay.
     pub fn shrink_to_fit(&mut self) {
-        self.compact_arena();
-        self.arena.shrink_to_fit();
+        self.values.compact();
+        self.values.arena.shrink_to_fit();
         self.sweep_expiry();
         self.expiry.shrink_to_fit();
         while self.entries.last().is_some_and(|e| e.val == FREE) {
             self.entries.pop();
         }
-        while self.slots.last().is_some_and(|s| s.refs == 0) {
-            self.slots.pop();
+        while self.values.slots.last().is_some_and(|s| s.refs == 0) {
+            self.values.slots.pop();
         }
         self.relink_free();
         self.entries.shrink_to_fit();
-        self.slots.shrink_to_fit();
+        self.values.slots.shrink_to_fit();
         self.multi.shrink_to_fit();
-        let (entries, slots, arena, hasher) =
-            (&self.entries, &self.slots, &self.arena, &self.hasher);
+        let (entries, values, hasher) = (&self.entries, &self.values, &self.hasher);
         self.by_key
             .shrink_to_fit(|&i| hasher.hash_one(entries[i as usize].key));
         self.by_value
-            .shrink_to_fit(|&i| hasher.hash_one(value_at(arena, slots[i as usize].off)));
+            .shrink_to_fit(|&i| hasher.hash_one(values.get(i)));
     }
 
     /// Bytes this ledger has allocated, counted from capacities (deterministic):
@@ -351,8 +439,8 @@ impl Ledger {
             + table(size_of::<(u32, Box<[u32]>)>(), self.multi.capacity())
             + self.multi.values().map(|v| v.len() * 4).sum::<usize>()
             + self.expiry.capacity() * size_of::<Reverse<(u32, u32)>>();
-        let val = self.slots.capacity() * size_of::<Slot>()
-            + self.arena.capacity()
+        let val = self.values.slots.capacity() * size_of::<Slot>()
+            + self.values.arena.capacity()
             + table(4, self.by_value.capacity());
         (ind, val)
     }
@@ -454,11 +542,12 @@ impl Ledger {
                 self.free_entry = i as u32;
             }
         }
-        self.free_slot = END;
-        for i in (0..self.slots.len()).rev() {
-            if self.slots[i].refs == 0 {
-                self.slots[i].off = self.free_slot;
-                self.free_slot = i as u32;
+        let v = &mut self.values;
+        v.free = END;
+        for i in (0..v.slots.len()).rev() {
+            if v.slots[i].refs == 0 {
+                v.slots[i].off = v.free;
+                v.free = i as u32;
             }
         }
     }
@@ -468,112 +557,51 @@ impl Ledger {
     fn find_value(&self, value: &str) -> Option<u32> {
         let h = self.hasher.hash_one(value);
         self.by_value
-            .find(h, |&i| {
-                value_at(&self.arena, self.slots[i as usize].off) == value
-            })
+            .find(h, |&i| self.values.get(i) == value)
             .copied()
     }
 
-    /// Appends `value`'s record to the arena; returns its offset.
-    fn push_record(&mut self, value: &str) -> u32 {
-        let need = len_len(value.len()) + value.len();
-        if self.garbage > 0 && u32::try_from(self.arena.len() + need).is_err() {
-            self.compact_arena();
+    /// `value`'s slot, and whether it was created.
+    fn intern(&mut self, value: &str) -> (u32, bool) {
+        let h = self.hasher.hash_one(value);
+        let (values, hasher) = (&self.values, &self.hasher);
+        // One probe finds the value or the place for it.
+        match self.by_value.entry(
+            h,
+            |&i| values.get(i) == value,
+            |&i| hasher.hash_one(values.get(i)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => (*e.get(), false),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                let i = self.values.insert(value);
+                e.insert(i);
+                (i, true)
+            }
         }
-        // 4 GiB of distinct live values is far past any memory this process is given; it
-        // is killed for memory long before.
-        let off = u32::try_from(self.arena.len() + need)
-            .map(|_| self.arena.len() as u32)
-            .expect("ledger values under 4 GiB");
-        put_len(&mut self.arena, value.len());
-        self.arena.push_str(value);
-        off
-    }
-
-    /// A new slot for `value` (not present), with no carriers yet.
-    fn new_slot(&mut self, value: &str, h: u64) -> u32 {
-        let off = self.push_record(value);
-        let slot = Slot { off, refs: 0 };
-        let i = match self.free_slot {
-            END => {
-                self.slots.push(slot);
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 values")
-            }
-            i => {
-                self.free_slot = self.slots[i as usize].off;
-                self.slots[i as usize] = slot;
-                i
-            }
-        };
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.by_value.insert_unique(h, i, |&j| {
-            hasher.hash_one(value_at(arena, slots[j as usize].off))
-        });
-        i
     }
 
     fn acquire(&mut self, value: &str, changes: &mut Vec<Change>) -> u32 {
-        let h = self.hasher.hash_one(value);
-        let i = match self.find_value(value) {
-            Some(i) => i,
-            None => {
-                changes.push(Change::Add(value.to_owned()));
-                self.new_slot(value, h)
-            }
-        };
-        self.slots[i as usize].refs += 1;
+        let (i, new) = self.intern(value);
+        if new {
+            changes.push(Change::Add(value.to_owned()));
+        }
+        self.values.slots[i as usize].refs += 1;
         i
     }
 
     fn release(&mut self, i: u32, changes: &mut Vec<Change>) {
-        let slot = &mut self.slots[i as usize];
+        let slot = &mut self.values.slots[i as usize];
         slot.refs -= 1;
         if slot.refs > 0 {
             return;
         }
-        let (value, len) = record(&self.arena, slot.off);
+        let value = self.values.get(i);
         let h = self.hasher.hash_one(value);
         if let Ok(e) = self.by_value.find_entry(h, |&j| j == i) {
             e.remove();
         }
         changes.push(Change::Remove(value.to_owned()));
-        self.slots[i as usize].off = self.free_slot;
-        self.free_slot = i;
-        self.garbage += len;
-        if self.garbage > MIN_GARBAGE && self.garbage > self.arena.len() - self.garbage {
-            self.compact_arena();
-        }
-    }
-
-    /// Moves the live records down over the dead ones, in arena order (slot ids, and so
-    /// the value index, stay as they are), and gives back capacity far beyond the need.
-    /// Triggered when the dead bytes outweigh the live ones, so its cost is amortised over
-    /// the removals that made them.
-    fn compact_arena(&mut self) {
-        if self.garbage == 0 {
-            return;
-        }
-        let mut live: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&i| self.slots[i as usize].refs > 0)
-            .collect();
-        live.sort_unstable_by_key(|&i| self.slots[i as usize].off);
-        let mut bytes = std::mem::take(&mut self.arena).into_bytes();
-        let mut to = 0usize;
-        for i in live {
-            let slot = &mut self.slots[i as usize];
-            let from = slot.off as usize;
-            let (at, n) = header(&bytes, from);
-            let len = at + n - from;
-            bytes.copy_within(from..from + len, to);
-            slot.off = to as u32;
-            to += len;
-        }
-        bytes.truncate(to);
-        if bytes.capacity() > 4 * to + MIN_GARBAGE {
-            bytes.shrink_to(2 * to);
-        }
-        self.arena = String::from_utf8(bytes).expect("whole records moved, still UTF-8");
-        self.garbage = 0;
+        self.values.free(i);
     }
 
     // ------------------------------------------------------------ snapshot
@@ -599,7 +627,7 @@ impl Ledger {
             .filter(|&i| self.entries[i as usize].val != FREE)
             .collect();
         order.sort_unstable_by_key(|&i| self.entries[i as usize].key);
-        let mut renum = vec![u32::MAX; self.slots.len()];
+        let mut renum = vec![u32::MAX; self.values.slots.len()];
         let mut values: Vec<u32> = Vec::with_capacity(self.by_value.len());
         let mut size = 12;
         for &i in &order {
@@ -609,7 +637,7 @@ impl Ledger {
                 if renum[s as usize] == u32::MAX {
                     renum[s as usize] = values.len() as u32;
                     values.push(s);
-                    size += 4 + value_at(&self.arena, self.slots[s as usize].off).len();
+                    size += 4 + self.values.get(s).len();
                 }
             }
         }
@@ -618,7 +646,7 @@ impl Ledger {
         out.extend(b"SCL1");
         out.extend((values.len() as u32).to_le_bytes());
         for s in values {
-            let v = value_at(&self.arena, self.slots[s as usize].off);
+            let v = self.values.get(s);
             out.extend((v.len() as u32).to_le_bytes());
             out.extend(v.as_bytes());
         }
@@ -660,18 +688,16 @@ impl Ledger {
         }
         r.at = values_at;
         let mut l = Ledger::new(policy);
-        l.arena.reserve_exact(arena);
-        l.slots.reserve_exact(nvals);
+        l.values.arena.reserve_exact(arena);
+        l.values.slots.reserve_exact(nvals);
         l.reserve_values(nvals);
         for _ in 0..nvals {
             let len = r.u32()? as usize;
             let at = r.at;
             let s = std::str::from_utf8(r.take(len)?).map_err(|_| SnapshotError::Corrupt(at))?;
-            let h = l.hasher.hash_one(s);
-            if l.find_value(s).is_some() {
-                return Err(SnapshotError::Corrupt(at));
+            if !l.intern(s).1 {
+                return Err(SnapshotError::Corrupt(at)); // listed twice
             }
-            l.new_slot(s, h);
         }
         let n = r.u32()? as usize;
         // Each indicator takes at least 24 bytes: the count cannot reserve past the input.
@@ -709,7 +735,7 @@ impl Ledger {
                 }
             }
             for &s in &ids {
-                l.slots[s as usize].refs += 1;
+                l.values.slots[s as usize].refs += 1;
             }
             let val = match ids.as_slice() {
                 [] => NONE,
@@ -724,7 +750,7 @@ impl Ledger {
         if r.at != bytes.len() {
             return Err(SnapshotError::Corrupt(r.at));
         }
-        if l.slots.iter().any(|s| s.refs == 0) {
+        if l.values.slots.iter().any(|s| s.refs == 0) {
             // A value nobody carries: never written, so the list itself is wrong.
             return Err(SnapshotError::Corrupt(values_at));
         }
@@ -739,10 +765,9 @@ impl Ledger {
     }
 
     fn reserve_values(&mut self, n: usize) {
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.by_value.reserve(n, |&i| {
-            hasher.hash_one(value_at(arena, slots[i as usize].off))
-        });
+        let (values, hasher) = (&self.values, &self.hasher);
+        self.by_value
+            .reserve(n, |&i| hasher.hash_one(values.get(i)));
     }
 }
 
