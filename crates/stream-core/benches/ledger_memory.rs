@@ -6,8 +6,9 @@
 //! `cargo bench -p stream-core --bench ledger_memory` (N from `LEDGER_MEMORY_N`, default
 //! 1,000,000). Each phase runs in a fresh child process so that one phase's freed memory
 //! does not hide in the next one's RSS:
-//! - `build`: N `create` events applied one by one, then a snapshot written to a temp file;
-//! - `restore`: that snapshot read back and restored.
+//! - `build`: N `create` events applied one by one, then a snapshot written to a temp file,
+//!   then `shrink_to_fit` (figures still counted from before the build);
+//! - `restore`: that snapshot read back and restored, then `desired()` iterated.
 //!
 //! Figures per indicator: `capacity` is `allocated_bytes()`; `requested` is what the ledger
 //! asked the allocator for (live bytes after minus before); `malloc` adds what glibc really
@@ -177,7 +178,17 @@ fn build(n: usize, snapshot: &str) {
         bytes.len() as f64 / n as f64,
         started.elapsed().as_secs_f64()
     );
-    std::fs::write(snapshot, bytes).expect("write the snapshot");
+    std::fs::write(snapshot, &bytes).expect("write the snapshot");
+    drop(bytes);
+    let started = Instant::now();
+    l.shrink_to_fit();
+    report(
+        "shrink_to_fit",
+        n,
+        &l,
+        before,
+        started.elapsed().as_secs_f64(),
+    );
 }
 
 fn restore(n: usize, snapshot: &str) {
@@ -188,6 +199,17 @@ fn restore(n: usize, snapshot: &str) {
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(l.tracked(), n);
     report("restore", n, &l, before, secs);
+    let blocks = BLOCKS.load(Relaxed);
+    let started = Instant::now();
+    let (count, bytes) = l
+        .desired()
+        .fold((0usize, 0usize), |(c, b), v| (c + 1, b + v.len()));
+    println!(
+        "ledger desired(): {count} values ({:.1} MB) in {:.3} s, {} allocations",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        BLOCKS.load(Relaxed) - blocks
+    );
 }
 
 fn main() {
