@@ -211,6 +211,43 @@ pub(crate) async fn load(path: &Path, policy: Policy) -> Result<Option<Loaded>, 
     }
 }
 
+/// What a ledger file holds, for `check`-like commands and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The acked position the ledger matches (`None` while a resync was under way).
+    pub position: Option<String>,
+    /// A full resync had started and not completed.
+    pub resyncing: bool,
+    pub list_id: String,
+    pub value_column: String,
+    /// Indicators tracked, and values managed before a resync in progress.
+    pub tracked: usize,
+    pub prior: usize,
+}
+
+/// Reads and validates the file at `path` (`Ok(None)`: there is none).
+pub fn peek(path: &Path) -> Result<Option<FileInfo>, SnapshotError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SnapshotError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let l = decode(path, &bytes, Policy::default())?;
+    Ok(Some(FileInfo {
+        position: l.header.start_from.clone(),
+        resyncing: l.header.resyncing,
+        list_id: l.header.list_id.clone(),
+        value_column: l.header.value_column.clone(),
+        tracked: l.ledger.tracked(),
+        prior: l.prior.len(),
+    }))
+}
+
 fn write_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),

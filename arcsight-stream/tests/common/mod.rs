@@ -204,9 +204,14 @@ impl Platform {
             .map(|d| (d.timestamp_millis() as u64, 0u64))
             .filter(|r| *r > cursor);
         if let Some(r) = recover {
-            // Recovery: the objects as they were at the recover date, as creates with ids
-            // before it; the live part follows from the recover date.
-            for (n, obj) in self.objects_until(r).into_iter().enumerate() {
+            // Recovery: the objects as they are now, as creates with ids before the recover
+            // date; the live part follows. (The model's ids may run ahead of the manual clock,
+            // so "now" is the end of the log rather than the recover date.)
+            let end = {
+                let g = self.inner.lock().unwrap();
+                g.log.last().map_or((0, 0), |r| r.key)
+            };
+            for (n, obj) in self.objects_until(end).into_iter().enumerate() {
                 let data = json!({"version": "4", "type": "create", "scope": "external",
                     "origin": {"referer": "init-create"}, "message": "recovers", "data": obj});
                 let id = format!("{}-{}", r.0.saturating_sub(1), n);
@@ -220,7 +225,15 @@ impl Platform {
                     return;
                 }
             }
-            cursor = r;
+            cursor = r.max(end);
+            // The live part starts at the recover date: the platform's heartbeat says so.
+            if !send(StreamItem::Heartbeat {
+                id: format!("{}-{}", cursor.0, cursor.1),
+            })
+            .await
+            {
+                return;
+            }
         } else if cursor != (0, 0) {
             // Retention: events after our position were trimmed before we read them.
             let trimmed_past = {
@@ -671,4 +684,67 @@ pub fn iso(ms: i64) -> String {
         .unwrap()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
+}
+
+pub fn ipv4(id: &str, ip: &str) -> Value {
+    indicator(id, &format!("[ipv4-addr:value = '{ip}']"))
+}
+
+// ------------------------------------------------------------------ a world
+
+/// One engine on a fresh simulator and stream.
+pub struct World {
+    pub esm: Esm,
+    pub platform: Arc<Platform>,
+    pub store: Store,
+    pub metrics: StreamMetrics,
+    pub clock: Clock,
+}
+
+impl World {
+    pub async fn new(dialect: Dialect) -> World {
+        World::with_list(dialect, sim_list(&["value"])).await
+    }
+
+    pub async fn with_list(dialect: Dialect, list: SimList) -> World {
+        let clock = Clock::manual(T0);
+        World {
+            esm: Esm::start(dialect, list).await,
+            platform: Platform::new(clock.clone()),
+            store: Store::new(None),
+            metrics: StreamMetrics::default(),
+            clock,
+        }
+    }
+
+    pub fn run(&self, cfg: EngineConfig) -> Running {
+        spawn(
+            cfg,
+            self.platform.source(16),
+            &self.esm,
+            &self.store,
+            &self.metrics,
+            &self.clock,
+        )
+    }
+
+    /// A restart: the same platform and ESM, the platform's saved state, fresh metrics.
+    pub fn rerun(&self, cfg: EngineConfig, from: &Store) -> (Running, Store, StreamMetrics) {
+        let store = from.reopen();
+        let metrics = StreamMetrics::default();
+        let r = spawn(
+            cfg,
+            self.platform.source(16),
+            &self.esm,
+            &store,
+            &metrics,
+            &self.clock,
+        );
+        (r, store, metrics)
+    }
+
+    pub async fn settle(&self) {
+        let last = self.platform.last_id().expect("an event");
+        settled(&self.store, &last).await;
+    }
 }
