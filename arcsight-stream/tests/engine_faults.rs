@@ -413,3 +413,29 @@ async fn twenty_thousand_creates_cost_at_most_one_request_per_200_entries() {
     );
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn an_entry_esm_refuses_is_skipped_and_does_not_block_the_others() {
+    let w = World::new(Dialect::Prefixed).await;
+    w.esm.sim.poison_active_list_value("198.18.4.13", true);
+    let mut want = BTreeSet::new();
+    for i in 0..40 {
+        let ip = format!("198.18.4.{i}");
+        w.platform
+            .push("create", create(&ipv4(&format!("x{i}"), &ip)));
+        if i != 13 {
+            want.insert(ip);
+        }
+    }
+    let engine = w.run(config(None));
+    w.settle().await;
+    assert_eq!(w.esm.values(), want);
+    // Refused at its write (and again when a reconciliation finds it missing).
+    assert!(w.metrics.entries_rejected.get() >= 1);
+    // The stream goes on.
+    w.platform.push("create", create(&ipv4("y", "198.18.5.1")));
+    want.insert("198.18.5.1".into());
+    w.settle().await;
+    assert_eq!(w.esm.values(), want);
+    engine.stop().await;
+}
