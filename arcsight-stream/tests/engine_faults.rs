@@ -439,3 +439,36 @@ async fn an_entry_esm_refuses_is_skipped_and_does_not_block_the_others() {
     assert_eq!(w.esm.values(), want);
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn a_changed_policy_resyncs_and_removes_what_no_longer_passes() {
+    let path = temp_ledger("policy");
+    let w = World::new(Dialect::Prefixed).await;
+    let high = ipv4("hi", "198.18.6.1");
+    let low = with(
+        &ipv4("lo", "198.18.6.2"),
+        serde_json::json!({"x_opencti_score": 30}),
+    );
+    w.platform.push("create", create(&high));
+    w.platform.push("create", create(&low));
+    let engine = w.run(config(Some(path.clone())));
+    w.settle().await;
+    assert_eq!(w.esm.values(), set(&["198.18.6.1", "198.18.6.2"]));
+    engine.stop().await;
+    assert!(
+        snapshot::peek(&path)
+            .unwrap()
+            .is_some_and(|f| !f.resyncing && f.tracked == 2)
+    );
+
+    // Restarted with a minimum score: the file's ledger no longer applies, its values were ours.
+    let mut cfg = config(Some(path.clone()));
+    cfg.policy.min_score = Some(50);
+    let (engine, _store2, m2) = w.rerun(cfg, &w.store);
+    wait_for("the low-score value removed", || {
+        w.esm.values() == set(&["198.18.6.1"])
+    })
+    .await;
+    assert_eq!(m2.resyncs_for("no_snapshot"), 1);
+    engine.stop().await;
+}

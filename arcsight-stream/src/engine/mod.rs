@@ -258,6 +258,7 @@ pub async fn run_with_clock<S: Source, P: PositionStore + 'static>(
         start_reconcile_due: false,
         next_reconcile: None,
         snapshot_dirty: false,
+        position_dirty: false,
         last_snapshot: None,
     };
     let outcome = engine.run().await;
@@ -292,6 +293,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// A ledger file whose ledger did not change is rewritten (for its position) this many
+/// `snapshot_interval`s apart at most.
+const POSITION_ONLY_SNAPSHOT_FACTOR: u32 = 10;
+
 /// At shutdown, what is pending gets this long to be written (an outage is not waited out).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -325,8 +330,11 @@ struct Engine<S> {
     /// The start reconciliation waits for the first heartbeat (the stream caught up).
     start_reconcile_due: bool,
     next_reconcile: Option<Instant>,
-    /// The ledger or the acked position moved since the ledger file was written.
+    /// The ledger changed since the ledger file was written.
     snapshot_dirty: bool,
+    /// Only the acked position moved since then (heartbeats): rewritten less often, since a
+    /// stale position in the file only lengthens the replay at the next start.
+    position_dirty: bool,
     last_snapshot: Option<Instant>,
 }
 
@@ -403,11 +411,17 @@ impl<S: Source> Engine<S> {
             return self.flush().await;
         }
         let quiet = self.pending.is_empty() && self.recovery.is_none();
-        let snapshot_at = match (&self.cfg.ledger_path, self.snapshot_dirty && quiet) {
-            (Some(_), true) => Some(
-                self.last_snapshot
-                    .map_or_else(Instant::now, |t| t + self.cfg.snapshot_interval),
-            ),
+        let interval = if self.snapshot_dirty {
+            Some(self.cfg.snapshot_interval)
+        } else if self.position_dirty {
+            Some(self.cfg.snapshot_interval * POSITION_ONLY_SNAPSHOT_FACTOR)
+        } else {
+            None
+        };
+        let snapshot_at = match (&self.cfg.ledger_path, interval) {
+            (Some(_), Some(every)) if quiet => {
+                Some(self.last_snapshot.map_or_else(Instant::now, |t| t + every))
+            }
             _ => None,
         };
         if snapshot_at.is_some_and(|t| t <= Instant::now()) {
@@ -543,6 +557,8 @@ impl<S: Source> Engine<S> {
             self.metrics.skip("not_an_indicator");
         }
         let applied = self.ledger.apply(&ev, self.clock.now_ms());
+        // Even without a change (a second carrier of a value) the ledger moved.
+        self.snapshot_dirty = true;
         if let Some(why) = applied.excluded {
             self.metrics.skip(exclusion_label(why));
             debug!(event_id = %id, reason = exclusion_label(why), "indicator contributes no value");
@@ -601,7 +617,7 @@ impl<S: Source> Engine<S> {
             .is_some()
         {
             self.acked = self.applied.clone();
-            self.snapshot_dirty = true;
+            self.position_dirty = true;
             if let Some(s) = &self.saver {
                 s.mark();
             }
@@ -742,6 +758,10 @@ impl<S: Source> Engine<S> {
             recover_until: self.recover_until.clone(),
         });
         let mut prior: Vec<&str> = self.prior.iter().map(String::as_str).collect();
+        if resyncing {
+            // What the interrupted recovery already wrote is ours too.
+            prior.extend(self.ledger.desired().filter(|v| !self.prior.contains(*v)));
+        }
         prior.sort_unstable();
         let ledger = if resyncing {
             Ledger::new(self.cfg.policy).snapshot()
@@ -760,6 +780,7 @@ impl<S: Source> Engine<S> {
         match snapshot::store(&path, bytes).await {
             Ok(()) => {
                 self.snapshot_dirty = false;
+                self.position_dirty = false;
                 debug!(resyncing, "ledger file written");
             }
             Err(e) => {
@@ -796,7 +817,7 @@ impl<S: Source> Engine<S> {
             self.metrics.position_save_errors.inc();
             warn!(error = %e, "cannot save the stream position at shutdown");
         }
-        if self.pending.is_empty() && self.snapshot_dirty {
+        if self.pending.is_empty() && (self.snapshot_dirty || self.position_dirty) {
             self.write_snapshot().await;
         }
         info!(position = ?self.acked, "engine stopped");
