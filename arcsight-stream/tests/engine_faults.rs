@@ -379,29 +379,40 @@ async fn twenty_thousand_creates_cost_at_most_one_request_per_200_entries() {
         w.store.platform_position().is_some()
     })
     .await;
-    let started = Instant::now();
+    // The events are built first: the figure is the engine's, not the test's JSON.
+    let mut events = Vec::new();
     let mut inds = Vec::new();
     for i in 0..20_000u32 {
         let ind = ipv4(
             &format!("b{i}"),
             &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
         );
-        w.platform.push("create", create(&ind));
+        events.push(("create", create(&ind)));
         inds.push(ind);
     }
     for ind in inds.iter().take(2_000) {
-        w.platform.push("delete", delete(ind));
+        events.push(("delete", delete(ind)));
     }
+    let started = Instant::now();
+    for (name, ev) in events {
+        w.platform.push(name, ev);
+    }
+    wait_for("every write acknowledged", || {
+        w.metrics.entries_added.get() >= 20_000 && w.metrics.entries_removed.get() >= 2_000
+    })
+    .await;
+    let written_in = started.elapsed();
     w.settle().await;
-    let elapsed = started.elapsed();
+    let saved_in = started.elapsed();
     assert_eq!(w.esm.values().len(), 18_000);
     let adds = w.esm.calls("addEntries");
     let deletes = w.esm.calls("deleteEntries");
     let requests = adds.len() + deletes.len();
     eprintln!(
-        "20,000 creates + 2,000 deletes at 2 ms write delay: {:.2} s, {:.0} events/s, {} addEntries + {} deleteEntries requests, {} entries written",
-        elapsed.as_secs_f64(),
-        22_000.0 / elapsed.as_secs_f64(),
+        "20,000 creates + 2,000 deletes at 2 ms write delay: written in {:.2} s ({:.0} events/s), position saved after {:.2} s; {} addEntries + {} deleteEntries requests for {} entries",
+        written_in.as_secs_f64(),
+        22_000.0 / written_in.as_secs_f64(),
+        saved_in.as_secs_f64(),
         adds.len(),
         deletes.len(),
         adds.iter().sum::<usize>() + deletes.iter().sum::<usize>()
@@ -471,4 +482,26 @@ async fn a_changed_policy_resyncs_and_removes_what_no_longer_passes() {
     .await;
     assert_eq!(m2.resyncs_for("no_snapshot"), 1);
     engine.stop().await;
+}
+
+#[tokio::test]
+async fn the_start_check_names_a_missing_column_or_list() {
+    let esm = Esm::start(Dialect::Plain, sim_list(&["value", "type"])).await;
+    let cfg = config(None);
+    let info = arcsight_stream::engine::check(&esm.lists, &cfg)
+        .await
+        .expect("the list");
+    assert_eq!(info.fields, ["value", "type"]);
+    let mut bad = config(None);
+    bad.value_column = "ioc".into();
+    let e = arcsight_stream::engine::check(&esm.lists, &bad)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ioc"), "{e}");
+    bad = config(None);
+    bad.list_id = "nope".into();
+    let e = arcsight_stream::engine::check(&esm.lists, &bad)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient() && e.to_string().contains("nope"), "{e}");
 }
