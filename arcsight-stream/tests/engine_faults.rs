@@ -505,3 +505,43 @@ async fn the_start_check_names_a_missing_column_or_list() {
         .unwrap_err();
     assert!(!e.is_transient() && e.to_string().contains("nope"), "{e}");
 }
+
+#[tokio::test]
+async fn a_kill_during_a_full_resync_keeps_what_it_wrote_as_ours() {
+    let path = temp_ledger("resync-kill");
+    let w = World::new(Dialect::Prefixed).await;
+    let a = ipv4("a", "198.18.7.1");
+    let b = ipv4("b", "198.18.7.2");
+    w.platform.push("create", create(&a));
+    w.platform.push("create", create(&b));
+    // A first run whose recovery is killed before it ends.
+    w.platform.set_endless_recovery(true);
+    let engine = w.run(config(Some(path.clone())));
+    wait_for("the recovery's values written and on file", || {
+        w.esm.values() == set(&["198.18.7.1", "198.18.7.2"])
+            && snapshot::peek(&path)
+                .ok()
+                .flatten()
+                .is_some_and(|f| f.resyncing && f.prior == 2)
+    })
+    .await;
+    engine.kill().await;
+    // While down, b is deleted; the list also holds an entry that never was ours.
+    w.platform.push("delete", delete(&b));
+    assert!(
+        w.esm
+            .sim
+            .add_active_list_entries(LIST, &[vec!["foreign.example".into()]])
+    );
+    w.platform.set_endless_recovery(false);
+    let (engine, _store2, m2) = w.rerun(config(Some(path.clone())), &w.store);
+    wait_for("b removed, the foreign entry kept", || {
+        w.esm.values() == set(&["198.18.7.1", "foreign.example"])
+    })
+    .await;
+    assert_eq!(
+        m2.resyncs_for("no_snapshot") + m2.resyncs_for("no_position"),
+        1
+    );
+    engine.stop().await;
+}

@@ -410,7 +410,9 @@ impl<S: Source> Engine<S> {
         if self.pending.len() >= self.cfg.max_pending.max(1) {
             return self.flush().await;
         }
-        let quiet = self.pending.is_empty() && self.recovery.is_none();
+        // During a resync the file holds what is ours so far (not the ledger): a kill then
+        // restarts the resync without forgetting what it wrote.
+        let quiet = self.pending.is_empty();
         let interval = if self.snapshot_dirty {
             Some(self.cfg.snapshot_interval)
         } else if self.position_dirty {
