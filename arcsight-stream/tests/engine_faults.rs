@@ -607,3 +607,38 @@ async fn stream_health_lag_and_oversized_events_are_reported() {
     settled(&w.store, &big).await;
     engine.stop().await;
 }
+
+#[tokio::test]
+async fn a_resumed_run_reconciles_once_caught_up() {
+    let path = temp_ledger("start-reconcile");
+    let w = World::new(Dialect::Plain).await;
+    for (i, ip) in ["198.18.8.1", "198.18.8.2"].iter().enumerate() {
+        w.platform
+            .push("create", create(&ipv4(&format!("s{i}"), ip)));
+    }
+    let engine = w.run(config(Some(path.clone())));
+    w.settle().await;
+    engine.stop().await;
+    // While it is down an administrator removes one of ours and adds one of theirs.
+    assert_eq!(
+        w.esm.sim.remove_active_list_entries(LIST, &["198.18.8.1"]),
+        Some(1)
+    );
+    assert!(
+        w.esm
+            .sim
+            .add_active_list_entries(LIST, &[vec!["foreign.example".into()]])
+    );
+    // No periodic reconciliation: only the one at start can repair it.
+    let (engine, _store2, m2) = w.rerun(config(Some(path)), &w.store);
+    wait_for("the removed value re-added", || {
+        w.esm.values() == set(&["198.18.8.1", "198.18.8.2", "foreign.example"])
+    })
+    .await;
+    assert_eq!(
+        m2.resyncs_for("no_snapshot") + m2.resyncs_for("no_position"),
+        0
+    );
+    wait_for("the repair counted", || m2.repairs_for("missing") == 1).await;
+    engine.stop().await;
+}
