@@ -21,6 +21,9 @@ pub struct Faults {
     /// The next N connections are answered with this HTTP status (empty body), before any
     /// other check, as a proxy or a failing platform would.
     pub refuse_next: Option<(u16, usize)>,
+    /// A refusal's body echoes the request line and headers (authorization included), as a
+    /// misconfigured proxy's error page does: what a client must never repeat.
+    pub echo_request_on_refusal: bool,
 }
 
 /// One SSE message, as bytes.

@@ -89,10 +89,12 @@ pub(crate) fn position(v: &str) -> Option<EventId> {
     Some(EventId::new(u64::try_from(ms).ok()?, 0))
 }
 
-fn refused(status: u16) -> Response {
-    StatusCode::from_u16(status)
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        .into_response()
+fn refused(status: u16, echo: Option<String>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match echo {
+        None => code.into_response(),
+        Some(text) => (code, text).into_response(),
+    }
 }
 
 /// Everything a connection's writer needs, decided at admission.
@@ -211,12 +213,19 @@ pub(crate) async fn stream(
             last_id: from,
         };
         i.connections.push(record);
-        (status, conn)
+        let echo = i.faults.echo_request_on_refusal.then(|| {
+            let mut t = format!("GET {uri}\n");
+            for (k, v) in &headers {
+                t.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+            }
+            t
+        });
+        (status, conn, echo)
     };
     live.changed.send_modify(|g| *g += 1);
-    let (status, conn) = decision;
+    let (status, conn, echo) = decision;
     if status != 200 {
-        return refused(status);
+        return refused(status, echo);
     }
     tokio::spawn(async move {
         let live = conn.live.clone();
