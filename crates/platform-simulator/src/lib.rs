@@ -187,10 +187,14 @@ impl FakePlatform {
         Ok(p)
     }
 
-    /// An operator resets the connector's state in the UI (`resetStateConnector`): the next
-    /// ping answers the empty state once.
+    /// An operator resets the connector's state in the UI (`resetStateConnector`): the state
+    /// is `""` at once (a `registerConnector` of a restarted connector reads it), and the next
+    /// ping answers it once instead of storing the state it is sent.
     pub fn reset_state_from_ui(&self) {
-        self.update(|r| r.reset_pending = true);
+        self.update(|r| {
+            r.connector_state = Some(String::new());
+            r.reset_pending = true;
+        });
     }
 
     pub fn url(&self) -> String {

@@ -109,6 +109,9 @@ struct Conn {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     deps_sent: HashSet<String>,
     last_id: Option<EventId>,
+    /// The heartbeat timer: the period in force and the next beat.
+    period: Option<Duration>,
+    next_beat: Option<tokio::time::Instant>,
 }
 
 /// Why the writer stops.
@@ -211,6 +214,8 @@ pub(crate) async fn stream(
             deps_sent: HashSet::new(),
             // Heartbeats from the first tick when a start was given.
             last_id: from,
+            period: None,
+            next_beat: None,
         };
         i.connections.push(record);
         let echo = i.faults.echo_request_on_refusal.then(|| {
@@ -367,8 +372,27 @@ impl Conn {
         Ok(())
     }
 
+    /// The heartbeat timer runs beside the reader, as the platform's `setInterval` does:
+    /// beats go out during a long recovery or a busy live part too. A period change (the
+    /// knob) restarts the timer.
+    async fn beat_if_due(&mut self) -> Result<(), Stop> {
+        let period = self.live.read(|i| i.heartbeat);
+        if period != self.period {
+            self.period = period;
+            self.next_beat = period.map(|p| tokio::time::Instant::now() + p);
+        }
+        if let (Some(p), Some(at)) = (self.period, self.next_beat) {
+            if tokio::time::Instant::now() >= at {
+                self.heartbeat().await?;
+                self.next_beat = Some(tokio::time::Instant::now() + p);
+            }
+        }
+        Ok(())
+    }
+
     async fn run(mut self) -> Result<(), Stop> {
         self.check().await?;
+        self.beat_if_due().await?;
         let f = self.faults();
         let connected = self.connected.clone();
         self.write(frame(&f, None, "connected", &connected)).await?;
@@ -422,6 +446,7 @@ impl Conn {
                 );
                 self.send_event(id, "create", &json).await?;
                 self.live.with(|i| i.counters.recovered_sent += 1);
+                self.beat_if_due().await?;
             }
         }
         Ok(())
@@ -456,24 +481,17 @@ impl Conn {
 
     async fn live_part(&mut self, mut cursor: EventId) -> Result<(), Stop> {
         let mut changed = self.live.changed.subscribe();
-        let mut period = self.live.read(|i| i.heartbeat);
-        let mut next_beat = period.map(|p| tokio::time::Instant::now() + p);
         loop {
             changed.borrow_and_update();
             self.check().await?;
-            let (batch, filter, hb) = self.live.read(|i| {
+            let (batch, filter) = self.live.read(|i| {
                 (
                     i.log.read_after(cursor, BATCH),
                     i.streams
                         .get(&self.stream_id)
                         .map_or(StreamFilter::All, |s| s.filter.clone()),
-                    i.heartbeat,
                 )
             });
-            if hb != period {
-                period = hb;
-                next_beat = period.map(|p| tokio::time::Instant::now() + p);
-            }
             if !batch.is_empty() {
                 for e in batch {
                     cursor = e.id;
@@ -500,15 +518,12 @@ impl Conn {
                     }
                     // The reader's last id moves with every entry read, sent or filtered out.
                     self.last_id = Some(e.id);
-                }
-                if let (Some(p), Some(at)) = (period, next_beat) {
-                    if tokio::time::Instant::now() >= at {
-                        self.heartbeat().await?;
-                        next_beat = Some(tokio::time::Instant::now() + p);
-                    }
+                    self.beat_if_due().await?;
                 }
                 continue;
             }
+            self.beat_if_due().await?;
+            let next_beat = self.next_beat;
             // Caught up: wait for an event, a change, a heartbeat, or the client leaving.
             let beat = async {
                 match next_beat {
@@ -535,7 +550,7 @@ impl Conn {
                         self.last_id = Some(id);
                     }
                     self.heartbeat().await?;
-                    next_beat = period.map(|p| tokio::time::Instant::now() + p);
+                    self.next_beat = self.period.map(|p| tokio::time::Instant::now() + p);
                 }
             }
         }
