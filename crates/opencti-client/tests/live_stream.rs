@@ -143,6 +143,10 @@ async fn first_run_sends_pycti_parameters_recovers_then_drops_recover_once_past_
         .live
         .create_indicator(IndicatorSpec::domain("new.example"));
     items.extend(until(&mut s, is_event_of(live)).await);
+    // Once a heartbeat is past it, the live event's id is complete (messages sharing it are
+    // all sent): a drop resumes after it.
+    let past = |i: &StreamItem| matches!(i, StreamItem::Heartbeat { id } if EventId::parse(id).is_some_and(|h| h > live));
+    until(&mut s, past).await;
     p.live.drop_connections();
     until(&mut s, |i| matches!(i, StreamItem::Reconnecting { .. })).await;
     until(&mut s, |i| matches!(i, StreamItem::Connected { .. })).await;
@@ -300,16 +304,64 @@ async fn a_drop_mid_event_resumes_from_the_last_id_and_the_partial_event_is_not_
             ..
         }
     ));
-    // Exactly one e2, whole, after the reconnection; nothing partial before it.
+    // e2 once, whole, after the reconnection (e1 may be replayed: its group was the last
+    // one delivered); nothing partial.
     let evs = events(&items);
-    assert_eq!(evs.len(), 1, "{items:#?}");
-    assert_eq!(evs[0].2["data"]["pattern"], "[ipv4-addr:value = '1.0.0.2']");
+    let after: Vec<_> = items[reconnect..].iter().collect();
+    assert!(evs.iter().all(|e| e.2 != Value::Null), "{items:#?}");
+    let e2s: Vec<_> = evs.iter().filter(|e| e.0 == e2.to_string()).collect();
+    assert_eq!(e2s.len(), 1, "{items:#?}");
+    assert_eq!(e2s[0].2["data"]["pattern"], "[ipv4-addr:value = '1.0.0.2']");
+    assert!(
+        evs.iter()
+            .all(|e| e.0 == e1.to_string() || e.0 == e2.to_string())
+    );
+    assert!(matches!(after.last(), Some(StreamItem::Event { .. })));
     assert_eq!(p.live.counters().cut, 1);
     let c = p.live.connections();
     assert_eq!(c.len(), 2);
-    // Resumed from e1 (or a later heartbeat id, which is before e2 since e2 was not sent).
     let resumed = EventId::parse(c[1].param("from").unwrap()).unwrap();
-    assert!(resumed >= e1 && resumed < e2, "resumed from {resumed}");
+    assert!(
+        resumed < e2,
+        "resumed from {resumed}, past the cut event {e2}"
+    );
+    s.shutdown().await;
+}
+
+/// Dependencies share the object's id: a drop after them and before the object must not
+/// resume past that id (the object would be lost).
+#[tokio::test]
+async fn a_drop_between_dependencies_and_their_object_loses_nothing() {
+    let p = platform().await;
+    p.live.set_heartbeat(None);
+    let mut cfg = config(&p);
+    cfg.read_timeout = Duration::from_secs(5);
+    let mut s = LiveStream::start(cfg, from("0-0")).unwrap();
+    until(&mut s, |i| matches!(i, StreamItem::Connected { .. })).await;
+    p.live.faults(|f| {
+        f.cut_next_events = 1;
+        f.cut_after = 2;
+    });
+    let spec = IndicatorSpec::ipv4("3.1.4.1");
+    let id = p.live.create_indicator(spec.clone());
+    let items = until(&mut s, |i| {
+        matches!(i, StreamItem::Event { id: e, data, .. }
+            if *e == id.to_string() && data.contains("\"type\":\"indicator\""))
+    })
+    .await;
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, StreamItem::Reconnecting { .. }))
+    );
+    assert_eq!(indicator_ids(&items), vec![spec.internal_id.clone()]);
+    let c = p.live.connections();
+    assert_eq!(c.len(), 2);
+    assert_eq!(
+        c[1].param("from"),
+        Some("0-0"),
+        "not past the incomplete id {id}"
+    );
     s.shutdown().await;
 }
 

@@ -475,3 +475,29 @@ async fn the_standalone_binary_serves_a_seeded_stream() {
     .await;
     child.kill().await.unwrap();
 }
+
+/// The heartbeat timer runs beside the recovery (a first run over many indicators).
+#[tokio::test]
+async fn heartbeats_keep_flowing_during_a_long_recovery() {
+    let p = platform(StreamFilter::Indicators).await;
+    p.live.set_heartbeat(Some(Duration::from_millis(1)));
+    let now = p.live.now_ms() as i64;
+    p.live
+        .load_indicators(platform_simulator::generate_indicators(3000, 3, now));
+    let recover = platform_simulator::live_stream::iso(now + 1);
+    let mut s = open(&p, &format!("/stream/s?from=0-0&recover={recover}"), &[]).await;
+    let (mut recovered, mut beats_during) = (0, 0);
+    let mut last_recovered_id = "0-0".to_owned();
+    while recovered < 3000 {
+        let m = s.next().await;
+        if m.event == "heartbeat" {
+            beats_during += 1;
+            // A heartbeat carries the last id sent: a recovered one.
+            assert_eq!(m.id.as_deref(), Some(last_recovered_id.as_str()));
+        } else if m.data["data"]["type"] == "indicator" {
+            recovered += 1;
+            last_recovered_id = m.id.clone().unwrap();
+        }
+    }
+    assert!(beats_during > 0);
+}

@@ -305,7 +305,11 @@ impl Conn {
     async fn send_event(&mut self, id: EventId, topic: &str, data: &str) -> Result<(), Stop> {
         self.check().await?;
         let (f, cut) = self.live.with(|i| {
-            let cut = i.faults.cut_next_events > 0;
+            let mut cut = i.faults.cut_next_events > 0;
+            if cut && i.faults.cut_after > 0 {
+                i.faults.cut_after -= 1;
+                cut = false;
+            }
             if cut {
                 i.faults.cut_next_events -= 1;
                 i.counters.cut += 1;
