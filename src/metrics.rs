@@ -194,27 +194,43 @@ impl ImportMetrics {
 mod tests {
     use super::*;
 
+    /// pycti's families are the runtime's (and its tests'); here: every family of the import's
+    /// own, and one of pycti's beside them, which shows both share one registry.
     #[test]
-    fn exposes_pycti_names_and_ours() {
+    fn exposes_ours_beside_pycti_s() {
         let m = ImportMetrics::new();
         m.runs.inc();
-        m.set_state(RunState::running);
+        // A family shows once it has a child.
+        let request = EsmRequestLabels {
+            endpoint: "login".into(),
+            outcome: "ok".into(),
+        };
+        m.esm_requests.get_or_create(&request).set(1);
+        m.cases_resent
+            .get_or_create(&ResentLabels { reason: "missing" })
+            .inc();
         let text = m.encode();
-        for name in [
-            "bundles_sent_total",
-            "records_sent_total",
-            "runs_total 1",
-            "ping_api_total",
-            "ping_api_errors_total",
-            "errors_total",
-            "client_errors_total",
-            "state{state=\"running\"} 1",
-            "state{state=\"idle\"} 0",
-            "arcsight_cases_delivered_total",
-            "arcsight_run_duration_seconds_bucket",
+        for (name, kind) in [
+            ("arcsight_esm_requests", "gauge"),
+            ("arcsight_cases_delivered", "counter"),
+            ("arcsight_cases_failed", "counter"),
+            ("arcsight_cases_events_failed", "counter"),
+            ("arcsight_runs_skipped", "counter"),
+            ("arcsight_cases_resent", "counter"),
+            ("arcsight_verify_failures", "counter"),
+            ("arcsight_run_duration_seconds", "histogram"),
+            ("arcsight_last_success_timestamp_seconds", "gauge"),
+            ("arcsight_peak_resident_memory_bytes", "gauge"),
+            ("arcsight_broker_blocked_episodes", "counter"),
+            ("arcsight_broker_blocked", "gauge"),
         ] {
-            assert!(text.contains(name), "{name} missing from:\n{text}");
+            let line = format!("# TYPE {name} {kind}\n");
+            assert!(text.contains(&line), "{line:?} missing from:\n{text}");
         }
+        assert!(
+            text.contains("\nruns_total 1\n"),
+            "pycti's runs missing:\n{text}"
+        );
     }
 
     #[test]

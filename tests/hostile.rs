@@ -610,9 +610,9 @@ fn metrics_host_defaults_to_all_interfaces_as_pycti() {
         Settings::from_sources(&Sources::new(m, None).unwrap())
     };
     let s = env(&[]).unwrap();
-    assert_eq!(s.connector.metrics_host.to_string(), "0.0.0.0");
+    assert_eq!(s.connector.metrics.host.to_string(), "0.0.0.0");
     let s = env(&[("CONNECTOR_METRICS_HOST", "127.0.0.1")]).unwrap();
-    assert_eq!(s.connector.metrics_host.to_string(), "127.0.0.1");
+    assert_eq!(s.connector.metrics.host.to_string(), "127.0.0.1");
     let e = env(&[("CONNECTOR_METRICS_HOST", "not an address")]).unwrap_err();
     assert!(e.to_string().contains("CONNECTOR_METRICS_HOST"), "{e}");
 }

@@ -154,11 +154,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             // The image's HEALTHCHECK runs whatever the settings: with metrics off there is
             // nothing to ask, and a connector that is not serving them is not unhealthy.
             match load_settings(cli.config.as_deref()) {
-                Ok(s) if !s.connector.expose_metrics => {
+                Ok(s) if !s.connector.metrics.expose => {
                     println!("metrics are off (CONNECTOR_EXPOSE_METRICS): nothing to check");
                     Ok(ExitCode::SUCCESS)
                 }
-                Ok(s) => healthcheck(s.connector.metrics_port),
+                Ok(s) => healthcheck(s.connector.metrics.port),
                 Err(_) => healthcheck(port),
             }
         }
@@ -284,7 +284,7 @@ fn run_daemon(settings: Settings) -> Result<ExitCode, CliError> {
         let (trigger, shutdown) = shutdown_pair();
         on_signals(trigger);
         let metrics = crate::metrics::ImportMetrics::with_prefix(
-            settings.connector.metrics_prefix.as_deref(),
+            settings.connector.metrics.prefix.as_deref(),
         );
         // The daemon serves the metrics (when exposed) and awaits that task at shutdown.
         match crate::import::daemon::run_daemon(settings, metrics, shutdown).await {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use tracing::warn;
 
-use super::run::{CaseSource, Saved, SharedState, Tracker, TrackerError};
+use super::ports::{CaseSource, Saved, SharedState, Tracker, TrackerError};
 use super::state::State;
 use crate::esm::model::EventId;
 use crate::esm::{EsmClient, EsmError, EventsFetch};

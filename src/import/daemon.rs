@@ -15,20 +15,23 @@ use chrono::Utc;
 use tracing::{error, info, warn};
 
 use super::adapters::{LocalTracker, PlatformTracker};
-use super::run::{RunConfig, RunReport, SharedState, Tracker, run_once};
+use super::ports::{SharedState, Tracker};
+use super::run::{RunConfig, RunReport, run_once};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{
-    AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity,
+    AmqpDelivery, AmqpOptions, AnySink, ApiDelivery, DirectoryDelivery, DirectoryIdentity, MqTls,
 };
 use crate::esm::EsmClient;
 use crate::metrics::{ImportMetrics as Metrics, RunState};
 use crate::opencti::{
-    ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient, OpenCtiError, Registration,
+    ConnectorInfo, ConnectorRegistration, ConnectorType, MqOverrides, OpenCtiClient, OpenCtiError,
+    Registration,
 };
-use crate::settings::{QueueProtocol, Settings};
+use crate::settings::{ConnectorSettings, QueueProtocol, Settings};
 use connector_runtime::platform::{Background, RegisterError, ping_loop, register_with_backoff};
 use connector_runtime::schedule::{Shutdown, repeat};
+use connector_runtime::settings::common::MetricsSettings;
 use peer_http::lock;
 
 /// Why the daemon could not start (a failed run is a report, not an error).
@@ -127,15 +130,27 @@ impl Daemon {
         let (backend, state, applicant_id, primary) = match settings.opencti.client_config() {
             Some(cfg) => {
                 let client = OpenCtiClient::new(cfg)?;
-                let Some(mut registration) =
-                    connect(&client, &settings, &metrics, shutdown).await?
+                let Some(mut registration) = connect(
+                    &client,
+                    &settings.connector,
+                    &settings.mq,
+                    &metrics,
+                    shutdown,
+                )
+                .await?
                 else {
                     return Ok(None);
                 };
                 // The text is freed once decoded, not kept with the registration: 16 MB at
                 // 1,000,000 cases.
                 let state = State::from_platform(registration.connector_state.take().as_deref());
-                let primary = queue_sink(&settings, &client, &registration, &metrics);
+                let primary = queue_sink(
+                    &settings.connector,
+                    &settings.mq_tls,
+                    &client,
+                    &registration,
+                    &metrics,
+                );
                 let tracker = Arc::new(PlatformTracker::new(
                     client.clone(),
                     connector_id.clone(),
@@ -204,8 +219,13 @@ impl Daemon {
                 background.shutdown(),
             ));
         }
-        if settings.connector.expose_metrics {
-            background.push(metrics_server(&settings, &metrics, background.shutdown()));
+        if settings.connector.metrics.expose {
+            background.push(metrics_server(
+                &settings.connector.metrics,
+                settings.connector.duration_period,
+                &metrics,
+                background.shutdown(),
+            ));
         }
         Ok(Some(Daemon {
             settings,
@@ -235,7 +255,7 @@ impl Daemon {
             // Back-pressure as pycti applies it: before every run but the first after start-up,
             // and before a run-and-terminate run.
             if (!std::mem::replace(&mut first, false) || period.is_none())
-                && over_threshold(&self.backend, &self.settings, &self.connector_id).await
+                && over_threshold(&self.backend, &self.settings.connector, &self.connector_id).await
             {
                 self.metrics.runs_skipped.inc();
                 return true;
@@ -301,21 +321,18 @@ impl Daemon {
     }
 }
 
-/// The Prometheus endpoint, until `stop`.
+/// The Prometheus endpoint, until `stop`. `duration_period` is `CONNECTOR_DURATION_PERIOD`
+/// (`None`: running once), which decides when the connector stops being ready.
 fn metrics_server(
-    settings: &Settings,
+    settings: &MetricsSettings,
+    duration_period: Option<Duration>,
     metrics: &Metrics,
     mut stop: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    let addr = std::net::SocketAddr::new(
-        settings.connector.metrics_host,
-        settings.connector.metrics_port,
-    );
+    let addr = std::net::SocketAddr::new(settings.host, settings.port);
     let metrics = metrics.clone();
     // Ready means a run succeeded within two periods (or an hour when running once).
-    let window = settings
-        .connector
-        .duration_period
+    let window = duration_period
         .map(|p| p * 2)
         .unwrap_or(Duration::from_secs(3600))
         .max(Duration::from_secs(120));
@@ -337,20 +354,18 @@ pub(crate) fn state_file(dir: &Path) -> PathBuf {
 /// running once, for at most `OPENCTI_UNREACHABLE_TIMEOUT`.
 async fn connect(
     client: &OpenCtiClient,
-    settings: &Settings,
+    settings: &ConnectorSettings,
+    mq: &MqOverrides,
     metrics: &Metrics,
     shutdown: &mut Shutdown,
 ) -> Result<Option<Registration>, DaemonError> {
     let registration = ConnectorRegistration {
-        id: settings.connector.id.to_string(),
-        name: settings.connector.name.clone(),
+        id: settings.id.to_string(),
+        name: settings.name.clone(),
         connector_type: ConnectorType::ExternalImport,
-        scope: settings.connector.scope.clone(),
+        scope: settings.scope.clone(),
     };
-    let give_up_after = settings
-        .connector
-        .run_once()
-        .then_some(settings.connector.unreachable_timeout);
+    let give_up_after = settings.run_once().then_some(settings.unreachable_timeout);
     match register_with_backoff(
         client,
         &registration,
@@ -361,7 +376,7 @@ async fn connect(
     .await
     {
         Ok(Some(mut r)) => {
-            r.mq.apply_overrides(&settings.mq);
+            r.mq.apply_overrides(mq);
             Ok(Some(r))
         }
         Ok(None) => Ok(None),
@@ -374,49 +389,53 @@ async fn connect(
 
 /// The sink for the platform's queue, when `CONNECTOR_SEND_TO_QUEUE` is on.
 fn queue_sink(
-    settings: &Settings,
+    settings: &ConnectorSettings,
+    tls: &MqTls,
     client: &OpenCtiClient,
     registration: &Registration,
     metrics: &Metrics,
 ) -> Option<AnySink> {
-    if !settings.connector.send_to_queue {
+    if !settings.send_to_queue {
         return None;
     }
-    Some(match settings.connector.queue_protocol {
+    Some(match settings.queue_protocol {
         QueueProtocol::Amqp => AnySink::Amqp(
             AmqpDelivery::new(
                 registration.mq.clone(),
                 registration.connector_user_id.clone(),
                 AmqpOptions {
-                    tls: settings.mq_tls.clone(),
-                    publish_timeout: settings.connector.amqp_publish_timeout,
-                    blocked_timeout: settings.connector.amqp_publish_timeout * 2,
+                    tls: tls.clone(),
+                    publish_timeout: settings.amqp_publish_timeout,
+                    blocked_timeout: settings.amqp_publish_timeout * 2,
                     ..AmqpOptions::default()
                 },
             )
             .with_metrics(metrics.clone()),
         ),
-        QueueProtocol::Api => AnySink::Api(ApiDelivery::new(
-            client.clone(),
-            settings.connector.id.to_string(),
-        )),
+        QueueProtocol::Api => {
+            AnySink::Api(ApiDelivery::new(client.clone(), settings.id.to_string()))
+        }
     })
 }
 
 /// Back-pressure: is the connector's queue in the platform over `CONNECTOR_QUEUE_THRESHOLD`?
 /// An unreadable size does not block the run.
-async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &str) -> bool {
+async fn over_threshold(
+    backend: &Backend,
+    settings: &ConnectorSettings,
+    connector_id: &str,
+) -> bool {
     let Backend::Platform { client, tracker } = backend else {
         return false;
     };
-    if !settings.connector.send_to_queue {
+    if !settings.send_to_queue {
         return false;
     }
     match client.queue_details(connector_id).await {
         Ok(q) => {
             // pycti: MB of 10^6 bytes, and a queue at the threshold already buffers.
             let size_mb = q.messages_size as f64 / 1_000_000.0;
-            let over = size_mb >= settings.connector.queue_threshold_mb;
+            let over = size_mb >= settings.queue_threshold_mb;
             {
                 let mut info = lock(&tracker.platform.info);
                 info.queue_messages_size = size_mb;
@@ -425,7 +444,7 @@ async fn over_threshold(backend: &Backend, settings: &Settings, connector_id: &s
             if over {
                 info!(
                     queue_bytes = q.messages_size,
-                    threshold_mb = settings.connector.queue_threshold_mb,
+                    threshold_mb = settings.queue_threshold_mb,
                     "the platform's queue is at or over the threshold: run skipped (buffering)"
                 );
             }

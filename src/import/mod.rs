@@ -5,6 +5,7 @@
 
 pub mod adapters;
 pub mod daemon;
+pub(crate) mod ports;
 pub mod run;
 pub mod state;
 mod verify;

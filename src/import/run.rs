@@ -7,19 +7,18 @@
 //! its batch or page goes on in the same run.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::{debug, error, info, warn};
 
+use super::ports::{CaseSource, Saved, SharedState, Tracker, TrackerError};
 use super::state::{MAX_INCOMPLETE_RUNS, Seen, State, id_hash, select_owned, version_hash};
 use crate::convert::Converter;
 use crate::delivery::{DeliveryError, Sink};
 use crate::esm::client::MAX_ID_LEN;
 use crate::esm::model::{Case, EventId, SecurityEvent};
 use crate::esm::{EsmError, EventsFetch};
-use crate::opencti::{OpenCtiError, WorkFate};
 use crate::stix::{Bundle, StixObject};
 use connector_runtime::schedule::Shutdown;
 
@@ -39,64 +38,6 @@ const BISECT_BUDGET: usize = 64;
 /// import of up to this many cases reads each case once); beyond it, pages read their cases.
 /// Bounds the memory they take, whatever the number of cases.
 const READ_ONCE_BUDGET: usize = 5_000;
-
-/// Where the ESM data comes from: the real client, or anything shaped like it.
-#[allow(async_fn_in_trait)]
-pub(crate) trait CaseSource {
-    async fn login(&self) -> Result<(), EsmError>;
-    async fn logout(&self);
-    async fn find_all_ids(&self) -> Result<Vec<String>, EsmError>;
-    /// Per id, the raw case or why it could not be read.
-    async fn get_cases(&self, ids: &[String]) -> Vec<(String, Result<Value, EsmError>)>;
-    /// Events found, and the ids whose fetch failed (with why).
-    async fn get_events(&self, ids: &[EventId]) -> EventsFetch;
-}
-
-pub(crate) use connector_runtime::platform::Saved;
-
-/// The platform's work tracking and state persistence.
-#[allow(async_fn_in_trait)]
-pub(crate) trait Tracker {
-    async fn work_add(&self, friendly_name: &str) -> Result<Option<String>, TrackerError>;
-    /// Adds `n` expectations to the work; a negative `n` gives back expectations of messages
-    /// that were never confirmed.
-    async fn add_expectations(&self, work_id: &str, n: i64) -> Result<(), TrackerError>;
-    /// Reports one expectation processed (the run's sentinel), in error when `error` is set.
-    async fn report_expectation(&self, work_id: &str, error: Option<&str>);
-    async fn work_done(&self, work_id: &str, message: &str, in_error: bool);
-    /// Persists the latest state. The one writer: the snapshot is taken once it is this
-    /// save's turn, so no save or ping ever lands an older state after a newer one.
-    async fn save_state(&self, state: &SharedState) -> Result<Saved, TrackerError>;
-    /// What the platform made of a work; `None` when this tracker cannot tell (no platform).
-    async fn work_fate(&self, _work_id: &str) -> Result<Option<WorkFate>, TrackerError> {
-        Ok(None)
-    }
-    /// Which of these case-incident standard ids the platform holds; `None` when this
-    /// tracker cannot tell (no platform, or bundles do not go to it).
-    async fn existing_case_incidents(
-        &self,
-        _standard_ids: &[String],
-    ) -> Result<Option<HashSet<String>>, TrackerError> {
-        Ok(None)
-    }
-}
-
-/// The state shared by the run, the pinger and the final save: the runtime's, over the ledger.
-pub(crate) type SharedState = connector_runtime::platform::SharedState<State>;
-
-/// Why a tracker did not take a work or a state.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TrackerError {
-    #[error(transparent)]
-    Platform(#[from] OpenCtiError),
-    /// The offline state file could not be written.
-    #[error("{}: {source}", path.display())]
-    StateFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// Why a run stopped early: which step failed, and the (secret-free) error of the port.
 #[derive(Debug, thiserror::Error)]

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use super::run::{
-    CaseSource, RunConfig, RunReport, Saved, SharedState, Tracker, TrackerError, run_once,
-};
+use super::ports::{CaseSource, Saved, SharedState, Tracker, TrackerError};
+use super::run::{RunConfig, RunReport, run_once};
 use super::state::State;
 use crate::convert::{ConvertOptions, Converter};
 use crate::delivery::{DeliveryError, DeliveryReport, Sink};

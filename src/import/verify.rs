@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::run::{SharedState, Tracker};
+use super::ports::{SharedState, Tracker};
 use crate::opencti::WorkFate;
 
 /// Case-incident ids per verification call: 100,000 delivered cases cost 200 calls.

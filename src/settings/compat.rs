@@ -5,9 +5,11 @@
 //! (`tests/it/dropin.rs`) loads each one here and checks it means the same. Where ours is
 //! deliberately stricter or safer, the row says so and why.
 
+use connector_runtime::settings::common;
 pub use connector_runtime::settings::compat::Difference;
 
-/// Every row, in the README's order.
+/// Every row, in the README's order; `common::` rows are the runtime's, as every connector
+/// reads those settings.
 pub const DIFFERENCES: &[Difference] = &[
     Difference {
         setting: "CONNECTOR_DURATION_PERIOD",
@@ -34,26 +36,8 @@ pub const DIFFERENCES: &[Difference] = &[
         why: "",
         accepted: &[("500", "500 MB"), ("250.5", "250.5 MB"), ("0", "0 MB")],
     },
-    Difference {
-        setting: "CONNECTOR_ID",
-        python: "required; any string",
-        ours: "any string; a warning at start-up when it is not a UUID",
-        why: "the platform's connector manager and other tools expect a UUIDv4",
-        accepted: &[
-            (
-                "2b7a3b4e-8f47-4d34-9a2e-1c7b3c2f1a10",
-                "2b7a3b4e-8f47-4d34-9a2e-1c7b3c2f1a10",
-            ),
-            ("arcsight-prod", "arcsight-prod"),
-        ],
-    },
-    Difference {
-        setting: "CONNECTOR_SCOPE",
-        python: "optional; a list: YAML list or comma-separated string",
-        ours: "the same",
-        why: "",
-        accepted: &[("arcsight", "[arcsight]"), ("a, b", "[a, b]")],
-    },
+    common::CONNECTOR_ID_DIFFERENCE,
+    common::CONNECTOR_SCOPE_DIFFERENCE,
     Difference {
         setting: "CONNECTOR_QUEUE_PROTOCOL (deprecated alias QUEUE_PROTOCOL)",
         python: "`amqp`; `amqp` or `api`",
@@ -61,13 +45,7 @@ pub const DIFFERENCES: &[Difference] = &[
         why: "",
         accepted: &[("amqp", "amqp"), ("api", "api")],
     },
-    Difference {
-        setting: "CONNECTOR_METRICS_NAMESPACE, CONNECTOR_METRICS_SUBSYSTEM",
-        python: "empty; prefixes of the metric names, `namespace_subsystem_name`",
-        ours: "the same",
-        why: "",
-        accepted: &[("opencti", "opencti_")],
-    },
+    common::CONNECTOR_METRICS_PREFIX_DIFFERENCE,
     Difference {
         setting: "Booleans (CONNECTOR_RUN_AND_TERMINATE, CONNECTOR_SEND_TO_QUEUE, ...)",
         python: "pycti: the words `true/false/yes/no` (any case); any other text stays a string, which Python treats as true (`0` and `off` mean true). Settings read by pydantic (ARCSIGHT_INCIDENTS_SSL_VERIFY) also take `1/0`, `on/off`, `t/f`, `y/n`",
@@ -80,13 +58,7 @@ pub const DIFFERENCES: &[Difference] = &[
             ("no", "false"),
         ],
     },
-    Difference {
-        setting: "OPENCTI_SSL_VERIFY",
-        python: "pycti: `false`; a boolean, or a CA bundle's path (passed to requests as `verify=`); requests also reads REQUESTS_CA_BUNDLE",
-        ours: "`true`; a boolean, or a CA bundle's path; trusts the bundled public roots, the OS store (or SSL_CERT_FILE), REQUESTS_CA_BUNDLE and OPENCTI_CA_FILE",
-        why: "an unverified connection gives the platform token to whoever sits in the path",
-        accepted: &[("true", "verify"), ("false", "no verification")],
-    },
+    common::OPENCTI_SSL_VERIFY_DIFFERENCE,
     Difference {
         setting: "MQ_USE_SSL_REJECT_UNAUTHORIZED",
         python: "pycti: `false` (the broker's certificate is not verified)",

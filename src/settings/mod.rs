@@ -19,7 +19,7 @@ use connector_runtime::settings::common;
 use connector_runtime::settings::{self as runtime, Reader};
 
 use crate::delivery::MqTls;
-use crate::esm::{ApiDialect, EsmConfig};
+use crate::esm::{ApiDialect, EsmConfig, SettingNames};
 use crate::manifest::MANIFEST;
 use crate::opencti::MqOverrides;
 use crate::stix::Tlp;
@@ -64,12 +64,8 @@ pub struct ConnectorSettings {
     /// `Some` when `CONNECTOR_SEND_TO_DIRECTORY` is true.
     pub(crate) send_to_directory: Option<PathBuf>,
     pub(crate) send_to_directory_retention_days: u32,
-    pub(crate) expose_metrics: bool,
-    pub metrics_host: std::net::IpAddr,
-    pub metrics_port: u16,
-    /// `CONNECTOR_METRICS_NAMESPACE` and `_SUBSYSTEM`: the prefix of every metric name, as
-    /// pycti builds it (`namespace_subsystem_name`); `None` when both are unset.
-    pub metrics_prefix: Option<String>,
+    /// `CONNECTOR_EXPOSE_METRICS`, `CONNECTOR_METRICS_*`: the runtime's section.
+    pub metrics: common::MetricsSettings,
     /// How often the connector pings the platform (pycti: 40 s). Not read from the
     /// environment; tests shorten it to make pings race the run's saves.
     pub ping_interval: Duration,
@@ -244,7 +240,6 @@ fn read_connector(
         v => v,
     };
     let common::Identity { id, name, scope } = identity?;
-    let metrics = metrics?;
     Some(ConnectorSettings {
         id,
         name,
@@ -261,10 +256,7 @@ fn read_connector(
         send_to_queue: send_to_queue?,
         send_to_directory: directory?,
         send_to_directory_retention_days: retention? as u32,
-        expose_metrics: metrics.expose,
-        metrics_host: metrics.host,
-        metrics_port: metrics.port,
-        metrics_prefix: metrics.prefix,
+        metrics: metrics?,
         ping_interval: crate::opencti::PING_INTERVAL,
         amqp_publish_timeout: crate::delivery::AmqpOptions::default().publish_timeout,
     })
@@ -324,6 +316,12 @@ fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
             case_batch_size: case_batch? as usize,
             event_batch_size: event_batch? as usize,
             max_response_bytes: (max_response_mb? as u64).saturating_mul(crate::http::MIB),
+            // What the client's messages tell an operator to set: this table's names.
+            setting_names: SettingNames {
+                ssl_verify: ARCSIGHT_INCIDENTS_SSL_VERIFY.def().env,
+                ca_file: Some(ARCSIGHT_INCIDENTS_CA_FILE.def().env),
+                max_response_mb: ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB.def().env,
+            },
         },
         max_cases: max_cases? as usize,
         tlp: tlp?,

@@ -63,7 +63,7 @@ fn meaning(setting: &str, value: &str) -> String {
             }
         }
         "CONNECTOR_METRICS_NAMESPACE" => {
-            let prefix = s(&[(first, value)]).connector.metrics_prefix.unwrap();
+            let prefix = s(&[(first, value)]).connector.metrics.prefix.unwrap();
             // The exposition's names carry it, as pycti's do.
             let text = Metrics::with_prefix(Some(&prefix)).encode();
             assert!(text.contains(&format!("{prefix}_runs_total")), "{text}");

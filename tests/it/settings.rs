@@ -43,7 +43,7 @@ fn defaults_match_the_reference_connector() {
     assert_eq!(s.esm.client.dialect, ApiDialect::Auto);
     assert_eq!(s.connector.queue_protocol, QueueProtocol::Amqp);
     assert_eq!(s.connector.queue_threshold_mb, 500.0);
-    assert_eq!(s.connector.metrics_port, 9095);
+    assert_eq!(s.connector.metrics.port, 9095);
     assert!(s.opencti.json_logging);
     assert!(!s.connector.run_once());
     assert_eq!(s.esm.page_size, 100);

@@ -5,6 +5,8 @@
 //! stripped of their URL (reqwest's `without_url`) before their text is kept, and text lifted
 //! from an error page is redacted of the session's secrets first.
 
+use crate::setting_names::SettingNames;
+
 /// What went wrong below HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -88,14 +90,16 @@ pub enum EsmError {
         status: u16,
     },
 
-    /// The answer was larger than `ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB`; reading stopped at the
-    /// limit.
+    /// The answer was larger than the limit (`setting`, `..._MAX_RESPONSE_MB`); reading
+    /// stopped at the limit.
     #[error(
-        "ESM {operation}: the answer exceeds {limit_mib} MiB (ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB); it was not read further"
+        "ESM {operation}: the answer exceeds {limit_mib} MiB ({setting}); it was not read further"
     )]
     TooLarge {
         operation: &'static str,
         limit_mib: u64,
+        /// The setting that raises the limit, as the connector names it.
+        setting: &'static str,
     },
 
     /// A resource holds a value beyond a sane size (a string of megabytes, an id of kilobytes):
@@ -187,8 +191,13 @@ impl EsmError {
         }
     }
 
-    /// A transport error, its text without the URL (which may carry a query string).
-    pub(crate) fn transport(operation: &'static str, e: reqwest::Error) -> EsmError {
+    /// A transport error, its text without the URL (which may carry a query string); a TLS
+    /// failure's hint names the connector's settings.
+    pub(crate) fn transport(
+        operation: &'static str,
+        e: reqwest::Error,
+        names: &SettingNames,
+    ) -> EsmError {
         let kind = if e.is_timeout() {
             TransportKind::Timeout
         } else if e.is_connect() {
@@ -199,8 +208,8 @@ impl EsmError {
         let mut message = crate::http::reqwest_error_text(e);
         message.push_str(&crate::http::tls_hint(
             &message,
-            Some("ARCSIGHT_INCIDENTS_CA_FILE"),
-            "ARCSIGHT_INCIDENTS_SSL_VERIFY",
+            names.ca_file,
+            names.ssl_verify,
         ));
         EsmError::Transport {
             operation,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use esm_client::active_lists::{ActiveListConfig, ActiveListError, ActiveLists, WriteReport};
-use esm_client::{EsmClient, EsmConfig, EsmError};
+use esm_client::{EsmClient, EsmConfig, EsmError, SettingNames};
 use esm_simulator::{ActiveListConfig as SimList, Dialect, Faults, SimConfig, Simulator};
 use secrecy::SecretString;
 
@@ -481,4 +481,37 @@ async fn no_password_or_token_in_any_error() {
     }
     // The scripted page's message survives, redacted: the redaction is what kept it clean.
     assert!(texts[0].contains("IllegalStateException"), "{}", texts[0]);
+}
+
+/// The shared client's messages name the settings of the connector using it: an answer over
+/// the limit tells the stream connector's operator to raise its own setting, not the import's.
+#[tokio::test]
+async fn an_oversized_answer_names_the_connector_s_own_setting() {
+    let big = format!(
+        r#"{{"act.getEntriesResponse":{{"act.return":"{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let (base, _script) = scripted(answer(200, "application/json", &big)).await;
+    let names = SettingNames {
+        ssl_verify: "ARCSIGHT_SSL_VERIFY",
+        ca_file: None,
+        max_response_mb: "ARCSIGHT_MAX_RESPONSE_MB",
+    };
+    let cfg = EsmConfig {
+        max_response_bytes: 1 << 20,
+        setting_names: names,
+        ..config(base, 1, 1)
+    };
+    let (_client, lists) = service(cfg, 10);
+    let err = lists.get_entries(LIST).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ActiveListError::Esm(EsmError::TooLarge { limit_mib: 1, .. })
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("ARCSIGHT_MAX_RESPONSE_MB"), "{text}");
+    assert!(!text.contains("ARCSIGHT_INCIDENTS"), "{text}");
 }

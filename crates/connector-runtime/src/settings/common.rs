@@ -16,6 +16,7 @@ use opencti_client::{DEFAULT_TIMEOUT, OpenCtiConfig, header_names};
 use secrecy::SecretString;
 use url::Url;
 
+use super::compat::Difference;
 use super::kinds;
 use super::{Key, Reader, choice, int, key, parse_bool, parse_custom_headers};
 use crate::telemetry::LogLevel;
@@ -366,6 +367,51 @@ fn metrics_prefix(namespace: Option<String>, subsystem: Option<String>) -> Optio
     let parts: Vec<String> = [namespace, subsystem].into_iter().flatten().collect();
     (!parts.is_empty()).then(|| parts.join("_"))
 }
+
+// --- how these settings are read compared with pycti (the rows of a connector's differences
+// table, `compat`); each connector lists them among its own and tests each accepted value.
+
+/// `CONNECTOR_ID`.
+pub const CONNECTOR_ID_DIFFERENCE: Difference = Difference {
+    setting: "CONNECTOR_ID",
+    python: "required; any string",
+    ours: "any string; a warning at start-up when it is not a UUID",
+    why: "the platform's connector manager and other tools expect a UUIDv4",
+    accepted: &[
+        (
+            "2b7a3b4e-8f47-4d34-9a2e-1c7b3c2f1a10",
+            "2b7a3b4e-8f47-4d34-9a2e-1c7b3c2f1a10",
+        ),
+        ("arcsight-prod", "arcsight-prod"),
+    ],
+};
+
+/// `CONNECTOR_SCOPE`.
+pub const CONNECTOR_SCOPE_DIFFERENCE: Difference = Difference {
+    setting: "CONNECTOR_SCOPE",
+    python: "optional; a list: YAML list or comma-separated string",
+    ours: "the same",
+    why: "",
+    accepted: &[("arcsight", "[arcsight]"), ("a, b", "[a, b]")],
+};
+
+/// `CONNECTOR_METRICS_NAMESPACE` and `_SUBSYSTEM`.
+pub const CONNECTOR_METRICS_PREFIX_DIFFERENCE: Difference = Difference {
+    setting: "CONNECTOR_METRICS_NAMESPACE, CONNECTOR_METRICS_SUBSYSTEM",
+    python: "empty; prefixes of the metric names, `namespace_subsystem_name`",
+    ours: "the same",
+    why: "",
+    accepted: &[("opencti", "opencti_")],
+};
+
+/// `OPENCTI_SSL_VERIFY`.
+pub const OPENCTI_SSL_VERIFY_DIFFERENCE: Difference = Difference {
+    setting: "OPENCTI_SSL_VERIFY",
+    python: "pycti: `false`; a boolean, or a CA bundle's path (passed to requests as `verify=`); requests also reads REQUESTS_CA_BUNDLE",
+    ours: "`true`; a boolean, or a CA bundle's path; trusts the bundled public roots, the OS store (or SSL_CERT_FILE), REQUESTS_CA_BUNDLE and OPENCTI_CA_FILE",
+    why: "an unverified connection gives the platform token to whoever sits in the path",
+    accepted: &[("true", "verify"), ("false", "no verification")],
+};
 
 #[cfg(test)]
 mod tests {

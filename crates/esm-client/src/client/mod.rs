@@ -7,8 +7,10 @@
 //!
 //! The client is cut by role, each module an `impl EsmClient` block: `session` (login, re-login,
 //! logout, the dialect), `transport` (one call with its retries and the classification of
-//! answers) and, in `services`, what the connectors ask of ESM (cases, events).
+//! answers) and, in `services`, what the connectors ask of ESM (cases, events, Active Lists),
+//! every authenticated call through the transport's one path (`request`).
 
+use crate::setting_names::SettingNames;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -24,13 +26,12 @@ use super::error::EsmError;
 use super::retry::{Jitter, RetryPolicy};
 use peer_http::lock;
 
-mod services;
+pub(crate) mod services;
 mod session;
 mod transport;
 
 pub use services::events::EventsFetch;
 use session::Session;
-pub(crate) use transport::Body;
 
 /// Longest case id a run accepts: ESM's are a few dozen characters; anything far longer is not
 /// an id but junk that would end up in the state.
@@ -57,6 +58,8 @@ pub struct EsmConfig {
     pub event_batch_size: usize,
     /// Largest answer body read, in bytes (`ARCSIGHT_INCIDENTS_MAX_RESPONSE_MB`).
     pub max_response_bytes: u64,
+    /// The connector's names of the settings the client's messages point an operator to.
+    pub setting_names: SettingNames,
 }
 
 impl EsmConfig {
@@ -80,6 +83,7 @@ impl EsmConfig {
             case_batch_size: 100,
             event_batch_size: 200,
             max_response_bytes: 64 * peer_http::http::MIB,
+            setting_names: SettingNames::ARCSIGHT_INCIDENTS,
         }
     }
 
@@ -157,7 +161,8 @@ impl EsmClient {
         if !cfg.ssl_verify {
             tracing::warn!(
                 host = cfg.base_url.host_str().unwrap_or_default(),
-                "TLS certificate verification of ESM is disabled (ARCSIGHT_INCIDENTS_SSL_VERIFY=false)"
+                "TLS certificate verification of ESM is disabled ({}=false)",
+                cfg.setting_names.ssl_verify
             );
             builder = builder.danger_accept_invalid_certs(true);
         }

@@ -15,6 +15,17 @@ use peer_http::lock;
 
 const CASE_SERVICE: &str = "/www/manager-service/rest/CaseService/";
 const EVENTS_PATH: &str = "/www/manager-service/rest/SecurityEventService/getSecurityEvents";
+const ACT_SERVICE: &str = "/www/manager-service/rest/ActiveListService/";
+
+/// Where an operation of a service is posted.
+fn service_path(service: Service, op: &str) -> String {
+    match service {
+        Service::Case => format!("{CASE_SERVICE}{op}"),
+        // The one operation the connectors call on this service.
+        Service::SecurityEvent => EVENTS_PATH.to_owned(),
+        Service::ActiveList => format!("{ACT_SERVICE}{op}"),
+    }
+}
 
 /// A request body: form (login, logout) or JSON (everything else).
 pub(crate) enum Body {
@@ -38,19 +49,32 @@ impl From<EsmError> for Failure {
 }
 
 impl EsmClient {
-    /// An authenticated operation: logs in if needed, logs in again once if the token is
-    /// refused, and returns the unwrapped `return` value (`None`: ESM returned nothing).
+    /// An authenticated operation and its unwrapped `return` value (`None`: ESM returned
+    /// nothing).
     pub(crate) async fn call(
         &self,
         service: Service,
         op: &'static str,
         fields: Vec<(&'static str, Value)>,
     ) -> Result<Option<Value>, EsmError> {
-        let path = match service {
-            Service::SecurityEvent => EVENTS_PATH.to_owned(),
-            _ => format!("{CASE_SERVICE}{op}"),
-        };
-        let url = self.url(&path);
+        let (status, answer) = self.request(service, op, fields).await?;
+        decode::unwrap_answer(op, answer).map_err(|message| EsmError::Decode {
+            operation: op,
+            status,
+            message,
+        })
+    }
+
+    /// The one authenticated path: posts `op` of `service` in the session's dialect, logging
+    /// in if needed and once more if the token is refused. Returns the status and the decoded
+    /// body (`Null` when empty), for the service to judge.
+    pub(crate) async fn request(
+        &self,
+        service: Service,
+        op: &'static str,
+        fields: Vec<(&'static str, Value)>,
+    ) -> Result<(u16, Value), EsmError> {
+        let url = self.url(&service_path(service, op));
         let mut session = self.session().await?;
         let mut relogged = false;
         loop {
@@ -60,18 +84,11 @@ impl EsmClient {
             let body = Body::Json(session.dialect.request(service, op, all));
             let secrets = [token, self.inner.cfg.password.expose_secret()];
             match self.send(op, &url, &body, &secrets).await {
-                Ok((status, answer)) => {
-                    return decode::unwrap_answer(op, answer).map_err(|message| EsmError::Decode {
-                        operation: op,
-                        status,
-                        message,
-                    });
-                }
                 Err(EsmError::Unauthorized { .. }) if !relogged => {
                     relogged = true;
                     session = self.relogin(session.generation).await?;
                 }
-                Err(e) => return Err(e),
+                r => return r,
             }
         }
     }
@@ -142,7 +159,11 @@ impl EsmClient {
             Body::Form(fields) => req.form(fields),
             Body::Json(v) => req.json(v),
         };
-        let resp = req.send().await.map_err(|e| EsmError::transport(op, e))?;
+        let names = &self.inner.cfg.setting_names;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| EsmError::transport(op, e, names))?;
         let status = resp.status().as_u16();
         let header = |name: reqwest::header::HeaderName| {
             resp.headers()
@@ -159,8 +180,9 @@ impl EsmClient {
                 crate::http::BodyError::TooLarge => EsmError::TooLarge {
                     operation: op,
                     limit_mib: self.inner.cfg.max_response_bytes / crate::http::MIB,
+                    setting: names.max_response_mb,
                 },
-                crate::http::BodyError::Transport(e) => EsmError::transport(op, e),
+                crate::http::BodyError::Transport(e) => EsmError::transport(op, e, names),
             })?;
         tracing::trace!(operation = op, status, bytes = text.len(), "ESM answer");
         classify(op, status, content_type.as_deref(), &text, secrets)

@@ -1,10 +1,11 @@
 //! What the connectors ask of ESM, one service per file, each an `impl EsmClient` block over
-//! the transport (the stream connector's Active Lists service will be one more beside them).
+//! the transport: cases and events (the import), Active Lists (the stream connector).
 
 use serde_json::Value;
 
 use super::MAX_STRING_LEN;
 
+pub mod active_lists;
 mod cases;
 pub(crate) mod events;
 

@@ -1,30 +1,26 @@
 //! The ActiveListService (stream-arcsight.md 3.3, 3.4): a list's description, its entries, and
 //! batched writes.
 //!
-//! Every call goes through the client's one request path: the shared session (login in a POST
-//! body, dialect detected from the login answer), one fresh login when the token is refused,
-//! retries with backoff and `Retry-After`, HTML and undecodable answers as errors, reads bounded
-//! by `max_response_bytes`, and error text redacted of the password and the token. The token
-//! travels in the JSON body, never in the URL.
-//!
-//! Written here rather than in `client.rs` so it can move to `client/services/` as is.
+//! Every call goes through the client's one request path (the transport's `request`): the
+//! shared session (login in a POST body, dialect detected from the login answer), one fresh
+//! login when the token is refused, retries with backoff and `Retry-After`, HTML and
+//! undecodable answers as errors, reads bounded by `max_response_bytes`, and error text
+//! redacted of the password and the token. The token travels in the JSON body, never in the
+//! URL. Published as `esm_client::active_lists`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use crate::client::{Body, EsmClient, MAX_STRING_LEN};
+use crate::client::{EsmClient, MAX_STRING_LEN};
 use crate::decode::{self, Service};
 use crate::error::EsmError;
 use crate::model::{as_i64, as_list, as_string};
 
 /// A batch's rows, held by its task and by the write that waits for it.
 type SharedRows = Arc<Vec<Vec<String>>>;
-
-const ACT_SERVICE: &str = "/www/manager-service/rest/ActiveListService/";
 
 /// Entries per `addEntries` / `deleteEntries` request unless configured otherwise. ESM documents
 /// no limit (scripts send thousands per call); 500 keeps one request's body around 50 KiB for
@@ -202,33 +198,6 @@ impl EsmClient {
         }
     }
 
-    /// An authenticated ActiveListService call: logs in if needed, logs in again once if the
-    /// token is refused. Returns the status and the decoded body (`Null` when empty); the
-    /// caller decides what a good answer is.
-    async fn act_request(
-        &self,
-        op: &'static str,
-        fields: Vec<(&'static str, Value)>,
-    ) -> Result<(u16, Value), EsmError> {
-        let url = self.url(&format!("{ACT_SERVICE}{op}"));
-        let mut session = self.session().await?;
-        let mut relogged = false;
-        loop {
-            let token = session.token.expose_secret();
-            let mut all = vec![("authToken", json!(token))];
-            all.extend(fields.iter().cloned());
-            let body = Body::Json(session.dialect.request(Service::ActiveList, op, all));
-            let secrets = [token, self.inner.cfg.password.expose_secret()];
-            match self.send(op, &url, &body, &secrets).await {
-                Err(EsmError::Unauthorized { .. }) if !relogged => {
-                    relogged = true;
-                    session = self.relogin(session.generation).await?;
-                }
-                r => return r,
-            }
-        }
-    }
-
     /// One `addEntries` / `deleteEntries` request.
     async fn write_batch(
         &self,
@@ -246,7 +215,7 @@ impl EsmClient {
             ),
         ];
         let (status, answer) = self
-            .act_request(op, fields)
+            .request(Service::ActiveList, op, fields)
             .await
             .map_err(|e| list_error(list_id, e))?;
         // siemkit expects exactly 204, pyasesm 200 or 204; a 200 must still look like ESM's
@@ -273,7 +242,11 @@ impl ActiveLists {
         const OP: &str = "getResourceById";
         let (status, answer) = self
             .client
-            .act_request(OP, vec![("resourceId", json!(list_id))])
+            .request(
+                Service::ActiveList,
+                OP,
+                vec![("resourceId", json!(list_id))],
+            )
             .await
             .map_err(|e| list_error(list_id, e))?;
         match decode::unwrap_answer(OP, answer).map_err(|message| EsmError::Decode {
@@ -318,7 +291,11 @@ impl ActiveLists {
         const OP: &str = "getEntries";
         let (status, answer) = self
             .client
-            .act_request(OP, vec![("resourceId", json!(list_id))])
+            .request(
+                Service::ActiveList,
+                OP,
+                vec![("resourceId", json!(list_id))],
+            )
             .await
             .map_err(|e| list_error(list_id, e))?;
         let decode_error = |message: String| EsmError::Decode {
