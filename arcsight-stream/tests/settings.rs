@@ -62,6 +62,9 @@ fn defaults_are_the_python_connector_s_and_ours_as_documented() {
     assert_eq!(s.esm.client.max_attempts, 4);
     assert_eq!(s.esm.client.request_timeout, Duration::from_secs(30));
     assert_eq!(s.esm.client.concurrency, 4);
+    // ESM's messages name this connector's settings, not the import's.
+    assert_eq!(s.esm.client.setting_names.ssl_verify, "ARCSIGHT_SSL_VERIFY");
+    assert_eq!(s.esm.client.setting_names.ca_file, Some("ARCSIGHT_CA_FILE"));
     assert_eq!(s.esm.batch_size, 500);
     assert_eq!(s.sync.flush_delay, Duration::from_millis(250));
     assert_eq!(s.sync.max_pending, 5000);

@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use connector_runtime::settings::common::{self, Identity, MetricsSettings};
 use connector_runtime::settings::{self as runtime, Reader};
 use connector_runtime::telemetry::LogLevel;
-use esm_client::{ApiDialect, EsmConfig};
+use esm_client::{ApiDialect, EsmConfig, SettingNames};
 use opencti_client::OpenCtiConfig;
 use opencti_client::stream::{StreamConfig, StreamPosition};
 use stream_core::pattern::ExtractPolicy;
@@ -339,6 +339,12 @@ fn read_esm(r: &mut Reader<'_>) -> Option<EsmSettings> {
             request_timeout: secs(timeout?),
             concurrency: concurrency? as usize,
             max_response_bytes: (max_response_mb? as u64).saturating_mul(peer_http::http::MIB),
+            // The client's messages name this connector's settings.
+            setting_names: SettingNames {
+                ssl_verify: ARCSIGHT_SSL_VERIFY.def().env,
+                ca_file: Some(ARCSIGHT_CA_FILE.def().env),
+                max_response_mb: ARCSIGHT_MAX_RESPONSE_MB.def().env,
+            },
             ..defaults
         },
         list_id: list_id?,
