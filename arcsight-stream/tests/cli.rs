@@ -271,3 +271,109 @@ fn the_readme_settings_table_matches_the_settings_table() {
         "README.md's stream settings table is stale: run `cargo run -p arcsight-stream -- metadata`"
     );
 }
+
+/// Sends SIGTERM to the child, as `docker stop` does.
+fn sigterm(child: &tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Waits (bounded) for `cond`, polling.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_esm_is_waited_for_and_sigterm_stops_the_wait_cleanly() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let mut env = env_for(&url::Url::parse(&closed).unwrap(), "list-1", "value");
+    env.insert("CONNECTOR_LOG_LEVEL".into(), "warn".into());
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .current_dir(std::env::temp_dir())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The warning says it waits; then a stop ends the wait at once, with success.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let seen = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("ESM is not reachable yet") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "no warning that ESM is waited for");
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stopped within 30 s")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn run_registers_and_keeps_its_position_in_pycti_s_state_keys() {
+    let sim = simulator().await;
+    // The platform answers a registration with its broker's address, for every connector type.
+    let broker = serde_json::json!({
+        "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
+                       "user": "guest", "pass": "guest"},
+        "listen": "listen", "listen_routing": "listen_routing", "listen_exchange": "amq.direct",
+        "push": "push", "push_routing": "push_routing", "push_exchange": "amq.direct",
+    });
+    let platform = platform_simulator::FakePlatform::start(TOKEN, broker).await;
+    let mut env = env_for(&sim.base_url(), "list-1", "value");
+    env.insert("OPENCTI_URL".into(), platform.url());
+    env.insert("CONNECTOR_LOG_LEVEL".into(), "info".into());
+    let child = tokio::process::Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .current_dir(std::env::temp_dir())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for("the registration", || {
+        platform.recorded(|r| r.operations.iter().any(|o| o == "registerConnector"))
+    })
+    .await;
+    sigterm(&child);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("stopped within 30 s")
+        .unwrap();
+    let (_, stderr) = text(&out);
+    // The state it left: pycti's keys, so a Python deployment's state is taken over as is.
+    let last = platform
+        .recorded(|r| r.pings.iter().rev().flatten().next().cloned())
+        .unwrap_or_else(|| panic!("the state was not saved at the stop: {stderr}"));
+    let state: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert!(state["start_from"].is_string(), "{state}");
+    assert!(
+        state["recover_until"].is_string() || state["recover_until"] == false,
+        "{state}"
+    );
+    assert_eq!(platform.recorded(|r| r.invalid_documents.len()), 0);
+    sim.shutdown().await;
+}
