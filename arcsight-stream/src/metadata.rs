@@ -18,11 +18,17 @@ pub fn compose_service() -> (&'static Manifest, &'static [Def]) {
     (&MANIFEST, DEFS)
 }
 
-/// `readme` with the stream connector's settings table regenerated; `None` when its markers
-/// are missing.
+/// `readme` with the stream connector's settings and differences tables regenerated; `None`
+/// when the markers of either are missing.
 pub fn readme_with_settings(readme: &str) -> Option<String> {
     let settings = runtime::settings_table(&MANIFEST, DEFS);
-    runtime::readme_with_table(readme, &MANIFEST, "settings", &settings)
+    let readme = runtime::readme_with_table(readme, &MANIFEST, "settings", &settings)?;
+    runtime::readme_with_table(
+        &readme,
+        &MANIFEST,
+        "differences",
+        &crate::settings::compat::table(),
+    )
 }
 
 /// Every generated file, relative to the crate's directory (`arcsight-stream/`).

@@ -320,3 +320,20 @@ fn no_secret_is_shown_in_a_problem_nor_in_the_settings_debug_text() {
     assert!(!debug.contains(PASSWORD), "{debug}");
     assert!(!debug.contains(TOKEN), "{debug}");
 }
+
+#[test]
+fn every_value_the_differences_table_lists_as_accepted_loads() {
+    for row in arcsight_stream::settings::compat::DIFFERENCES {
+        // Rows naming one setting (the others are families, tested above).
+        let name = row.setting.split(' ').next().unwrap_or("");
+        if row.setting.contains(',') || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+            continue;
+        }
+        for (value, _) in row.accepted {
+            assert!(
+                with(&[(name, value)]).is_ok(),
+                "{name}={value} is listed as accepted"
+            );
+        }
+    }
+}

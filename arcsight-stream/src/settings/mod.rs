@@ -9,6 +9,7 @@
 //! this module reads the rest into the clients' and the engine's configurations. Each type here
 //! is built only by [`Settings::from_sources`], so holding one means it is valid.
 
+pub mod compat;
 pub mod defs;
 
 use std::collections::HashMap;
