@@ -1,6 +1,6 @@
 //! The engine's ports in production: the live stream as its [`Source`], the platform's state
-//! (through the runtime's one state writer) as its [`PositionStore`], and the failing-since
-//! marks `/healthz` reads.
+//! (through the runtime's one state writer) as its [`PositionStore`], and ESM's failing-since
+//! mark before the engine runs (the engine keeps its own once it does).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -46,18 +46,16 @@ pub struct LiveSource {
     /// Where to start if `recv` comes before any `restart` (the state's position).
     initial: Option<StreamPosition>,
     started: bool,
-    failing: FailingSince,
 }
 
 impl LiveSource {
     /// Nothing is read before the first `restart` (or `recv`, from `initial`).
-    pub fn new(cfg: StreamConfig, initial: Option<StreamPosition>, failing: FailingSince) -> Self {
+    pub fn new(cfg: StreamConfig, initial: Option<StreamPosition>) -> Self {
         LiveSource {
             cfg,
             stream: None,
             initial,
             started: false,
-            failing,
         }
     }
 
@@ -67,10 +65,7 @@ impl LiveSource {
             Ok(s) => self.stream = Some(s),
             // Only a client that cannot be built (a token that is not a header value): no
             // retry fixes it, and `recv` then says the source is over.
-            Err(e) => {
-                error!(error = %e, "the live stream reader cannot start");
-                self.failing.failed(chrono::Utc::now().timestamp());
-            }
+            Err(e) => error!(error = %e, "the live stream reader cannot start"),
         }
     }
 }
@@ -81,17 +76,7 @@ impl Source for LiveSource {
             let initial = self.initial.take();
             self.start(initial);
         }
-        let item = self.stream.as_mut()?.recv().await?;
-        match &item {
-            StreamItem::Reconnecting { .. } => self.failing.failed(chrono::Utc::now().timestamp()),
-            // Anything the platform sent: the stream works.
-            StreamItem::Connected { .. }
-            | StreamItem::Event { .. }
-            | StreamItem::Heartbeat { .. }
-            | StreamItem::TooLarge { .. }
-            | StreamItem::Gap { .. } => self.failing.recovered(),
-        }
-        Some(item)
+        self.stream.as_mut()?.recv().await
     }
 
     async fn restart(&mut self, position: StreamPosition) {
@@ -220,9 +205,7 @@ mod tests {
     async fn a_restart_follows_the_stream_again_from_the_position_given() {
         let (url, mut seen) = stream_server(0).await;
         let cfg = StreamConfig::new(url, secrecy::SecretString::from("t0ken"), "live-1");
-        let failing = FailingSince::default();
-        failing.failed(1);
-        let mut source = LiveSource::new(cfg, Some(position("1-0")), failing.clone());
+        let mut source = LiveSource::new(cfg, Some(position("1-0")));
         source.restart(position("5-0")).await;
         assert!(matches!(
             source.recv().await,
@@ -230,11 +213,6 @@ mod tests {
         ));
         let first = seen.recv().await.unwrap();
         assert!(first.starts_with("GET /stream/live-1?from=5-0 "), "{first}");
-        assert_eq!(
-            failing.failing_for(10),
-            None,
-            "a connection clears the mark"
-        );
 
         source.restart(position("9-0")).await;
         assert!(matches!(
@@ -254,29 +232,21 @@ mod tests {
         let mut cfg = StreamConfig::new(url, secrecy::SecretString::from("t0ken"), "live-1");
         cfg.backoff_initial = Duration::from_millis(10);
         cfg.backoff_max = Duration::from_millis(20);
-        let failing = FailingSince::default();
-        let mut source = LiveSource::new(cfg, Some(position("3-0")), failing.clone());
-        // Refused first: reported, and the stream is marked failing.
+        let mut source = LiveSource::new(cfg, Some(position("3-0")));
+        // Refused first: reported (the engine marks the stream failing on it), then connected.
         assert!(matches!(
             source.recv().await,
             Some(StreamItem::Reconnecting { .. })
         ));
-        assert!(
-            failing
-                .failing_for(chrono::Utc::now().timestamp())
-                .is_some()
-        );
         assert!(
             seen.recv()
                 .await
                 .unwrap()
                 .starts_with("GET /stream/live-1?from=3-0 ")
         );
-        // Then connected: no longer failing.
         assert!(matches!(
             source.recv().await,
             Some(StreamItem::Connected { .. })
         ));
-        assert_eq!(failing.failing_for(chrono::Utc::now().timestamp()), None);
     }
 }
