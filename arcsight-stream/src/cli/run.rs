@@ -226,6 +226,7 @@ async fn run_started(
         stream_metrics.clone(),
         EsmWatch::new(esm.clone(), startup_esm.clone()),
         startup_esm,
+        settings.connector.health_timeout,
         background.shutdown(),
     ));
     let outcome = async {
@@ -320,6 +321,7 @@ async fn health_loop(
     engine: StreamMetrics,
     mut esm: EsmWatch,
     startup_esm: FailingSince,
+    timeout: Option<Duration>,
     shutdown: Shutdown,
 ) {
     let mut tick = move || {
@@ -335,5 +337,14 @@ async fn health_loop(
         async {}
     };
     tick().await;
-    every(HEALTH_TICK, shutdown, tick).await;
+    every(health_tick(timeout), shutdown, tick).await;
+}
+
+/// How often the health marks move: [`HEALTH_TICK`], or a quarter of a shorter timeout, so
+/// that a healthy connector is never seen without progress for longer than its timeout.
+fn health_tick(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(t) => HEALTH_TICK.min(t / 4).max(Duration::from_millis(50)),
+        None => HEALTH_TICK,
+    }
 }
