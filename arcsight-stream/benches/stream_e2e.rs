@@ -17,7 +17,8 @@
 //! Knobs: `STREAM_BENCH_LATENCY_RATE` (events/s, 20), `STREAM_BENCH_LATENCY_SECS` (30),
 //! `STREAM_BENCH_FIRST_RUN` (indicators, 100,000), `STREAM_BENCH_MEMORY` (indicators of the
 //! large run, 1,000,000), `STREAM_BENCH_LOG_DIR` (keeps each child's log there),
-//! `STREAM_BENCH_WRITE_DELAY_MS` (2).
+//! `STREAM_BENCH_WRITE_DELAY_MS` (2), `STREAM_BENCH_LIVE_PUBLISH=1` (throughput: publish while
+//! the connector reads), `STREAM_BENCH_WRAP` (a command the connector runs under).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -524,8 +525,22 @@ impl Child {
         ));
         let _ = std::fs::remove_file(&ledger);
         let exe = std::env::current_exe().expect("this executable");
-        let proc = std::process::Command::new(exe)
+        // STREAM_BENCH_WRAP: a command line the connector runs under (`valgrind
+        // --tool=massif --massif-out-file=F`, say); its figures are then the wrapper's.
+        let wrap: Vec<String> = std::env::var("STREAM_BENCH_WRAP")
+            .map(|w| w.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let mut command = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        let proc = command
             .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
             .env(CHILD_ENV, "1")
             .env("CHILD_OPENCTI_URL", platform_url)
