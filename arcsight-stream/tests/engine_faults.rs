@@ -379,29 +379,40 @@ async fn twenty_thousand_creates_cost_at_most_one_request_per_200_entries() {
         w.store.platform_position().is_some()
     })
     .await;
-    let started = Instant::now();
+    // The events are built first: the figure is the engine's, not the test's JSON.
+    let mut events = Vec::new();
     let mut inds = Vec::new();
     for i in 0..20_000u32 {
         let ind = ipv4(
             &format!("b{i}"),
             &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
         );
-        w.platform.push("create", create(&ind));
+        events.push(("create", create(&ind)));
         inds.push(ind);
     }
     for ind in inds.iter().take(2_000) {
-        w.platform.push("delete", delete(ind));
+        events.push(("delete", delete(ind)));
     }
+    let started = Instant::now();
+    for (name, ev) in events {
+        w.platform.push(name, ev);
+    }
+    wait_for("every write acknowledged", || {
+        w.metrics.entries_added.get() >= 20_000 && w.metrics.entries_removed.get() >= 2_000
+    })
+    .await;
+    let written_in = started.elapsed();
     w.settle().await;
-    let elapsed = started.elapsed();
+    let saved_in = started.elapsed();
     assert_eq!(w.esm.values().len(), 18_000);
     let adds = w.esm.calls("addEntries");
     let deletes = w.esm.calls("deleteEntries");
     let requests = adds.len() + deletes.len();
     eprintln!(
-        "20,000 creates + 2,000 deletes at 2 ms write delay: {:.2} s, {:.0} events/s, {} addEntries + {} deleteEntries requests, {} entries written",
-        elapsed.as_secs_f64(),
-        22_000.0 / elapsed.as_secs_f64(),
+        "20,000 creates + 2,000 deletes at 2 ms write delay: written in {:.2} s ({:.0} events/s), position saved after {:.2} s; {} addEntries + {} deleteEntries requests for {} entries",
+        written_in.as_secs_f64(),
+        22_000.0 / written_in.as_secs_f64(),
+        saved_in.as_secs_f64(),
         adds.len(),
         deletes.len(),
         adds.iter().sum::<usize>() + deletes.iter().sum::<usize>()
@@ -437,5 +448,197 @@ async fn an_entry_esm_refuses_is_skipped_and_does_not_block_the_others() {
     want.insert("198.18.5.1".into());
     w.settle().await;
     assert_eq!(w.esm.values(), want);
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_policy_resyncs_and_removes_what_no_longer_passes() {
+    let path = temp_ledger("policy");
+    let w = World::new(Dialect::Prefixed).await;
+    let high = ipv4("hi", "198.18.6.1");
+    let low = with(
+        &ipv4("lo", "198.18.6.2"),
+        serde_json::json!({"x_opencti_score": 30}),
+    );
+    w.platform.push("create", create(&high));
+    w.platform.push("create", create(&low));
+    let engine = w.run(config(Some(path.clone())));
+    w.settle().await;
+    assert_eq!(w.esm.values(), set(&["198.18.6.1", "198.18.6.2"]));
+    engine.stop().await;
+    assert!(
+        snapshot::peek(&path)
+            .unwrap()
+            .is_some_and(|f| !f.resyncing && f.tracked == 2)
+    );
+
+    // Restarted with a minimum score: the file's ledger no longer applies, its values were ours.
+    let mut cfg = config(Some(path.clone()));
+    cfg.policy.min_score = Some(50);
+    let (engine, _store2, m2) = w.rerun(cfg, &w.store);
+    wait_for("the low-score value removed", || {
+        w.esm.values() == set(&["198.18.6.1"])
+    })
+    .await;
+    assert_eq!(m2.resyncs_for("no_snapshot"), 1);
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn the_start_check_names_a_missing_column_or_list() {
+    let esm = Esm::start(Dialect::Plain, sim_list(&["value", "type"])).await;
+    let cfg = config(None);
+    let info = arcsight_stream::engine::check(&esm.lists, &cfg)
+        .await
+        .expect("the list");
+    assert_eq!(info.fields, ["value", "type"]);
+    let mut bad = config(None);
+    bad.value_column = "ioc".into();
+    let e = arcsight_stream::engine::check(&esm.lists, &bad)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ioc"), "{e}");
+    bad = config(None);
+    bad.list_id = "nope".into();
+    let e = arcsight_stream::engine::check(&esm.lists, &bad)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient() && e.to_string().contains("nope"), "{e}");
+}
+
+#[tokio::test]
+async fn a_kill_during_a_full_resync_keeps_what_it_wrote_as_ours() {
+    let path = temp_ledger("resync-kill");
+    let w = World::new(Dialect::Prefixed).await;
+    let a = ipv4("a", "198.18.7.1");
+    let b = ipv4("b", "198.18.7.2");
+    w.platform.push("create", create(&a));
+    w.platform.push("create", create(&b));
+    // A first run whose recovery is killed before it ends.
+    w.platform.set_endless_recovery(true);
+    let engine = w.run(config(Some(path.clone())));
+    wait_for("the recovery's values written and on file", || {
+        w.esm.values() == set(&["198.18.7.1", "198.18.7.2"])
+            && snapshot::peek(&path)
+                .ok()
+                .flatten()
+                .is_some_and(|f| f.resyncing && f.prior == 2)
+    })
+    .await;
+    engine.kill().await;
+    // While down, b is deleted; the list also holds an entry that never was ours.
+    w.platform.push("delete", delete(&b));
+    assert!(
+        w.esm
+            .sim
+            .add_active_list_entries(LIST, &[vec!["foreign.example".into()]])
+    );
+    w.platform.set_endless_recovery(false);
+    let (engine, _store2, m2) = w.rerun(config(Some(path.clone())), &w.store);
+    wait_for("b removed, the foreign entry kept", || {
+        w.esm.values() == set(&["198.18.7.1", "foreign.example"])
+    })
+    .await;
+    assert_eq!(
+        m2.resyncs_for("no_snapshot") + m2.resyncs_for("no_position"),
+        1
+    );
+    engine.stop().await;
+}
+
+/// A source the test feeds item by item.
+struct ChanSource(tokio::sync::mpsc::Receiver<opencti_client::stream::StreamItem>);
+
+impl arcsight_stream::engine::Source for ChanSource {
+    async fn recv(&mut self) -> Option<opencti_client::stream::StreamItem> {
+        self.0.recv().await
+    }
+    async fn restart(&mut self, _: opencti_client::stream::StreamPosition) {}
+}
+
+#[tokio::test]
+async fn stream_health_lag_and_oversized_events_are_reported() {
+    use opencti_client::stream::{StreamError, StreamItem};
+    let w = World::new(Dialect::Prefixed).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let engine = spawn(
+        config(None),
+        ChanSource(rx),
+        &w.esm,
+        &w.store,
+        &w.metrics,
+        &w.clock,
+    );
+    let now = w.clock.now_unix();
+    tx.send(StreamItem::Reconnecting {
+        after: Duration::from_secs(1),
+        reason: StreamError::Ended,
+    })
+    .await
+    .unwrap();
+    wait_for("the stream marked failing", || {
+        w.metrics.stream_failing_for(now + 7) == Some(Duration::from_secs(7))
+    })
+    .await;
+    tx.send(StreamItem::Connected {
+        first_event_id: None,
+        last_event_id: None,
+    })
+    .await
+    .unwrap();
+    wait_for("the stream marked healthy", || {
+        w.metrics.stream_failing_for(now + 7).is_none()
+    })
+    .await;
+    // Two minutes behind; an oversized event is skipped and counted, its id applied.
+    let behind = format!("{}-0", T0 - 120_000);
+    tx.send(StreamItem::Heartbeat { id: behind.clone() })
+        .await
+        .unwrap();
+    wait_for("the lag", || w.metrics.lag_seconds.get() == 120).await;
+    let big = format!("{}-0", T0 - 60_000);
+    tx.send(StreamItem::TooLarge {
+        id: big.clone(),
+        limit: 10,
+    })
+    .await
+    .unwrap();
+    wait_for("the skip counted", || w.metrics.skipped("too_large") == 1).await;
+    settled(&w.store, &big).await;
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_resumed_run_reconciles_once_caught_up() {
+    let path = temp_ledger("start-reconcile");
+    let w = World::new(Dialect::Plain).await;
+    for (i, ip) in ["198.18.8.1", "198.18.8.2"].iter().enumerate() {
+        w.platform
+            .push("create", create(&ipv4(&format!("s{i}"), ip)));
+    }
+    let engine = w.run(config(Some(path.clone())));
+    w.settle().await;
+    engine.stop().await;
+    // While it is down an administrator removes one of ours and adds one of theirs.
+    assert_eq!(
+        w.esm.sim.remove_active_list_entries(LIST, &["198.18.8.1"]),
+        Some(1)
+    );
+    assert!(
+        w.esm
+            .sim
+            .add_active_list_entries(LIST, &[vec!["foreign.example".into()]])
+    );
+    // No periodic reconciliation: only the one at start can repair it.
+    let (engine, _store2, m2) = w.rerun(config(Some(path)), &w.store);
+    wait_for("the removed value re-added", || {
+        w.esm.values() == set(&["198.18.8.1", "198.18.8.2", "foreign.example"])
+    })
+    .await;
+    assert_eq!(
+        m2.resyncs_for("no_snapshot") + m2.resyncs_for("no_position"),
+        0
+    );
+    wait_for("the repair counted", || m2.repairs_for("missing") == 1).await;
     engine.stop().await;
 }

@@ -258,6 +258,7 @@ pub async fn run_with_clock<S: Source, P: PositionStore + 'static>(
         start_reconcile_due: false,
         next_reconcile: None,
         snapshot_dirty: false,
+        position_dirty: false,
         last_snapshot: None,
     };
     let outcome = engine.run().await;
@@ -292,6 +293,13 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Items handled in a row when they are already waiting.
+const DRAIN: usize = 256;
+
+/// A ledger file whose ledger did not change is rewritten (for its position) this many
+/// `snapshot_interval`s apart at most.
+const POSITION_ONLY_SNAPSHOT_FACTOR: u32 = 10;
+
 /// At shutdown, what is pending gets this long to be written (an outage is not waited out).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -325,8 +333,11 @@ struct Engine<S> {
     /// The start reconciliation waits for the first heartbeat (the stream caught up).
     start_reconcile_due: bool,
     next_reconcile: Option<Instant>,
-    /// The ledger or the acked position moved since the ledger file was written.
+    /// The ledger changed since the ledger file was written.
     snapshot_dirty: bool,
+    /// Only the acked position moved since then (heartbeats): rewritten less often, since a
+    /// stale position in the file only lengthens the replay at the next start.
+    position_dirty: bool,
     last_snapshot: Option<Instant>,
 }
 
@@ -402,12 +413,20 @@ impl<S: Source> Engine<S> {
         if self.pending.len() >= self.cfg.max_pending.max(1) {
             return self.flush().await;
         }
-        let quiet = self.pending.is_empty() && self.recovery.is_none();
-        let snapshot_at = match (&self.cfg.ledger_path, self.snapshot_dirty && quiet) {
-            (Some(_), true) => Some(
-                self.last_snapshot
-                    .map_or_else(Instant::now, |t| t + self.cfg.snapshot_interval),
-            ),
+        // During a resync the file holds what is ours so far (not the ledger): a kill then
+        // restarts the resync without forgetting what it wrote.
+        let quiet = self.pending.is_empty();
+        let interval = if self.snapshot_dirty {
+            Some(self.cfg.snapshot_interval)
+        } else if self.position_dirty {
+            Some(self.cfg.snapshot_interval * POSITION_ONLY_SNAPSHOT_FACTOR)
+        } else {
+            None
+        };
+        let snapshot_at = match (&self.cfg.ledger_path, interval) {
+            (Some(_), Some(every)) if quiet => {
+                Some(self.last_snapshot.map_or_else(Instant::now, |t| t + every))
+            }
             _ => None,
         };
         if snapshot_at.is_some_and(|t| t <= Instant::now()) {
@@ -457,8 +476,36 @@ impl<S: Source> Engine<S> {
                 Ok(())
             }
             Wake::Reconcile => self.reconcile(Why::Periodic).await,
-            Wake::Item(item) => self.item(item).await,
+            Wake::Item(item) => {
+                self.item(item).await?;
+                self.drain().await
+            }
         }
+    }
+
+    /// Handles the items already waiting, without a turn of the loop each (its timers are
+    /// looked at again within `DRAIN` items).
+    async fn drain(&mut self) -> Result<(), Stop> {
+        for _ in 0..DRAIN {
+            if self.pending.len() >= self.cfg.max_pending.max(1)
+                || self.state.resets() != self.resets_seen
+                || self.shutdown.is_triggered()
+            {
+                break;
+            }
+            // Polled once: an item that is not there yet is left to the loop's select.
+            let next = tokio::select! {
+                biased;
+                item = self.source.recv() => Some(item),
+                () = std::future::ready(()) => None,
+            };
+            match next {
+                Some(Some(item)) => self.item(item).await?,
+                Some(None) => return Err(Stop),
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     async fn item(&mut self, item: StreamItem) -> Result<(), Stop> {
@@ -543,6 +590,8 @@ impl<S: Source> Engine<S> {
             self.metrics.skip("not_an_indicator");
         }
         let applied = self.ledger.apply(&ev, self.clock.now_ms());
+        // Even without a change (a second carrier of a value) the ledger moved.
+        self.snapshot_dirty = true;
         if let Some(why) = applied.excluded {
             self.metrics.skip(exclusion_label(why));
             debug!(event_id = %id, reason = exclusion_label(why), "indicator contributes no value");
@@ -601,7 +650,7 @@ impl<S: Source> Engine<S> {
             .is_some()
         {
             self.acked = self.applied.clone();
-            self.snapshot_dirty = true;
+            self.position_dirty = true;
             if let Some(s) = &self.saver {
                 s.mark();
             }
@@ -742,6 +791,10 @@ impl<S: Source> Engine<S> {
             recover_until: self.recover_until.clone(),
         });
         let mut prior: Vec<&str> = self.prior.iter().map(String::as_str).collect();
+        if resyncing {
+            // What the interrupted recovery already wrote is ours too.
+            prior.extend(self.ledger.desired().filter(|v| !self.prior.contains(*v)));
+        }
         prior.sort_unstable();
         let ledger = if resyncing {
             Ledger::new(self.cfg.policy).snapshot()
@@ -760,6 +813,7 @@ impl<S: Source> Engine<S> {
         match snapshot::store(&path, bytes).await {
             Ok(()) => {
                 self.snapshot_dirty = false;
+                self.position_dirty = false;
                 debug!(resyncing, "ledger file written");
             }
             Err(e) => {
@@ -796,7 +850,7 @@ impl<S: Source> Engine<S> {
             self.metrics.position_save_errors.inc();
             warn!(error = %e, "cannot save the stream position at shutdown");
         }
-        if self.pending.is_empty() && self.snapshot_dirty {
+        if self.pending.is_empty() && (self.snapshot_dirty || self.position_dirty) {
             self.write_snapshot().await;
         }
         info!(position = ?self.acked, "engine stopped");

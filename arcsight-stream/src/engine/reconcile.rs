@@ -51,3 +51,31 @@ pub(crate) fn diff(ledger: &Ledger, present: &[String], prior: &HashSet<String>)
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stream_core::event::decode;
+    use stream_core::policy::Policy;
+
+    #[test]
+    fn missing_are_wanted_stale_were_ours_the_rest_is_foreign() {
+        let mut l = Ledger::new(Policy::default());
+        for (id, ip) in [("a", "1.1.1.1"), ("b", "2.2.2.2")] {
+            let data = format!(
+                r#"{{"data": {{"id": "indicator--{id}", "type": "indicator", "pattern_type": "stix",
+                "pattern": "[ipv4-addr:value = '{ip}']"}}}}"#
+            );
+            l.apply(&decode("create", &data).unwrap().unwrap(), 0);
+        }
+        let present: Vec<String> = ["2.2.2.2", "3.3.3.3", "9.9.9.9"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let prior: HashSet<String> = ["3.3.3.3".to_string(), "1.1.1.1".to_string()].into();
+        let r = diff(&l, &present, &prior);
+        assert_eq!(r.missing, ["1.1.1.1"]);
+        assert_eq!(r.stale, ["3.3.3.3"]);
+        assert_eq!(r.foreign, 1);
+    }
+}

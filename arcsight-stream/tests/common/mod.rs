@@ -49,6 +49,9 @@ struct Inner {
     first_kept: usize,
     last_ms: u64,
     heartbeats: bool,
+    /// A recovery never ends (nothing is sent after its last object): a first run that a
+    /// kill interrupts.
+    endless_recovery: bool,
 }
 
 /// The platform's live stream as the engine sees it through `LiveStream`.
@@ -123,6 +126,10 @@ impl Platform {
     pub fn trim_all(&self) {
         let mut g = self.inner.lock().unwrap();
         g.first_kept = g.log.len();
+    }
+
+    pub fn set_endless_recovery(&self, on: bool) {
+        self.inner.lock().unwrap().endless_recovery = on;
     }
 
     pub fn set_heartbeats(&self, on: bool) {
@@ -226,6 +233,9 @@ impl Platform {
                 }
             }
             cursor = r.max(end);
+            if self.inner.lock().unwrap().endless_recovery {
+                return std::future::pending().await;
+            }
             // The live part starts at the recover date: the platform's heartbeat says so.
             if !send(StreamItem::Heartbeat {
                 id: format!("{}-{}", cursor.0, cursor.1),
@@ -510,9 +520,9 @@ impl Running {
     }
 }
 
-pub fn spawn(
+pub fn spawn<S: Source + 'static>(
     cfg: EngineConfig,
-    source: ScriptSource,
+    source: S,
     esm: &Esm,
     store: &Store,
     metrics: &StreamMetrics,
