@@ -178,6 +178,11 @@ pub enum StreamItem {
         first_event_id: String,
     },
     /// A data event (`create`, `update`, `delete`, `merge`, or another topic).
+    ///
+    /// Several events can share an id (an object's dependencies come first with the object's
+    /// id): an id is complete, and safe to save as a position, only once an item with another
+    /// id (or a heartbeat past it) has come. The reader resumes from the last complete id
+    /// itself, so the last group may be delivered again after a reconnection.
     Event {
         id: String,
         name: String,
@@ -252,6 +257,7 @@ impl LiveStream {
             parser: SseParser::new(cfg.max_event_bytes),
             recover_until: position.as_ref().and_then(|p| p.recover_until.clone()),
             resume_from: String::new(),
+            group: String::new(),
             retry: None,
             http,
             cfg,
@@ -335,10 +341,15 @@ struct Reader {
     url: url::Url,
     parser: SseParser,
     recover_until: Option<String>,
-    /// The id of the last event delivered (dispatched whole, or reported too large): what a
-    /// reconnection resumes from. Not the parser's id buffer, which an `id:` line of an event
-    /// cut by a drop has already moved (resuming from it would skip that event).
+    /// What a reconnection resumes from: the last id known complete. Not the parser's id
+    /// buffer, which the `id:` line of an event cut by a drop has already moved (resuming
+    /// from it would skip that event); and not the id of the last event delivered either,
+    /// since several messages share an id (dependencies, then the object): an id is complete
+    /// once a message with another id (or a heartbeat past it) arrives. The last group is
+    /// replayed after a drop, which consumers treat as the idempotent replay it is.
     resume_from: String,
+    /// The id of the last message delivered (its group may still be incomplete).
+    group: String,
     /// The server's `retry:` (the platform sends none), a floor for the reconnection wait.
     retry: Option<Duration>,
     tx: mpsc::Sender<StreamItem>,
@@ -498,13 +509,27 @@ impl Reader {
         }
     }
 
+    /// Moves the resume position: a new id completes the previous group; a heartbeat names
+    /// the platform's position, past every message it sent before it.
+    fn delivered_id(&mut self, id: &str, heartbeat: bool) {
+        if id.is_empty() || id == self.group {
+            return;
+        }
+        if heartbeat {
+            self.resume_from = id.to_owned();
+        } else if !self.group.is_empty() {
+            self.resume_from = std::mem::take(&mut self.group);
+        }
+        self.group = id.to_owned();
+    }
+
     /// What one parsed item is for the caller (`None`: nothing to deliver); `Err`: the
     /// receiver is gone.
     async fn item(&mut self, item: SseItem, from: &str) -> Result<Option<StreamItem>, ()> {
         Ok(Some(match item {
             SseItem::Event(ev) => {
-                if ev.event != "connected" && !ev.id.is_empty() {
-                    self.resume_from.clone_from(&ev.id);
+                if ev.event != "connected" {
+                    self.delivered_id(&ev.id, ev.event == "heartbeat");
                 }
                 match ev.event.as_str() {
                     "connected" => {
@@ -539,9 +564,9 @@ impl Reader {
                 }
             }
             SseItem::TooLarge { limit } => {
-                // Skipped and reported: the position moves past it.
+                // Skipped and reported, as an event of its id.
                 let id = self.parser.last_event_id().to_owned();
-                self.resume_from.clone_from(&id);
+                self.delivered_id(&id, false);
                 StreamItem::TooLarge { id, limit }
             }
             // Any line proves the peer alive; the timeout is per chunk already.

@@ -143,6 +143,10 @@ async fn first_run_sends_pycti_parameters_recovers_then_drops_recover_once_past_
         .live
         .create_indicator(IndicatorSpec::domain("new.example"));
     items.extend(until(&mut s, is_event_of(live)).await);
+    // Once a heartbeat is past it, the live event's id is complete (messages sharing it are
+    // all sent): a drop resumes after it.
+    let past = |i: &StreamItem| matches!(i, StreamItem::Heartbeat { id } if EventId::parse(id).is_some_and(|h| h > live));
+    until(&mut s, past).await;
     p.live.drop_connections();
     until(&mut s, |i| matches!(i, StreamItem::Reconnecting { .. })).await;
     until(&mut s, |i| matches!(i, StreamItem::Connected { .. })).await;
@@ -300,16 +304,64 @@ async fn a_drop_mid_event_resumes_from_the_last_id_and_the_partial_event_is_not_
             ..
         }
     ));
-    // Exactly one e2, whole, after the reconnection; nothing partial before it.
+    // e2 once, whole, after the reconnection (e1 may be replayed: its group was the last
+    // one delivered); nothing partial.
     let evs = events(&items);
-    assert_eq!(evs.len(), 1, "{items:#?}");
-    assert_eq!(evs[0].2["data"]["pattern"], "[ipv4-addr:value = '1.0.0.2']");
+    let after: Vec<_> = items[reconnect..].iter().collect();
+    assert!(evs.iter().all(|e| e.2 != Value::Null), "{items:#?}");
+    let e2s: Vec<_> = evs.iter().filter(|e| e.0 == e2.to_string()).collect();
+    assert_eq!(e2s.len(), 1, "{items:#?}");
+    assert_eq!(e2s[0].2["data"]["pattern"], "[ipv4-addr:value = '1.0.0.2']");
+    assert!(
+        evs.iter()
+            .all(|e| e.0 == e1.to_string() || e.0 == e2.to_string())
+    );
+    assert!(matches!(after.last(), Some(StreamItem::Event { .. })));
     assert_eq!(p.live.counters().cut, 1);
     let c = p.live.connections();
     assert_eq!(c.len(), 2);
-    // Resumed from e1 (or a later heartbeat id, which is before e2 since e2 was not sent).
     let resumed = EventId::parse(c[1].param("from").unwrap()).unwrap();
-    assert!(resumed >= e1 && resumed < e2, "resumed from {resumed}");
+    assert!(
+        resumed < e2,
+        "resumed from {resumed}, past the cut event {e2}"
+    );
+    s.shutdown().await;
+}
+
+/// Dependencies share the object's id: a drop after them and before the object must not
+/// resume past that id (the object would be lost).
+#[tokio::test]
+async fn a_drop_between_dependencies_and_their_object_loses_nothing() {
+    let p = platform().await;
+    p.live.set_heartbeat(None);
+    let mut cfg = config(&p);
+    cfg.read_timeout = Duration::from_secs(5);
+    let mut s = LiveStream::start(cfg, from("0-0")).unwrap();
+    until(&mut s, |i| matches!(i, StreamItem::Connected { .. })).await;
+    p.live.faults(|f| {
+        f.cut_next_events = 1;
+        f.cut_after = 2;
+    });
+    let spec = IndicatorSpec::ipv4("3.1.4.1");
+    let id = p.live.create_indicator(spec.clone());
+    let items = until(&mut s, |i| {
+        matches!(i, StreamItem::Event { id: e, data, .. }
+            if *e == id.to_string() && data.contains("\"type\":\"indicator\""))
+    })
+    .await;
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, StreamItem::Reconnecting { .. }))
+    );
+    assert_eq!(indicator_ids(&items), vec![spec.internal_id.clone()]);
+    let c = p.live.connections();
+    assert_eq!(c.len(), 2);
+    assert_eq!(
+        c[1].param("from"),
+        Some("0-0"),
+        "not past the incomplete id {id}"
+    );
     s.shutdown().await;
 }
 
@@ -483,10 +535,13 @@ async fn no_gap_while_a_recovery_covers_the_trimmed_part() {
         recover_until: Some("1970-01-01T00:00:20.000Z".into()),
     };
     let mut s = LiveStream::start(config(&p), Some(pos)).unwrap();
-    let items = until(
-        &mut s,
-        |i| matches!(i, StreamItem::Event { data, .. } if data.contains("6.6.6.7")),
-    )
+    let mut n = 0;
+    let items = until(&mut s, |i| {
+        if matches!(i, StreamItem::Event { data, .. } if data.contains("\"type\":\"indicator\"")) {
+            n += 1;
+        }
+        n == 2
+    })
     .await;
     assert!(
         !items.iter().any(|i| matches!(i, StreamItem::Gap { .. })),
@@ -573,6 +628,46 @@ async fn no_heartbeats_at_all_is_a_read_timeout() {
         !items
             .iter()
             .any(|i| matches!(i, StreamItem::Heartbeat { .. }))
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_flags_reach_the_platform_and_shape_what_it_sends() {
+    let p = platform().await;
+    p.live
+        .set_filter("live", StreamFilter::Label("detection".into()));
+    let mut cfg = config(&p);
+    cfg.listen_delete = false;
+    cfg.no_dependencies = true;
+    cfg.with_inferences = true;
+    let mut s = LiveStream::start(cfg, from("0-0")).unwrap();
+    until(&mut s, |i| matches!(i, StreamItem::Connected { .. })).await;
+    let spec = IndicatorSpec::domain("flags.example").with_labels(&["detection"]);
+    let id = spec.internal_id.clone();
+    p.live.create_indicator(spec);
+    p.live.update_indicator(&id, |s| s.labels.clear()); // a filter exit: a delete
+    p.live
+        .create_indicator(IndicatorSpec::domain("gone.example").with_labels(&["detection"]));
+    let marker = p
+        .live
+        .create_indicator(IndicatorSpec::domain("marker.example").with_labels(&["detection"]));
+    let items = until(&mut s, |i| {
+        matches!(i, StreamItem::Event { id, data, .. }
+            if *id == marker.to_string() && data.contains("\"type\":\"indicator\""))
+    })
+    .await;
+    let c = &p.live.connections()[0];
+    assert_eq!(c.header("listen-delete"), Some("false"));
+    assert_eq!(c.header("no-dependencies"), Some("true"));
+    assert_eq!(c.header("with-inferences"), Some("true"));
+    let topics: Vec<String> = events(&items).into_iter().map(|e| e.1).collect();
+    assert!(!topics.iter().any(|t| t == "delete"), "{topics:?}");
+    // `no-dependencies` only drops core relationships: authors and markings still come.
+    assert!(
+        events(&items)
+            .iter()
+            .any(|e| e.2["origin"]["referer"] == "init-dependencies")
     );
     s.shutdown().await;
 }

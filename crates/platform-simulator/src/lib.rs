@@ -180,17 +180,21 @@ impl FakePlatform {
         stream_id: &str,
         n: usize,
     ) -> std::io::Result<FakePlatform> {
-        let p = Self::start_on(addr, token, json!({})).await?;
+        let p = Self::start_on(addr, token, default_registration_config()).await?;
         p.live.add_stream(stream_id, StreamFilter::Indicators);
         let now = p.live.now_ms() as i64;
         p.live.load_indicators(generate_indicators(n, 1, now));
         Ok(p)
     }
 
-    /// An operator resets the connector's state in the UI (`resetStateConnector`): the next
-    /// ping answers the empty state once.
+    /// An operator resets the connector's state in the UI (`resetStateConnector`): the state
+    /// is `""` at once (a `registerConnector` of a restarted connector reads it), and the next
+    /// ping answers it once instead of storing the state it is sent.
     pub fn reset_state_from_ui(&self) {
-        self.update(|r| r.reset_pending = true);
+        self.update(|r| {
+            r.connector_state = Some(String::new());
+            r.reset_pending = true;
+        });
     }
 
     pub fn url(&self) -> String {
@@ -278,6 +282,20 @@ impl Recorded {
         }
         self.case_incidents.extend(imported);
     }
+}
+
+/// What `registerConnector` answers in `config` for a connector of a platform whose broker
+/// is nobody's concern (a stream connector reads the stream, not the queues): the shape the
+/// platform gives every connector.
+pub fn default_registration_config() -> Value {
+    json!({
+        "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
+                       "user": "guest", "pass": "guest"},
+        "listen": "listen_connector", "listen_routing": "listen_routing_connector",
+        "listen_exchange": "amqp.connector.exchange",
+        "push": "push_connector", "push_routing": "push_routing_connector",
+        "push_exchange": "amqp.worker.exchange",
+    })
 }
 
 /// Does the document name `field` (a whole word)?

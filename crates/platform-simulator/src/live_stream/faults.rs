@@ -15,6 +15,9 @@ pub struct Faults {
     /// The next N data events (any connection) are cut: half of the message is written, then
     /// the TCP connection is dropped.
     pub cut_next_events: usize,
+    /// Data events written whole before `cut_next_events` applies (to cut the object after
+    /// its dependencies, which share its id).
+    pub cut_after: usize,
     /// Every open connection goes silent for good (no data, no heartbeat) and new ones go
     /// silent right after the response headers, while set.
     pub stall: bool,

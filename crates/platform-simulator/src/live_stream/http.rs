@@ -30,6 +30,8 @@ struct Params {
     listen_delete: bool,
     no_dependencies: bool,
     with_inferences: bool,
+    /// `delay` / `event-delay`: ms waited between two batches (pacing).
+    delay_ms: u64,
 }
 
 impl Params {
@@ -58,6 +60,9 @@ impl Params {
                 == Some("true"),
             with_inferences: get(&["with-inferences"], &["with-inferences"]).as_deref()
                 == Some("true"),
+            delay_ms: get(&["delay"], &["event-delay"])
+                .and_then(|d| d.trim().parse().ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -109,6 +114,9 @@ struct Conn {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     deps_sent: HashSet<String>,
     last_id: Option<EventId>,
+    /// The heartbeat timer: the period in force and the next beat.
+    period: Option<Duration>,
+    next_beat: Option<tokio::time::Instant>,
 }
 
 /// Why the writer stops.
@@ -188,11 +196,15 @@ pub(crate) async fn stream(
         } else {
             i.counters.refused += 1;
         }
+        // An empty log (nothing yet, or everything trimmed) reports the last id generated
+        // for both bounds: a position before it is a gap, `0-0` is none.
+        let first_id = i.log.first_id().unwrap_or(i.log.last_generated());
+        let last_id = i.log.last_id().unwrap_or(i.log.last_generated());
         let connected = json!({
-            "lastEventId": i.log.last_id().unwrap_or(EventId::ZERO).to_string(),
-            "firstEventId": i.log.first_id().unwrap_or(i.log.last_generated()).to_string(),
-            "firstEventDate": objects::iso(i.log.first_id().unwrap_or(i.log.last_generated()).ms as i64),
-            "lastEventDate": objects::iso(i.log.last_id().unwrap_or(EventId::ZERO).ms as i64),
+            "lastEventId": last_id.to_string(),
+            "firstEventId": first_id.to_string(),
+            "firstEventDate": objects::iso(first_id.ms as i64),
+            "lastEventDate": objects::iso(last_id.ms as i64),
             "streamSize": i.log.len(),
             "connectionId": record.connection_id,
         })
@@ -211,6 +223,8 @@ pub(crate) async fn stream(
             deps_sent: HashSet::new(),
             // Heartbeats from the first tick when a start was given.
             last_id: from,
+            period: None,
+            next_beat: None,
         };
         i.connections.push(record);
         let echo = i.faults.echo_request_on_refusal.then(|| {
@@ -300,7 +314,11 @@ impl Conn {
     async fn send_event(&mut self, id: EventId, topic: &str, data: &str) -> Result<(), Stop> {
         self.check().await?;
         let (f, cut) = self.live.with(|i| {
-            let cut = i.faults.cut_next_events > 0;
+            let mut cut = i.faults.cut_next_events > 0;
+            if cut && i.faults.cut_after > 0 {
+                i.faults.cut_after -= 1;
+                cut = false;
+            }
             if cut {
                 i.faults.cut_next_events -= 1;
                 i.counters.cut += 1;
@@ -367,8 +385,27 @@ impl Conn {
         Ok(())
     }
 
+    /// The heartbeat timer runs beside the reader, as the platform's `setInterval` does:
+    /// beats go out during a long recovery or a busy live part too. A period change (the
+    /// knob) restarts the timer.
+    async fn beat_if_due(&mut self) -> Result<(), Stop> {
+        let period = self.live.read(|i| i.heartbeat);
+        if period != self.period {
+            self.period = period;
+            self.next_beat = period.map(|p| tokio::time::Instant::now() + p);
+        }
+        if let (Some(p), Some(at)) = (self.period, self.next_beat) {
+            if tokio::time::Instant::now() >= at {
+                self.heartbeat().await?;
+                self.next_beat = Some(tokio::time::Instant::now() + p);
+            }
+        }
+        Ok(())
+    }
+
     async fn run(mut self) -> Result<(), Stop> {
         self.check().await?;
+        self.beat_if_due().await?;
         let f = self.faults();
         let connected = self.connected.clone();
         self.write(frame(&f, None, "connected", &connected)).await?;
@@ -422,6 +459,7 @@ impl Conn {
                 );
                 self.send_event(id, "create", &json).await?;
                 self.live.with(|i| i.counters.recovered_sent += 1);
+                self.beat_if_due().await?;
             }
         }
         Ok(())
@@ -456,24 +494,17 @@ impl Conn {
 
     async fn live_part(&mut self, mut cursor: EventId) -> Result<(), Stop> {
         let mut changed = self.live.changed.subscribe();
-        let mut period = self.live.read(|i| i.heartbeat);
-        let mut next_beat = period.map(|p| tokio::time::Instant::now() + p);
         loop {
             changed.borrow_and_update();
             self.check().await?;
-            let (batch, filter, hb) = self.live.read(|i| {
+            let (batch, filter) = self.live.read(|i| {
                 (
                     i.log.read_after(cursor, BATCH),
                     i.streams
                         .get(&self.stream_id)
                         .map_or(StreamFilter::All, |s| s.filter.clone()),
-                    i.heartbeat,
                 )
             });
-            if hb != period {
-                period = hb;
-                next_beat = period.map(|p| tokio::time::Instant::now() + p);
-            }
             if !batch.is_empty() {
                 for e in batch {
                     cursor = e.id;
@@ -500,15 +531,18 @@ impl Conn {
                     }
                     // The reader's last id moves with every entry read, sent or filtered out.
                     self.last_id = Some(e.id);
+                    self.beat_if_due().await?;
                 }
-                if let (Some(p), Some(at)) = (period, next_beat) {
-                    if tokio::time::Instant::now() >= at {
-                        self.heartbeat().await?;
-                        next_beat = Some(tokio::time::Instant::now() + p);
+                if self.params.delay_ms > 0 {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(self.params.delay_ms)) => {}
+                        _ = self.tx.closed() => return Err(Stop::Gone),
                     }
                 }
                 continue;
             }
+            self.beat_if_due().await?;
+            let next_beat = self.next_beat;
             // Caught up: wait for an event, a change, a heartbeat, or the client leaving.
             let beat = async {
                 match next_beat {
@@ -535,7 +569,7 @@ impl Conn {
                         self.last_id = Some(id);
                     }
                     self.heartbeat().await?;
-                    next_beat = period.map(|p| tokio::time::Instant::now() + p);
+                    self.next_beat = self.period.map(|p| tokio::time::Instant::now() + p);
                 }
             }
         }
