@@ -18,7 +18,8 @@
 //! `STREAM_BENCH_FIRST_RUN` (indicators, 100,000), `STREAM_BENCH_MEMORY` (indicators of the
 //! large run, 1,000,000), `STREAM_BENCH_LOG_DIR` (keeps each child's log there),
 //! `STREAM_BENCH_WRITE_DELAY_MS` (2), `STREAM_BENCH_LIVE_PUBLISH=1` (throughput: publish while
-//! the connector reads), `STREAM_BENCH_WRAP` (a command the connector runs under).
+//! the connector reads), `STREAM_BENCH_WRAP` (a command the connector runs under),
+//! `STREAM_BENCH_NO_MALLOC_TUNING=1` (the connector with glibc's malloc defaults).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -575,6 +576,10 @@ impl Child {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(std::env::vars().filter(|(k, _)| k.starts_with("MALLOC_")))
             .env(CHILD_ENV, "1")
+            .envs(
+                std::env::var_os("STREAM_BENCH_NO_MALLOC_TUNING")
+                    .map(|v| ("STREAM_BENCH_NO_MALLOC_TUNING", v)),
+            )
             .env("CHILD_OPENCTI_URL", platform_url)
             .env("CHILD_OPENCTI_TOKEN", TOKEN)
             .env("CHILD_STREAM_ID", STREAM)
@@ -691,7 +696,11 @@ mod child {
     }
 
     pub fn main() {
-        tune_malloc();
+        // STREAM_BENCH_NO_MALLOC_TUNING: glibc's defaults (many arenas, a dynamic mmap
+        // threshold), to see what the tuning is worth.
+        if std::env::var_os("STREAM_BENCH_NO_MALLOC_TUNING").is_none() {
+            tune_malloc();
+        }
         telemetry::init(arcsight_stream::LOG_TARGETS, true, LogLevel::Info);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
