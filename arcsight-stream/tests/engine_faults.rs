@@ -12,6 +12,7 @@ use arcsight_stream::engine::snapshot;
 use common::*;
 use esm_simulator::{Dialect, Faults};
 use opencti_client::stream::parse_id;
+use serde_json::json;
 
 fn key(id: &str) -> (u64, u64) {
     parse_id(id).expect("an id")
@@ -604,6 +605,14 @@ async fn stream_health_lag_and_oversized_events_are_reported() {
     .await
     .unwrap();
     wait_for("the skip counted", || w.metrics.skipped("too_large") == 1).await;
+    // The next id completes the skipped event's group: the position passes it.
+    tx.send(StreamItem::Event {
+        id: format!("{}-0", T0 - 59_000),
+        name: "create".into(),
+        data: r#"{"version": "4", "type": "create", "data": {"type": "marking-definition", "id": "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"}}"#.into(),
+    })
+    .await
+    .unwrap();
     settled(&w.store, &big).await;
     engine.stop().await;
 }
@@ -640,5 +649,47 @@ async fn a_resumed_run_reconciles_once_caught_up() {
         0
     );
     wait_for("the repair counted", || m2.repairs_for("missing") == 1).await;
+    engine.stop().await;
+}
+
+/// An object comes after its dependencies with their id: a position saved between them would
+/// resume past the object after a restart, and lose it.
+#[tokio::test]
+async fn a_position_never_splits_an_object_from_its_dependencies() {
+    let path = temp_ledger("groups");
+    let w = World::new(Dialect::Prefixed).await;
+    // No heartbeat: only the next id may complete a group.
+    w.platform.set_heartbeats(false);
+    let engine = w.run(config(Some(path.clone())));
+    // The first run's recovery over: what follows is live.
+    wait_for("the first run's position", || {
+        w.store.platform_position().is_some_and(|p| p != "0-0")
+    })
+    .await;
+    w.platform
+        .push("create", create(&ipv4("a", "198.51.100.81")));
+    let dep = w.platform.push(
+        "create",
+        json!({"version": "4", "type": "create", "data": {"id": "identity--0d6a3b1e-3f1e-5b8e-9d1e-1b7e0e0f0a02",
+            "type": "identity", "spec_version": "2.1", "name": "ACME", "identity_class": "organization"},
+            "origin": {"referer": "init-dependencies"}}),
+    );
+    wait_for("the dependency read and the first value written", || {
+        w.metrics.skipped("not_an_indicator") == 1 && w.esm.values() == set(&["198.51.100.81"])
+    })
+    .await;
+    // Stopped cleanly: the final save holds every complete group, and only those.
+    engine.stop().await;
+    assert_ne!(w.store.platform_position().as_deref(), Some(dep.as_str()));
+    // The object the dependency came for, with the same id, arrives while the connector is down.
+    let same = w
+        .platform
+        .push_same_id("create", create(&ipv4("b", "198.51.100.82")));
+    assert_eq!(same, dep);
+    let (engine, _store2, _m2) = w.rerun(config(Some(path)), &w.store);
+    wait_for("the object after its dependency", || {
+        w.esm.values() == set(&["198.51.100.81", "198.51.100.82"])
+    })
+    .await;
     engine.stop().await;
 }

@@ -252,6 +252,7 @@ pub async fn run_with_clock<S: Source, P: PositionStore + 'static>(
         prior: HashSet::new(),
         pending: Pending::default(),
         applied: None,
+        group: None,
         acked: None,
         recover_until: None,
         recovery: None,
@@ -323,8 +324,13 @@ struct Engine<S> {
     /// Values managed before a full resync in progress (ownership: `reconcile`).
     prior: HashSet<String>,
     pending: Pending,
-    /// Id of the last item applied, and of the last acked.
+    /// Id of the last complete group applied, and of the last acked. Several events share an
+    /// id (an object's dependencies come first with the object's id, reference 2.5), so an id
+    /// is a safe position only once an item with another id, or a heartbeat, has come: saving
+    /// it earlier would resume past the object after a restart, and lose it.
     applied: Option<String>,
+    /// Id of the latest event group, maybe incomplete (not a position yet).
+    group: Option<String>,
     acked: Option<String>,
     /// pycti's `recover_until`, kept as found (or a resync's date).
     recover_until: Option<String>,
@@ -377,6 +383,7 @@ impl<S: Source> Engine<S> {
                 self.managed = self.ledger.desired().count();
                 self.recover_until = p.recover_until;
                 self.applied = from.clone();
+                self.group = None;
                 self.acked = from.clone();
                 self.start_reconcile_due = true;
                 self.gauges();
@@ -548,7 +555,7 @@ impl<S: Source> Engine<S> {
             }
         };
         let key = parse_id(&id);
-        self.advance(id);
+        self.advance(id, heartbeat);
         self.settle();
         if let Some(bound) = self.recovery {
             if key.is_some_and(|k| k >= bound) {
@@ -618,12 +625,21 @@ impl<S: Source> Engine<S> {
         m.pending_changes.set(self.pending.len() as i64);
     }
 
-    fn advance(&mut self, id: String) {
+    fn advance(&mut self, id: String, heartbeat: bool) {
         if let Some((ms, _)) = parse_id(&id) {
             let lag = self.clock.now_ms().saturating_sub(ms as i64).max(0) / 1000;
             self.metrics.lag_seconds.set(lag);
         }
-        self.applied = Some(id);
+        if heartbeat {
+            // A heartbeat names the last id the platform sent: every group up to it is whole.
+            self.group = None;
+            self.applied = Some(id);
+        } else if self.group.as_ref() != Some(&id) {
+            // A new id completes the previous group.
+            if let Some(done) = self.group.replace(id) {
+                self.applied = Some(done);
+            }
+        }
     }
 
     /// Nothing pending: everything applied so far is acknowledged.
@@ -693,6 +709,7 @@ impl<S: Source> Engine<S> {
         self.recovery = Some((u64::try_from(now.timestamp_millis()).unwrap_or(0), 0));
         self.recover_until = pos.recover_until.clone();
         self.applied = None;
+        self.group = None;
         self.acked = None;
         self.start_reconcile_due = false;
         self.resets_seen = self.state.resets();

@@ -105,6 +105,23 @@ impl Platform {
         id
     }
 
+    /// Publishes an event with the id of the previous one, as the platform publishes an
+    /// object after its dependencies (reference 2.5).
+    pub fn push_same_id(&self, name: &str, event: Value) -> String {
+        let mut g = self.inner.lock().unwrap();
+        let ms = g.last_ms;
+        let id = format!("{ms}-0");
+        g.log.push(Rec {
+            id: id.clone(),
+            key: (ms, 0),
+            name: name.to_owned(),
+            data: event.to_string(),
+        });
+        drop(g);
+        self.new_event.notify_waiters();
+        id
+    }
+
     /// Publishes raw `data:` text (an unparsable event).
     pub fn push_raw(&self, name: &str, data: &str) -> String {
         let mut g = self.inner.lock().unwrap();
@@ -130,6 +147,10 @@ impl Platform {
 
     pub fn set_endless_recovery(&self, on: bool) {
         self.inner.lock().unwrap().endless_recovery = on;
+    }
+
+    pub fn heartbeats(&self) -> bool {
+        self.inner.lock().unwrap().heartbeats
     }
 
     pub fn set_heartbeats(&self, on: bool) {
@@ -753,8 +774,18 @@ impl World {
         (r, store, metrics)
     }
 
+    /// Waits for every event so far to be written and its position saved. The last event's
+    /// id is a position only once a heartbeat (or another id) completes its group, so a test
+    /// that turned heartbeats off gets them back for the wait.
     pub async fn settle(&self) {
         let last = self.platform.last_id().expect("an event");
+        let off = !self.platform.heartbeats();
+        if off {
+            self.platform.set_heartbeats(true);
+        }
         settled(&self.store, &last).await;
+        if off {
+            self.platform.set_heartbeats(false);
+        }
     }
 }
