@@ -531,6 +531,8 @@ struct Child {
     proc: std::sync::Mutex<std::process::Child>,
     pid: u32,
     log: PathBuf,
+    /// The connector's ledger file, removed once it has stopped.
+    ledger: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -596,6 +598,7 @@ impl Child {
             pid: proc.id(),
             proc: std::sync::Mutex::new(proc),
             log,
+            ledger,
         }
     }
 
@@ -673,6 +676,7 @@ impl Child {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = std::fs::remove_file(&self.ledger);
     }
 }
 
