@@ -1,5 +1,6 @@
 //! What every connector of the workspace shares (docs/design.md, Layout).
 
+pub mod alloc;
 pub mod metadata;
 pub mod metrics;
 pub mod platform;
