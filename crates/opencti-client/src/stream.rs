@@ -251,6 +251,9 @@ impl LiveStream {
             url: stream_url(&cfg.url, &cfg.stream_id),
             parser: SseParser::new(cfg.max_event_bytes),
             recover_until: position.as_ref().and_then(|p| p.recover_until.clone()),
+            resume_from: String::new(),
+            group: String::new(),
+            retry: None,
             http,
             cfg,
             tx,
@@ -259,6 +262,7 @@ impl LiveStream {
         let mut reader = reader;
         if let Some(from) = position.and_then(|p| p.start_from) {
             reader.parser.set_last_event_id(&from);
+            reader.resume_from = from;
         }
         let task = tokio::spawn(reader.run());
         Ok(LiveStream { rx, stop, task })
@@ -332,6 +336,17 @@ struct Reader {
     url: url::Url,
     parser: SseParser,
     recover_until: Option<String>,
+    /// What a reconnection resumes from: the last id known complete. Not the parser's id
+    /// buffer, which the `id:` line of an event cut by a drop has already moved (resuming
+    /// from it would skip that event); and not the id of the last event delivered either,
+    /// since several messages share an id (dependencies, then the object): an id is complete
+    /// once a message with another id (or a heartbeat past it) arrives. The last group is
+    /// replayed after a drop, which consumers treat as the idempotent replay it is.
+    resume_from: String,
+    /// The id of the last message delivered (its group may still be incomplete).
+    group: String,
+    /// The server's `retry:` (the platform sends none), a floor for the reconnection wait.
+    retry: Option<Duration>,
     tx: mpsc::Sender<StreamItem>,
     stop: watch::Receiver<bool>,
 }
@@ -365,7 +380,12 @@ impl Reader {
             } else {
                 failures.saturating_add(1)
             };
-            let after = backoff(self.cfg.backoff_initial, self.cfg.backoff_max, failures);
+            let mut after = backoff(self.cfg.backoff_initial, self.cfg.backoff_max, failures);
+            // The server's `retry:`, as an SSE client honours it, bounded by our own cap (a
+            // peer cannot make us wait longer than `backoff_max`).
+            if let Some(r) = self.retry {
+                after = after.max(r.min(self.cfg.backoff_max));
+            }
             tracing::warn!(error = %reason, retry_in_ms = after.as_millis() as u64, "live stream: reconnecting");
             if !self.send(StreamItem::Reconnecting { after, reason }).await {
                 return;
@@ -374,14 +394,29 @@ impl Reader {
                 _ = tokio::time::sleep(after) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            // A partial event is dropped; the last id is what we resume from.
+            // A partial event is dropped; the last delivered id is what we resume from.
             self.parser.reset_connection();
+            self.parser.set_last_event_id(&self.resume_from);
         }
     }
 
     /// `false`: the receiver is gone.
     async fn send(&self, item: StreamItem) -> bool {
         self.tx.send(item).await.is_ok()
+    }
+
+    /// The `recover` parameter for a connection from `from`: only while the position is
+    /// before the recovery date (once passed, the platform would do none anyway), and only
+    /// with a position (the platform answers 500 to a recovery without a start).
+    fn recover_param(&self, from: &str) -> Option<&str> {
+        let r = self.recover_until.as_deref()?;
+        if from.is_empty() {
+            return None;
+        }
+        match (position_key(from), position_key(r)) {
+            (Some(f), Some(rk)) => (f < rk).then_some(r),
+            _ => None,
+        }
     }
 
     fn request_url(&self) -> url::Url {
@@ -393,16 +428,8 @@ impl Reader {
                 // Explicit `from` as well as Last-Event-ID (a proxy may drop the header).
                 q.append_pair("from", &from);
             }
-            // Recovery only while the position is before the recovery date: once passed,
-            // the platform would do none anyway, and dropping it saves a date parse there.
-            if let Some(r) = &self.recover_until {
-                let before = match (position_key(&from), position_key(r)) {
-                    (Some(f), Some(r)) => f < r,
-                    _ => from.is_empty(),
-                };
-                if before && !from.is_empty() {
-                    q.append_pair("recover", r);
-                }
+            if let Some(r) = self.recover_param(&from) {
+                q.append_pair("recover", r);
             }
         }
         if u.query() == Some("") {
@@ -452,48 +479,98 @@ impl Reader {
                 Ok(Ok(None)) => return failed(StreamError::Ended, delivered),
                 Ok(Ok(Some(c))) => c,
             };
-            // The position before this chunk: `connected` has no id, so it is compared
-            // with where we resumed from.
-            let position = self.parser.last_event_id().to_owned();
-            for item in self.parser.feed(&chunk) {
-                let out = match item {
-                    SseItem::Event(ev) => match ev.event.as_str() {
-                        "connected" => {
-                            let info: Value = serde_json::from_str(&ev.data).unwrap_or_default();
-                            let s =
-                                |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
-                            let first = s("firstEventId");
-                            if let Some(gap) = gap(&from_or(&position, &from), first.as_deref()) {
-                                if !self.send(gap).await {
-                                    return End::Stop;
-                                }
-                            }
-                            StreamItem::Connected {
-                                first_event_id: first,
-                                last_event_id: s("lastEventId"),
-                            }
-                        }
-                        "heartbeat" => StreamItem::Heartbeat { id: ev.id },
-                        _ => StreamItem::Event {
-                            id: ev.id,
-                            name: ev.event,
-                            data: ev.data,
-                        },
-                    },
-                    SseItem::TooLarge { limit } => StreamItem::TooLarge {
-                        id: self.parser.last_event_id().to_owned(),
-                        limit,
-                    },
-                    // Any line proves the peer alive; the timeout is per chunk already.
-                    SseItem::Comment(_) => continue,
-                    SseItem::Retry(_) => continue,
-                };
-                delivered = true;
-                if !self.send(out).await {
-                    return End::Stop;
+            // Fed line by line, so that a `TooLarge` is reported with the id of the event it
+            // is about (the parser's id buffer at that point), not a later one of the chunk.
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let cut = rest
+                    .iter()
+                    .position(|&b| b == b'\n' || b == b'\r')
+                    .map_or(rest.len(), |i| i + 1);
+                let (segment, tail) = rest.split_at(cut);
+                rest = tail;
+                for item in self.parser.feed(segment) {
+                    let out = match self.item(item, &from).await {
+                        Ok(Some(out)) => out,
+                        Ok(None) => continue,
+                        Err(()) => return End::Stop,
+                    };
+                    delivered = true;
+                    if !self.send(out).await {
+                        return End::Stop;
+                    }
                 }
             }
         }
+    }
+
+    /// Moves the resume position: a new id completes the previous group; a heartbeat names
+    /// the platform's position, past every message it sent before it.
+    fn delivered_id(&mut self, id: &str, heartbeat: bool) {
+        if id.is_empty() || id == self.group {
+            return;
+        }
+        if heartbeat {
+            self.resume_from = id.to_owned();
+        } else if !self.group.is_empty() {
+            self.resume_from = std::mem::take(&mut self.group);
+        }
+        self.group = id.to_owned();
+    }
+
+    /// What one parsed item is for the caller (`None`: nothing to deliver); `Err`: the
+    /// receiver is gone.
+    async fn item(&mut self, item: SseItem, from: &str) -> Result<Option<StreamItem>, ()> {
+        Ok(Some(match item {
+            SseItem::Event(ev) => {
+                if ev.event != "connected" {
+                    self.delivered_id(&ev.id, ev.event == "heartbeat");
+                }
+                match ev.event.as_str() {
+                    "connected" => {
+                        let info: Value = serde_json::from_str(&ev.data).unwrap_or_default();
+                        let s = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
+                        let first = s("firstEventId");
+                        // `connected` comes first: the position is where we resumed from.
+                        let position = from_or(&self.resume_from, from);
+                        // With a recovery, the snapshot covers (position, recover] and the
+                        // live part starts at `recover`: events trimmed before it are no
+                        // loss (a first run over a long-trimmed stream, or a reconnection
+                        // mid-recovery, is not a gap).
+                        let live_start = self
+                            .recover_param(&position)
+                            .map_or(position.clone(), str::to_owned);
+                        if let Some(gap) = gap(&position, &live_start, first.as_deref()) {
+                            if !self.send(gap).await {
+                                return Err(());
+                            }
+                        }
+                        StreamItem::Connected {
+                            first_event_id: first,
+                            last_event_id: s("lastEventId"),
+                        }
+                    }
+                    "heartbeat" => StreamItem::Heartbeat { id: ev.id },
+                    _ => StreamItem::Event {
+                        id: ev.id,
+                        name: ev.event,
+                        data: ev.data,
+                    },
+                }
+            }
+            SseItem::TooLarge { limit } => {
+                // Skipped and reported, as an event of its id.
+                let id = self.parser.last_event_id().to_owned();
+                self.delivered_id(&id, false);
+                StreamItem::TooLarge { id, limit }
+            }
+            // Any line proves the peer alive; the timeout is per chunk already.
+            SseItem::Comment(_) => return Ok(None),
+            SseItem::Retry(ms) => {
+                self.retry = Some(Duration::from_millis(ms));
+                return Ok(None);
+            }
+        }))
     }
 }
 
@@ -501,15 +578,21 @@ fn from_or(position: &str, from: &str) -> String {
     if position.is_empty() { from } else { position }.to_owned()
 }
 
-/// A gap when our position is an id (or date) strictly before the oldest id the platform
-/// still holds. `0-0` (from the start) and no position (live only) have none.
-fn gap(position: &str, first_event_id: Option<&str>) -> Option<StreamItem> {
+/// A gap when the live part starts (our position, or the recovery date when recovering)
+/// strictly before the oldest id the platform still holds. `0-0` (from the start) and no
+/// position (live only) have none.
+fn gap(position: &str, live_start: &str, first_event_id: Option<&str>) -> Option<StreamItem> {
     let first = first_event_id?;
-    let pos = position_key(position)?;
-    if pos == (0, 0) {
+    let start = position_key(live_start)?;
+    if start == (0, 0) {
         return None;
     }
-    (pos < parse_id(first)?).then(|| StreamItem::Gap {
+    let first_key = parse_id(first)?;
+    // The id just before the oldest (same ms, previous sequence): nothing was trimmed after it.
+    if first_key.1 > 0 && start == (first_key.0, first_key.1 - 1) {
+        return None;
+    }
+    (start < first_key).then(|| StreamItem::Gap {
         position: position.to_owned(),
         first_event_id: first.to_owned(),
     })
@@ -629,10 +712,18 @@ mod tests {
 
     #[test]
     fn gap_only_when_position_is_before_first_id() {
-        assert!(gap("5-0", Some("6-0")).is_some());
-        assert!(gap("6-0", Some("6-0")).is_none());
-        assert!(gap("0-0", Some("6-0")).is_none());
-        assert!(gap("", Some("6-0")).is_none());
-        assert!(gap("1970-01-01T00:00:00.005Z", Some("6-0")).is_some());
+        assert!(gap("5-0", "5-0", Some("6-0")).is_some());
+        assert!(gap("6-0", "6-0", Some("6-0")).is_none());
+        assert!(gap("0-0", "0-0", Some("6-0")).is_none());
+        assert!(gap("", "", Some("6-0")).is_none());
+        let d = "1970-01-01T00:00:00.005Z";
+        assert!(gap(d, d, Some("6-0")).is_some());
+        assert!(gap("6-0", "6-0", Some("6-1")).is_none(), "adjacent ids");
+        assert!(
+            gap("5-9", "5-9", Some("6-0")).is_some(),
+            "unknown predecessor"
+        );
+        // Recovering up to a date past the oldest id: no gap.
+        assert!(gap("1-0", "1970-01-01T00:00:00.007Z", Some("6-0")).is_none());
     }
 }

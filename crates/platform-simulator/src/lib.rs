@@ -1,5 +1,13 @@
 //! A simulated OpenCTI platform: answers the GraphQL calls a connector makes, records them, and
-//! validates every document it receives against the platform's real schema.
+//! validates every document it receives against the platform's real schema; serves live
+//! streams on the same port ([`live_stream`]).
+
+pub mod live_stream;
+
+pub use live_stream::{
+    ConnectionRecord, Counters, EventId, Faults, IndicatorSpec, Kind, LiveStreams, StreamFilter,
+    generate_indicators,
+};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -113,28 +121,80 @@ pub struct Worker {
 pub struct FakePlatform {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<Recorded>>,
+    /// The live streams (`GET /stream/{id}`), same port and token.
+    pub live: LiveStreams,
 }
 
 impl FakePlatform {
     /// Starts the platform; `mq` is the `config.connection` + push names `registerConnector`
     /// returns.
     pub async fn start(token: &str, mq: Value) -> FakePlatform {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, token, mq)
+    }
+
+    /// Starts the platform on `addr` (a standalone platform, the demo).
+    pub async fn start_on(
+        addr: SocketAddr,
+        token: &str,
+        mq: Value,
+    ) -> std::io::Result<FakePlatform> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Self::serve(listener, token, mq))
+    }
+
+    fn serve(listener: tokio::net::TcpListener, token: &str, mq: Value) -> FakePlatform {
         let state = Arc::new(Mutex::new(Recorded {
             token: token.to_owned(),
             mq,
             ..Recorded::default()
         }));
+        let live = LiveStreams::new(state.clone());
         let app = Router::new()
             .route("/graphql", post(graphql))
             // The platform's `app:max_payload_body_size` default (axum's own is 2 MB).
             .layer(axum::extract::DefaultBodyLimit::max(50 * 1024 * 1024))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            .with_state(state.clone())
+            .merge(
+                Router::new()
+                    .route(
+                        "/stream/{id}",
+                        axum::routing::get(live_stream::http::stream),
+                    )
+                    .with_state(live.clone()),
+            );
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakePlatform { addr, state }
+        FakePlatform { addr, state, live }
+    }
+
+    /// A platform with one live stream `stream_id` (indicators only) whose store holds `n`
+    /// generated indicators of every type (updated over the last hour, no events: a first
+    /// run recovers them), heartbeats at the platform's 5 s. For the connector's `demo` and
+    /// for tests that run the connector as a process.
+    pub async fn start_with_stream(
+        addr: SocketAddr,
+        token: &str,
+        stream_id: &str,
+        n: usize,
+    ) -> std::io::Result<FakePlatform> {
+        let p = Self::start_on(addr, token, default_registration_config()).await?;
+        p.live.add_stream(stream_id, StreamFilter::Indicators);
+        let now = p.live.now_ms() as i64;
+        p.live.load_indicators(generate_indicators(n, 1, now));
+        Ok(p)
+    }
+
+    /// An operator resets the connector's state in the UI (`resetStateConnector`): the state
+    /// is `""` at once (a `registerConnector` of a restarted connector reads it), and the next
+    /// ping answers it once instead of storing the state it is sent.
+    pub fn reset_state_from_ui(&self) {
+        self.update(|r| {
+            r.connector_state = Some(String::new());
+            r.reset_pending = true;
+        });
     }
 
     pub fn url(&self) -> String {
@@ -222,6 +282,20 @@ impl Recorded {
         }
         self.case_incidents.extend(imported);
     }
+}
+
+/// What `registerConnector` answers in `config` for a connector of a platform whose broker
+/// is nobody's concern (a stream connector reads the stream, not the queues): the shape the
+/// platform gives every connector.
+pub fn default_registration_config() -> Value {
+    json!({
+        "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
+                       "user": "guest", "pass": "guest"},
+        "listen": "listen_connector", "listen_routing": "listen_routing_connector",
+        "listen_exchange": "amqp.connector.exchange",
+        "push": "push_connector", "push_routing": "push_routing_connector",
+        "push_exchange": "amqp.worker.exchange",
+    })
 }
 
 /// Does the document name `field` (a whole word)?
