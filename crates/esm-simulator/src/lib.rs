@@ -368,6 +368,18 @@ impl Simulator {
         });
     }
 
+    /// Every Active List write carrying `value` is refused with an `IllegalArgumentException`
+    /// page (a value ESM rejects for its content) until cleared; counter `fault.poison_value`.
+    pub fn poison_active_list_value(&self, value: &str, on: bool) {
+        self.shared.knobs(|k| {
+            if on {
+                k.poison_values.insert(value.to_owned());
+            } else {
+                k.poison_values.remove(value);
+            }
+        });
+    }
+
     /// Leaves `id` out of every event answer (asked for, never returned) until cleared.
     pub fn hide_event(&self, id: i64, on: bool) {
         self.shared.knobs(|k| {

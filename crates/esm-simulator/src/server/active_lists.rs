@@ -153,6 +153,18 @@ impl Shared {
             Endpoint::ActAddEntries | Endpoint::ActDeleteEntries => {
                 let (columns, rows) = entry_list(body)?;
                 let n = rows.len();
+                let poisoned = self.knobs(|k| {
+                    !k.poison_values.is_empty()
+                        && rows.iter().flatten().any(|v| k.poison_values.contains(v))
+                });
+                if poisoned {
+                    drop(lists);
+                    self.bump("fault.poison_value");
+                    self.record_call(ep, &id, n);
+                    return Err(server_error(
+                        "java.lang.IllegalArgumentException: an entry value is not accepted",
+                    ));
+                }
                 let aligned = list.align(&columns, &rows).map_err(write_error)?;
                 if ep == Endpoint::ActAddEntries {
                     list.add(aligned, now);

@@ -199,6 +199,9 @@ pub(super) struct Knobs {
     pub poison_events: std::collections::HashSet<i64>,
     /// Events left out of every answer (asked for, never returned).
     pub hidden_events: std::collections::HashSet<i64>,
+    /// An Active List write carrying one of these values is refused for its content (an
+    /// `IllegalArgumentException` page) and changes nothing.
+    pub poison_values: std::collections::HashSet<String>,
 }
 
 /// How many issued tokens [`Shared::issued_tokens`] remembers.
