@@ -15,6 +15,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 COPY benches ./benches
+# The stream connector: a workspace member, and its settings table feeds this connector's
+# `metadata` (the repository's compose file).
+COPY arcsight-stream ./arcsight-stream
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

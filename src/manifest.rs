@@ -52,5 +52,7 @@ pub(crate) const MANIFEST: Manifest = Manifest {
                   \x20     # - ./config.yml:/opt/opencti-connector-arcsight-incidents/config.yml:ro\n",
         named_volumes: &["arcsight-incidents-data"],
         metrics_port: 9095,
+        dockerfile: None,
+        profiles: &[],
     },
 };

@@ -25,7 +25,15 @@ pub fn readme_with_settings(readme: &str) -> Option<String> {
 /// Every generated file, relative to the repository root.
 pub fn files() -> Vec<(&'static str, String)> {
     let mut files = runtime::files(&MANIFEST, DEFS);
-    files.push(("docker-compose.yml", runtime::compose(&[(&MANIFEST, DEFS)])));
+    // The repository's compose file: this connector's service, then the stream connector's
+    // (behind a profile).
+    files.push((
+        "docker-compose.yml",
+        runtime::compose(&[
+            (&MANIFEST, DEFS),
+            arcsight_stream::metadata::compose_service(),
+        ]),
+    ));
     files
 }
 

@@ -8,6 +8,8 @@
 
 pub mod cli;
 pub mod engine;
+pub mod manifest;
+pub mod metadata;
 pub mod metrics;
 pub mod settings;
 

@@ -184,7 +184,15 @@ fn every_placeholder_of_the_compose_file_is_distinct_and_refused_as_such() {
     let compose =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
             .unwrap();
-    let placeholders: Vec<(String, String)> = compose
+    // This connector's service only: the stream connector's follows it in the same file.
+    let start = compose
+        .find("  connector-arcsight-incidents:\n")
+        .expect("the import connector's service");
+    let service = &compose[start..];
+    let end = service[1..]
+        .find("\n  connector-")
+        .map_or(service.len(), |i| i + 1);
+    let placeholders: Vec<(String, String)> = service[..end]
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- "))
         .filter_map(|l| l.split_once('='))

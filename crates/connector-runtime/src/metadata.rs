@@ -64,6 +64,12 @@ pub struct Compose {
     pub named_volumes: &'static [&'static str],
     /// The metrics port the comment on publishing it shows (`CONNECTOR_METRICS_PORT`'s default).
     pub metrics_port: u16,
+    /// The Dockerfile that builds the image, relative to the repository root; `None`: the
+    /// root's `Dockerfile` (a plain `build: .`).
+    pub dockerfile: Option<&'static str>,
+    /// Compose profiles the service belongs to: one that is not started unless asked
+    /// (`docker compose --profile <name> up`). Empty: always started.
+    pub profiles: &'static [&'static str],
 }
 
 /// The placeholder of a setting the operator must fill in: distinct for each, so that an error
@@ -316,12 +322,25 @@ pub fn compose(services: &[(&Manifest, &[Def])]) -> String {
 /// One service of [`compose`].
 fn compose_service(manifest: &Manifest, defs: &[Def]) -> String {
     let c = &manifest.compose;
+    let build = match c.dockerfile {
+        None => "    build: .\n".to_owned(),
+        Some(file) => format!("    build:\n      context: .\n      dockerfile: {file}\n"),
+    };
     let mut out = format!(
         "  {}:\n\
          \x20   # Built from this directory on the first `docker compose up` and tagged as below.\n\
-         \x20   build: .\n    image: {}:{}\n    environment:\n",
+         {build}    image: {}:{}\n",
         c.service, manifest.container_image, manifest.container_version
     );
+    if !c.profiles.is_empty() {
+        let quoted: Vec<String> = c.profiles.iter().map(|p| format!("\"{p}\"")).collect();
+        out.push_str(&format!(
+            "    # Not started by a plain `docker compose up`: add `--profile {}`.\n    profiles: [{}]\n",
+            c.profiles[0],
+            quoted.join(", ")
+        ));
+    }
+    out.push_str("    environment:\n");
     let mut section = "";
     for def in defs {
         let sec = def.yml.split_once('.').map_or("", |(s, _)| s);
@@ -443,6 +462,8 @@ mod tests {
             volumes: "      - x-data:/data\n",
             named_volumes: &["x-data"],
             metrics_port: 9095,
+            dockerfile: None,
+            profiles: &[],
         },
     };
 
@@ -481,6 +502,44 @@ mod tests {
         assert!(compose.contains("      - X_ID=ChangeMe-x-id\n"));
         assert!(compose.contains("[\"CMD\", \"x-connector\", \"healthcheck\"]"));
         assert!(compose.contains("\nvolumes:\n  x-data:\n"));
+        assert!(compose.contains("    build: .\n    image: x/x:rolling\n    environment:\n"));
+        assert!(!compose.contains("profiles:"));
+    }
+
+    #[test]
+    fn a_service_of_another_dockerfile_and_a_profile_says_both() {
+        const OTHER: Manifest = Manifest {
+            compose: Compose {
+                service: "connector-y",
+                dockerfile: Some("y/Dockerfile"),
+                profiles: &["y"],
+                volumes: "      - y-data:/data\n",
+                named_volumes: &["y-data"],
+                ..MANIFEST.compose
+            },
+            ..MANIFEST
+        };
+        let compose = compose(&[(&MANIFEST, DEFS), (&OTHER, DEFS)]);
+        let y = &compose[compose
+            .find("  connector-y:\n")
+            .expect("the second service")..];
+        assert!(
+            y.contains("    build:\n      context: .\n      dockerfile: y/Dockerfile\n    image: x/x:rolling\n"),
+            "{y}"
+        );
+        assert!(
+            y.contains("    profiles: [\"y\"]\n    environment:\n"),
+            "{y}"
+        );
+        let cfg = config::Config::builder()
+            .add_source(config::File::from_str(&compose, config::FileFormat::Yaml))
+            .build()
+            .expect("valid YAML");
+        assert_eq!(
+            cfg.get_string("services.connector-y.build.dockerfile")
+                .unwrap(),
+            "y/Dockerfile"
+        );
     }
 
     #[test]
