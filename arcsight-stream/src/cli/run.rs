@@ -129,10 +129,14 @@ fn register(m: &StreamMetrics, r: &mut Registry) {
 /// The engine's configuration from the settings.
 pub(crate) fn engine_config(settings: &Settings) -> EngineConfig {
     let s = &settings.sync;
+    // What no setting names (the ledger file's write interval) keeps the engine's default.
+    let defaults = EngineConfig::new(
+        settings.esm.list_id.clone(),
+        settings.esm.value_column.clone(),
+        s.policy,
+    );
     EngineConfig {
-        list_id: settings.esm.list_id.clone(),
-        value_column: settings.esm.value_column.clone(),
-        policy: s.policy,
+        stream_id: settings.connector.live_stream.id.clone(),
         flush_delay: s.flush_delay,
         max_pending: s.max_pending,
         reconcile_period: s.reconcile_period,
@@ -147,6 +151,7 @@ pub(crate) fn engine_config(settings: &Settings) -> EngineConfig {
             .client
             .retry_max_wait
             .max(Duration::from_secs(1)),
+        ..defaults
     }
 }
 
