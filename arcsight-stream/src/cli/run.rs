@@ -28,8 +28,10 @@ use crate::metrics::StreamMetrics;
 use crate::settings::Settings;
 use crate::settings::defs::{ARCSIGHT_ACTIVE_LIST_ID, ARCSIGHT_VALUE_COLUMN};
 
-/// How often `/healthz`'s marks are brought up to date.
+/// How often `/healthz`'s marks are brought up to date, at most.
 const HEALTH_TICK: Duration = Duration::from_secs(5);
+/// The shortest tick (a tiny stall timeout must not make a busy loop).
+const MIN_HEALTH_TICK: Duration = Duration::from_millis(100);
 /// Ready (`/readyz`) means healthy within this long.
 const READY_WINDOW: Duration = Duration::from_secs(120);
 /// The longest wait between two start-up checks of the list while ESM is unreachable.
@@ -262,6 +264,7 @@ async fn run_started(
     });
     let (stream_failing, esm_failing) = (FailingSince::default(), FailingSince::default());
     background.spawn(health_loop(
+        health_tick(settings.connector.health_timeout),
         metrics.clone(),
         EsmWatch::new(esm.clone(), esm_failing.clone()),
         stream_failing.clone(),
@@ -355,6 +358,7 @@ async fn run_started(
 /// neither the stream nor ESM is failing, so `/healthz` turns unhealthy once either has failed
 /// for longer than the stall timeout.
 async fn health_loop(
+    period: Duration,
     metrics: Metrics,
     mut esm: EsmWatch,
     stream_failing: FailingSince,
@@ -372,5 +376,12 @@ async fn health_loop(
     };
     let mut tick = tick;
     tick().await;
-    every(HEALTH_TICK, shutdown, tick).await;
+    every(period, shutdown, tick).await;
+}
+
+/// The health marks' period: well under the stall timeout, since progress is only marked at
+/// a tick (a tick as long as the timeout would read as a stall between two ticks of a
+/// healthy connector).
+fn health_tick(stall_timeout: Option<Duration>) -> Duration {
+    stall_timeout.map_or(HEALTH_TICK, |t| (t / 4).clamp(MIN_HEALTH_TICK, HEALTH_TICK))
 }
