@@ -545,3 +545,100 @@ async fn a_kill_during_a_full_resync_keeps_what_it_wrote_as_ours() {
     );
     engine.stop().await;
 }
+
+/// A source the test feeds item by item.
+struct ChanSource(tokio::sync::mpsc::Receiver<opencti_client::stream::StreamItem>);
+
+impl arcsight_stream::engine::Source for ChanSource {
+    async fn recv(&mut self) -> Option<opencti_client::stream::StreamItem> {
+        self.0.recv().await
+    }
+    async fn restart(&mut self, _: opencti_client::stream::StreamPosition) {}
+}
+
+#[tokio::test]
+async fn stream_health_lag_and_oversized_events_are_reported() {
+    use opencti_client::stream::{StreamError, StreamItem};
+    let w = World::new(Dialect::Prefixed).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let engine = spawn(
+        config(None),
+        ChanSource(rx),
+        &w.esm,
+        &w.store,
+        &w.metrics,
+        &w.clock,
+    );
+    let now = w.clock.now_unix();
+    tx.send(StreamItem::Reconnecting {
+        after: Duration::from_secs(1),
+        reason: StreamError::Ended,
+    })
+    .await
+    .unwrap();
+    wait_for("the stream marked failing", || {
+        w.metrics.stream_failing_for(now + 7) == Some(Duration::from_secs(7))
+    })
+    .await;
+    tx.send(StreamItem::Connected {
+        first_event_id: None,
+        last_event_id: None,
+    })
+    .await
+    .unwrap();
+    wait_for("the stream marked healthy", || {
+        w.metrics.stream_failing_for(now + 7).is_none()
+    })
+    .await;
+    // Two minutes behind; an oversized event is skipped and counted, its id applied.
+    let behind = format!("{}-0", T0 - 120_000);
+    tx.send(StreamItem::Heartbeat { id: behind.clone() })
+        .await
+        .unwrap();
+    wait_for("the lag", || w.metrics.lag_seconds.get() == 120).await;
+    let big = format!("{}-0", T0 - 60_000);
+    tx.send(StreamItem::TooLarge {
+        id: big.clone(),
+        limit: 10,
+    })
+    .await
+    .unwrap();
+    wait_for("the skip counted", || w.metrics.skipped("too_large") == 1).await;
+    settled(&w.store, &big).await;
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_resumed_run_reconciles_once_caught_up() {
+    let path = temp_ledger("start-reconcile");
+    let w = World::new(Dialect::Plain).await;
+    for (i, ip) in ["198.18.8.1", "198.18.8.2"].iter().enumerate() {
+        w.platform
+            .push("create", create(&ipv4(&format!("s{i}"), ip)));
+    }
+    let engine = w.run(config(Some(path.clone())));
+    w.settle().await;
+    engine.stop().await;
+    // While it is down an administrator removes one of ours and adds one of theirs.
+    assert_eq!(
+        w.esm.sim.remove_active_list_entries(LIST, &["198.18.8.1"]),
+        Some(1)
+    );
+    assert!(
+        w.esm
+            .sim
+            .add_active_list_entries(LIST, &[vec!["foreign.example".into()]])
+    );
+    // No periodic reconciliation: only the one at start can repair it.
+    let (engine, _store2, m2) = w.rerun(config(Some(path)), &w.store);
+    wait_for("the removed value re-added", || {
+        w.esm.values() == set(&["198.18.8.1", "198.18.8.2", "foreign.example"])
+    })
+    .await;
+    assert_eq!(
+        m2.resyncs_for("no_snapshot") + m2.resyncs_for("no_position"),
+        0
+    );
+    wait_for("the repair counted", || m2.repairs_for("missing") == 1).await;
+    engine.stop().await;
+}

@@ -293,6 +293,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Items handled in a row when they are already waiting.
+const DRAIN: usize = 256;
+
 /// A ledger file whose ledger did not change is rewritten (for its position) this many
 /// `snapshot_interval`s apart at most.
 const POSITION_ONLY_SNAPSHOT_FACTOR: u32 = 10;
@@ -473,8 +476,36 @@ impl<S: Source> Engine<S> {
                 Ok(())
             }
             Wake::Reconcile => self.reconcile(Why::Periodic).await,
-            Wake::Item(item) => self.item(item).await,
+            Wake::Item(item) => {
+                self.item(item).await?;
+                self.drain().await
+            }
         }
+    }
+
+    /// Handles the items already waiting, without a turn of the loop each (its timers are
+    /// looked at again within `DRAIN` items).
+    async fn drain(&mut self) -> Result<(), Stop> {
+        for _ in 0..DRAIN {
+            if self.pending.len() >= self.cfg.max_pending.max(1)
+                || self.state.resets() != self.resets_seen
+                || self.shutdown.is_triggered()
+            {
+                break;
+            }
+            // Polled once: an item that is not there yet is left to the loop's select.
+            let next = tokio::select! {
+                biased;
+                item = self.source.recv() => Some(item),
+                () = std::future::ready(()) => None,
+            };
+            match next {
+                Some(Some(item)) => self.item(item).await?,
+                Some(None) => return Err(Stop),
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     async fn item(&mut self, item: StreamItem) -> Result<(), Stop> {

@@ -19,7 +19,7 @@ use connector_runtime::schedule::{Shutdown, sleep_unless_shutdown, unless_shutdo
 use esm_client::EsmError;
 use esm_client::active_lists::{ActiveListError, ActiveLists, WriteReport};
 use stream_core::ledger::Change;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use super::clock::Clock;
 use crate::metrics::{OpLabel, StreamMetrics};
@@ -208,6 +208,9 @@ impl Writer {
         values: Vec<String>,
         shutdown: &mut Shutdown,
     ) -> Result<(), Interrupted> {
+        if values.is_empty() {
+            return Ok(());
+        }
         let mut todo: Vec<Vec<String>> = values.into_iter().map(|v| vec![v]).collect();
         let mut delay = self.retry_initial;
         let mut attempt = 0u32;
@@ -231,9 +234,10 @@ impl Writer {
                 if rows.len() <= 1 {
                     for r in rows {
                         self.metrics.entries_rejected.inc();
-                        // A value is an indicator (no secret); the error is redacted by the client.
-                        error!(op = op.name(), list = %self.list_id, value = %r[0], error = %err,
-                            "ESM refused this entry: skipped");
+                        // The value only at debug: a URL indicator may carry credentials.
+                        error!(op = op.name(), list = %self.list_id, error = %err,
+                            "ESM refused an entry: skipped (the value is logged at debug level)");
+                        debug!(op = op.name(), value = %r[0], "the entry ESM refused");
                     }
                     continue;
                 }

@@ -520,9 +520,9 @@ impl Running {
     }
 }
 
-pub fn spawn(
+pub fn spawn<S: Source + 'static>(
     cfg: EngineConfig,
-    source: ScriptSource,
+    source: S,
     esm: &Esm,
     store: &Store,
     metrics: &StreamMetrics,
