@@ -377,3 +377,80 @@ async fn run_registers_and_keeps_its_position_in_pycti_s_state_keys() {
     assert_eq!(platform.recorded(|r| r.invalid_documents.len()), 0);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn healthz_turns_unhealthy_once_the_live_stream_fails_longer_than_the_timeout() {
+    let sim = simulator().await;
+    // A platform without live streams: every connection to the stream is refused (404).
+    let broker = serde_json::json!({
+        "connection": {"host": "127.0.0.1", "port": 5672, "vhost": "/", "use_ssl": false,
+                       "user": "guest", "pass": "guest"},
+        "listen": "listen", "listen_routing": "listen_routing", "listen_exchange": "amq.direct",
+        "push": "push", "push_routing": "push_routing", "push_exchange": "amq.direct",
+    });
+    let platform = platform_simulator::FakePlatform::start(TOKEN, broker).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let mut env = env_for(&sim.base_url(), "list-1", "value");
+    env.insert("OPENCTI_URL".into(), platform.url());
+    env.insert("CONNECTOR_EXPOSE_METRICS".into(), "true".into());
+    env.insert("CONNECTOR_METRICS_HOST".into(), "127.0.0.1".into());
+    env.insert("CONNECTOR_METRICS_PORT".into(), port.clone());
+    env.insert("CONNECTOR_HEALTH_STALL_TIMEOUT".into(), "1".into());
+    let child = tokio::process::Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .current_dir(std::env::temp_dir())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let stderr = loop {
+        let out = run(&["healthcheck", "--port", &port], &HashMap::new()).await;
+        let (_, stderr) = text(&out);
+        if out.status.code() == Some(1) && stderr.contains("HTTP 503") {
+            break stderr;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz did not turn unhealthy: {stderr}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(stderr.starts_with("unhealthy: HTTP 503"), "{stderr}");
+    sigterm(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await;
+
+    // The same failure with the default timeout (10 minutes): still healthy a few seconds in.
+    env.remove("CONNECTOR_HEALTH_STALL_TIMEOUT");
+    let child = tokio::process::Command::new(BIN)
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .current_dir(std::env::temp_dir())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = run(&["healthcheck", "--port", &port], &HashMap::new()).await;
+        if out.status.code() == Some(0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz never answered healthy: {:?}",
+            text(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = run(&["healthcheck", "--port", &port], &HashMap::new()).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    sigterm(&child);
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await;
+    sim.shutdown().await;
+}

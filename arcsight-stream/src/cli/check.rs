@@ -72,10 +72,7 @@ async fn check_esm(settings: &Settings) -> Vec<Check> {
     });
     out.push(Check::new(
         "esm list",
-        match lists
-            .check_list(&settings.esm.list_id, &settings.esm.value_column)
-            .await
-        {
+        match crate::engine::check(&lists, &super::run::engine_config(settings)).await {
             Ok(info) => Outcome::Ok(format!(
                 "Active List {:?}{} has the column {:?}{}",
                 settings.esm.list_id,

@@ -18,7 +18,6 @@ use connector_runtime::schedule::{
 use esm_client::EsmClient;
 use esm_client::active_lists::{ActiveListConfig, ActiveListError, ActiveLists};
 use opencti_client::{ConnectorInfo, ConnectorRegistration, ConnectorType, OpenCtiClient};
-use prometheus_client::registry::Registry;
 use tracing::{error, info, warn};
 
 use super::source::{EsmWatch, FailingSince, LiveSource, PlatformStore};
@@ -28,10 +27,8 @@ use crate::metrics::StreamMetrics;
 use crate::settings::Settings;
 use crate::settings::defs::{ARCSIGHT_ACTIVE_LIST_ID, ARCSIGHT_VALUE_COLUMN};
 
-/// How often `/healthz`'s marks are brought up to date, at most.
+/// How often `/healthz`'s marks are brought up to date.
 const HEALTH_TICK: Duration = Duration::from_secs(5);
-/// The shortest tick (a tiny stall timeout must not make a busy loop).
-const MIN_HEALTH_TICK: Duration = Duration::from_millis(100);
 /// Ready (`/readyz`) means healthy within this long.
 const READY_WINDOW: Duration = Duration::from_secs(120);
 /// The longest wait between two start-up checks of the list while ESM is unreachable.
@@ -85,64 +82,19 @@ pub(crate) fn main(settings: Settings) -> Result<ExitCode, CliError> {
 /// The stream connector's metrics: pycti's, then the engine's families, in one registry.
 pub(crate) fn metrics(settings: &Settings, stream: &StreamMetrics) -> Metrics {
     Metrics::with_families(settings.connector.metrics.prefix.as_deref(), |r| {
-        register(stream, r)
+        stream.register(r)
     })
-}
-
-/// The engine's families, named for Prometheus.
-fn register(m: &StreamMetrics, r: &mut Registry) {
-    r.register(
-        "stream_events_read",
-        "Live stream items read",
-        m.events_read.clone(),
-    );
-    r.register(
-        "list_entries_added",
-        "Active List entries ESM acknowledged as added",
-        m.entries_added.clone(),
-    );
-    r.register(
-        "list_entries_removed",
-        "Active List entries ESM acknowledged as removed",
-        m.entries_removed.clone(),
-    );
-    r.register(
-        "list_write_batches",
-        "Active List write requests",
-        m.batches.clone(),
-    );
-    r.register(
-        "esm_errors",
-        "Failed ESM Active List calls",
-        m.esm_errors.clone(),
-    );
-    r.register(
-        "list_managed_values",
-        "Values the connector keeps in the list",
-        m.list_size.clone(),
-    );
-    r.register(
-        "stream_lag_seconds",
-        "Seconds between now and the last stream item applied",
-        m.lag_seconds.clone(),
-    );
 }
 
 /// The engine's configuration from the settings.
 pub(crate) fn engine_config(settings: &Settings) -> EngineConfig {
     let s = &settings.sync;
-    // What no setting names (the ledger file's write interval) keeps the engine's default.
-    let defaults = EngineConfig::new(
-        settings.esm.list_id.clone(),
-        settings.esm.value_column.clone(),
-        s.policy,
-    );
     EngineConfig {
-        stream_id: settings.connector.live_stream.id.clone(),
         flush_delay: s.flush_delay,
         max_pending: s.max_pending,
         reconcile_period: s.reconcile_period,
         ledger_path: s.ledger_path.clone(),
+        // A failed write waits as the ESM client's retries do, at least a little.
         retry_initial: settings
             .esm
             .client
@@ -153,7 +105,12 @@ pub(crate) fn engine_config(settings: &Settings) -> EngineConfig {
             .client
             .retry_max_wait
             .max(Duration::from_secs(1)),
-        ..defaults
+        stream_id: settings.connector.live_stream.id.clone(),
+        ..EngineConfig::new(
+            settings.esm.list_id.clone(),
+            settings.esm.value_column.clone(),
+            s.policy,
+        )
     }
 }
 
@@ -183,13 +140,12 @@ async fn check_list(
     settings: &Settings,
     shutdown: &mut Shutdown,
 ) -> Result<bool, RunError> {
+    let cfg = engine_config(settings);
     let mut wait = Duration::from_secs(1);
     loop {
-        let checked = connector_runtime::schedule::unless_shutdown(
-            shutdown,
-            lists.check_list(&settings.esm.list_id, &settings.esm.value_column),
-        )
-        .await;
+        let checked =
+            connector_runtime::schedule::unless_shutdown(shutdown, engine::check(lists, &cfg))
+                .await;
         match checked {
             None => return Ok(false),
             Some(Ok(info)) => {
@@ -262,13 +218,15 @@ async fn run_started(
     let lists = esm.active_lists(ActiveListConfig {
         batch_size: settings.esm.batch_size,
     });
-    let (stream_failing, esm_failing) = (FailingSince::default(), FailingSince::default());
+    // ESM's health before the engine runs (the list check waits out an unreachable ESM);
+    // the engine's own marks once it does.
+    let startup_esm = FailingSince::default();
     background.spawn(health_loop(
-        health_tick(settings.connector.health_timeout),
         metrics.clone(),
-        EsmWatch::new(esm.clone(), esm_failing.clone()),
-        stream_failing.clone(),
-        esm_failing,
+        stream_metrics.clone(),
+        EsmWatch::new(esm.clone(), startup_esm.clone()),
+        startup_esm,
+        settings.connector.health_timeout,
         background.shutdown(),
     ));
     let outcome = async {
@@ -321,7 +279,7 @@ async fn run_started(
             metrics.clone(),
             background.shutdown(),
         ));
-        let source = LiveSource::new(settings.stream_config(), initial, stream_failing);
+        let source = LiveSource::new(settings.stream_config(), initial);
         let store = PlatformStore {
             writer: writer.clone(),
             state: state.clone(),
@@ -354,34 +312,39 @@ async fn run_started(
     outcome
 }
 
-/// Brings `/healthz` and `/readyz` up to date every few seconds: healthy progress while
-/// neither the stream nor ESM is failing, so `/healthz` turns unhealthy once either has failed
+/// Brings `/healthz` and `/readyz` up to date every few seconds: progress is marked while
+/// neither the live stream nor ESM is failing (the engine's failing-since marks, and before
+/// the engine runs ESM's own counters), so `/healthz` turns unhealthy once either has failed
 /// for longer than the stall timeout.
 async fn health_loop(
-    period: Duration,
     metrics: Metrics,
+    engine: StreamMetrics,
     mut esm: EsmWatch,
-    stream_failing: FailingSince,
-    esm_failing: FailingSince,
+    startup_esm: FailingSince,
+    timeout: Option<Duration>,
     shutdown: Shutdown,
 ) {
-    let tick = move || {
+    let mut tick = move || {
         let now = Utc::now().timestamp();
         esm.tick(now);
-        if stream_failing.failing_for(now).is_none() && esm_failing.failing_for(now).is_none() {
+        let failing = engine.stream_failing_for(now).is_some()
+            || engine.esm_failing_for(now).is_some()
+            || startup_esm.failing_for(now).is_some();
+        if !failing {
             metrics.progress(now);
             metrics.record_success(now);
         }
         async {}
     };
-    let mut tick = tick;
     tick().await;
-    every(period, shutdown, tick).await;
+    every(health_tick(timeout), shutdown, tick).await;
 }
 
-/// The health marks' period: well under the stall timeout, since progress is only marked at
-/// a tick (a tick as long as the timeout would read as a stall between two ticks of a
-/// healthy connector).
-fn health_tick(stall_timeout: Option<Duration>) -> Duration {
-    stall_timeout.map_or(HEALTH_TICK, |t| (t / 4).clamp(MIN_HEALTH_TICK, HEALTH_TICK))
+/// How often the health marks move: [`HEALTH_TICK`], or a quarter of a shorter timeout, so
+/// that a healthy connector is never seen without progress for longer than its timeout.
+fn health_tick(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        Some(t) => HEALTH_TICK.min(t / 4).max(Duration::from_millis(50)),
+        None => HEALTH_TICK,
+    }
 }

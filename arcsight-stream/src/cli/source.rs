@@ -1,6 +1,6 @@
 //! The engine's ports in production: the live stream as its [`Source`], the platform's state
-//! (through the runtime's one state writer) as its [`PositionStore`], and the failing-since
-//! marks `/healthz` reads.
+//! (through the runtime's one state writer) as its [`PositionStore`], and ESM's failing-since
+//! mark before the engine runs (the engine keeps its own once it does).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -46,18 +46,16 @@ pub struct LiveSource {
     /// Where to start if `recv` comes before any `restart` (the state's position).
     initial: Option<StreamPosition>,
     started: bool,
-    failing: FailingSince,
 }
 
 impl LiveSource {
     /// Nothing is read before the first `restart` (or `recv`, from `initial`).
-    pub fn new(cfg: StreamConfig, initial: Option<StreamPosition>, failing: FailingSince) -> Self {
+    pub fn new(cfg: StreamConfig, initial: Option<StreamPosition>) -> Self {
         LiveSource {
             cfg,
             stream: None,
             initial,
             started: false,
-            failing,
         }
     }
 
@@ -67,10 +65,7 @@ impl LiveSource {
             Ok(s) => self.stream = Some(s),
             // Only a client that cannot be built (a token that is not a header value): no
             // retry fixes it, and `recv` then says the source is over.
-            Err(e) => {
-                error!(error = %e, "the live stream reader cannot start");
-                self.failing.failed(chrono::Utc::now().timestamp());
-            }
+            Err(e) => error!(error = %e, "the live stream reader cannot start"),
         }
     }
 }
@@ -81,17 +76,7 @@ impl Source for LiveSource {
             let initial = self.initial.take();
             self.start(initial);
         }
-        let item = self.stream.as_mut()?.recv().await?;
-        match &item {
-            StreamItem::Reconnecting { .. } => self.failing.failed(chrono::Utc::now().timestamp()),
-            // Anything the platform sent: the stream works.
-            StreamItem::Connected { .. }
-            | StreamItem::Event { .. }
-            | StreamItem::Heartbeat { .. }
-            | StreamItem::TooLarge { .. }
-            | StreamItem::Gap { .. } => self.failing.recovered(),
-        }
-        Some(item)
+        self.stream.as_mut()?.recv().await
     }
 
     async fn restart(&mut self, position: StreamPosition) {
@@ -171,5 +156,97 @@ mod tests {
         assert_eq!(f.failing_for(200), None);
         f.failed(300);
         assert_eq!(f.failing_for(301), Some(Duration::from_secs(1)));
+    }
+
+    /// A live stream server on loopback: each connection's request line is sent on `seen`;
+    /// the first `refuse` connections get a 500, the others `connected` then silence.
+    async fn stream_server(
+        refuse: usize,
+    ) -> (url::Url, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut sock, _)) = listener.accept().await {
+                n += 1;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let len = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+                    let _ = tx.send(head.lines().next().unwrap_or("").to_owned());
+                    if n <= refuse {
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nevent: connected\ndata: {}\n\n")
+                        .await;
+                    // Held open until the client closes it.
+                    let _ = sock.read(&mut buf).await;
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    fn position(id: &str) -> StreamPosition {
+        StreamPosition {
+            start_from: Some(id.to_owned()),
+            recover_until: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_follows_the_stream_again_from_the_position_given() {
+        let (url, mut seen) = stream_server(0).await;
+        let cfg = StreamConfig::new(url, secrecy::SecretString::from("t0ken"), "live-1");
+        let mut source = LiveSource::new(cfg, Some(position("1-0")));
+        source.restart(position("5-0")).await;
+        assert!(matches!(
+            source.recv().await,
+            Some(StreamItem::Connected { .. })
+        ));
+        let first = seen.recv().await.unwrap();
+        assert!(first.starts_with("GET /stream/live-1?from=5-0 "), "{first}");
+
+        source.restart(position("9-0")).await;
+        assert!(matches!(
+            source.recv().await,
+            Some(StreamItem::Connected { .. })
+        ));
+        let second = seen.recv().await.unwrap();
+        assert!(
+            second.starts_with("GET /stream/live-1?from=9-0 "),
+            "{second}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_restart_the_first_recv_starts_from_the_initial_position() {
+        let (url, mut seen) = stream_server(1).await;
+        let mut cfg = StreamConfig::new(url, secrecy::SecretString::from("t0ken"), "live-1");
+        cfg.backoff_initial = Duration::from_millis(10);
+        cfg.backoff_max = Duration::from_millis(20);
+        let mut source = LiveSource::new(cfg, Some(position("3-0")));
+        // Refused first: reported (the engine marks the stream failing on it), then connected.
+        assert!(matches!(
+            source.recv().await,
+            Some(StreamItem::Reconnecting { .. })
+        ));
+        assert!(
+            seen.recv()
+                .await
+                .unwrap()
+                .starts_with("GET /stream/live-1?from=3-0 ")
+        );
+        assert!(matches!(
+            source.recv().await,
+            Some(StreamItem::Connected { .. })
+        ));
     }
 }
