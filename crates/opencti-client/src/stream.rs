@@ -178,6 +178,11 @@ pub enum StreamItem {
         first_event_id: String,
     },
     /// A data event (`create`, `update`, `delete`, `merge`, or another topic).
+    ///
+    /// Several events can share an id (an object's dependencies come first with the object's
+    /// id): an id is complete, and safe to save as a position, only once an item with another
+    /// id (or a heartbeat past it) has come. The reader resumes from the last complete id
+    /// itself, so the last group may be delivered again after a reconnection.
     Event {
         id: String,
         name: String,

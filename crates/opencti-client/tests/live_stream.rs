@@ -631,3 +631,43 @@ async fn no_heartbeats_at_all_is_a_read_timeout() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_flags_reach_the_platform_and_shape_what_it_sends() {
+    let p = platform().await;
+    p.live
+        .set_filter("live", StreamFilter::Label("detection".into()));
+    let mut cfg = config(&p);
+    cfg.listen_delete = false;
+    cfg.no_dependencies = true;
+    cfg.with_inferences = true;
+    let mut s = LiveStream::start(cfg, from("0-0")).unwrap();
+    until(&mut s, |i| matches!(i, StreamItem::Connected { .. })).await;
+    let spec = IndicatorSpec::domain("flags.example").with_labels(&["detection"]);
+    let id = spec.internal_id.clone();
+    p.live.create_indicator(spec);
+    p.live.update_indicator(&id, |s| s.labels.clear()); // a filter exit: a delete
+    p.live
+        .create_indicator(IndicatorSpec::domain("gone.example").with_labels(&["detection"]));
+    let marker = p
+        .live
+        .create_indicator(IndicatorSpec::domain("marker.example").with_labels(&["detection"]));
+    let items = until(&mut s, |i| {
+        matches!(i, StreamItem::Event { id, data, .. }
+            if *id == marker.to_string() && data.contains("\"type\":\"indicator\""))
+    })
+    .await;
+    let c = &p.live.connections()[0];
+    assert_eq!(c.header("listen-delete"), Some("false"));
+    assert_eq!(c.header("no-dependencies"), Some("true"));
+    assert_eq!(c.header("with-inferences"), Some("true"));
+    let topics: Vec<String> = events(&items).into_iter().map(|e| e.1).collect();
+    assert!(!topics.iter().any(|t| t == "delete"), "{topics:?}");
+    // `no-dependencies` only drops core relationships: authors and markings still come.
+    assert!(
+        events(&items)
+            .iter()
+            .any(|e| e.2["origin"]["referer"] == "init-dependencies")
+    );
+    s.shutdown().await;
+}

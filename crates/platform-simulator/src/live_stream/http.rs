@@ -30,6 +30,8 @@ struct Params {
     listen_delete: bool,
     no_dependencies: bool,
     with_inferences: bool,
+    /// `delay` / `event-delay`: ms waited between two batches (pacing).
+    delay_ms: u64,
 }
 
 impl Params {
@@ -58,6 +60,9 @@ impl Params {
                 == Some("true"),
             with_inferences: get(&["with-inferences"], &["with-inferences"]).as_deref()
                 == Some("true"),
+            delay_ms: get(&["delay"], &["event-delay"])
+                .and_then(|d| d.trim().parse().ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -191,11 +196,15 @@ pub(crate) async fn stream(
         } else {
             i.counters.refused += 1;
         }
+        // An empty log (nothing yet, or everything trimmed) reports the last id generated
+        // for both bounds: a position before it is a gap, `0-0` is none.
+        let first_id = i.log.first_id().unwrap_or(i.log.last_generated());
+        let last_id = i.log.last_id().unwrap_or(i.log.last_generated());
         let connected = json!({
-            "lastEventId": i.log.last_id().unwrap_or(EventId::ZERO).to_string(),
-            "firstEventId": i.log.first_id().unwrap_or(i.log.last_generated()).to_string(),
-            "firstEventDate": objects::iso(i.log.first_id().unwrap_or(i.log.last_generated()).ms as i64),
-            "lastEventDate": objects::iso(i.log.last_id().unwrap_or(EventId::ZERO).ms as i64),
+            "lastEventId": last_id.to_string(),
+            "firstEventId": first_id.to_string(),
+            "firstEventDate": objects::iso(first_id.ms as i64),
+            "lastEventDate": objects::iso(last_id.ms as i64),
             "streamSize": i.log.len(),
             "connectionId": record.connection_id,
         })
@@ -523,6 +532,12 @@ impl Conn {
                     // The reader's last id moves with every entry read, sent or filtered out.
                     self.last_id = Some(e.id);
                     self.beat_if_due().await?;
+                }
+                if self.params.delay_ms > 0 {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(self.params.delay_ms)) => {}
+                        _ = self.tx.closed() => return Err(Stop::Gone),
+                    }
                 }
                 continue;
             }
