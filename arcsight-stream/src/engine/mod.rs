@@ -260,6 +260,7 @@ pub async fn run_with_clock<S: Source, P: PositionStore + 'static>(
         snapshot_dirty: false,
         position_dirty: false,
         last_snapshot: None,
+        file_resyncing: false,
     };
     let outcome = engine.run().await;
     engine.finish(&*store).await;
@@ -339,6 +340,9 @@ struct Engine<S> {
     /// stale position in the file only lengthens the replay at the next start.
     position_dirty: bool,
     last_snapshot: Option<Instant>,
+    /// The ledger file on disk is a resync's (ownership only, not resumable): until a
+    /// resumable one replaces it, every write is recorded in it as ours before it is sent.
+    file_resyncing: bool,
 }
 
 impl<S: Source> Engine<S> {
@@ -660,6 +664,7 @@ impl<S: Source> Engine<S> {
     /// Writes everything pending, waiting out failures; acks on success.
     async fn flush(&mut self) -> Result<(), Stop> {
         if !self.pending.is_empty() {
+            self.own_before_write().await;
             let (removes, adds) = self.pending.take();
             self.gauges();
             debug!(
@@ -741,6 +746,9 @@ impl<S: Source> Engine<S> {
         };
         let r = reconcile::diff(&self.ledger, &present, &self.prior);
         let (missing, stale, foreign) = (r.missing.len(), r.stale.len(), r.foreign);
+        if missing + stale > 0 {
+            self.own_before_write().await;
+        }
         self.writer
             .write(r.stale, r.missing, &mut self.shutdown)
             .await
@@ -782,20 +790,37 @@ impl<S: Source> Engine<S> {
     /// Writes the ledger file (a quiet point: nothing pending; during a resync, only the
     /// values managed before).
     async fn write_snapshot(&mut self) {
+        let resyncing = self.recovery.is_some();
+        self.write_snapshot_as(resyncing).await;
+    }
+
+    /// While the file on disk is a resync's, a value sent to ESM must be in it first: a kill
+    /// during the write would otherwise leave that value in the list, owned by no file, and
+    /// the next resync would take it for a foreign entry and never remove it.
+    async fn own_before_write(&mut self) {
+        if self.recovery.is_some() || self.file_resyncing {
+            self.write_snapshot_as(true).await;
+        }
+    }
+
+    /// `resyncing`: the file records ownership only (what was managed before, what the
+    /// ledger wants, what is pending), not the ledger nor a position.
+    async fn write_snapshot_as(&mut self, resyncing: bool) {
         let Some(path) = self.cfg.ledger_path.clone() else {
             return;
         };
-        let resyncing = self.recovery.is_some();
         let position = self.acked.as_ref().map(|a| StreamPosition {
             start_from: Some(a.clone()),
             recover_until: self.recover_until.clone(),
         });
         let mut prior: Vec<&str> = self.prior.iter().map(String::as_str).collect();
         if resyncing {
-            // What the interrupted recovery already wrote is ours too.
+            // What the interrupted recovery already wrote (or is writing) is ours too.
             prior.extend(self.ledger.desired().filter(|v| !self.prior.contains(*v)));
+            prior.extend(self.pending.values());
         }
         prior.sort_unstable();
+        prior.dedup();
         let ledger = if resyncing {
             Ledger::new(self.cfg.policy).snapshot()
         } else {
@@ -809,11 +834,19 @@ impl<S: Source> Engine<S> {
             &ledger,
         );
         drop(ledger);
-        self.last_snapshot = Some(Instant::now());
+        // A resync file written after the recovery, before a write, leaves the resumable one
+        // due at the next quiet point.
+        let forced = resyncing && self.recovery.is_none();
+        if !forced {
+            self.last_snapshot = Some(Instant::now());
+        }
         match snapshot::store(&path, bytes).await {
             Ok(()) => {
-                self.snapshot_dirty = false;
-                self.position_dirty = false;
+                self.file_resyncing = resyncing;
+                if !forced {
+                    self.snapshot_dirty = false;
+                    self.position_dirty = false;
+                }
                 debug!(resyncing, "ledger file written");
             }
             Err(e) => {
