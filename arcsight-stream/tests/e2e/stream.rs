@@ -10,6 +10,7 @@ async fn a_connection_dropped_mid_event_resumes_from_the_saved_position() {
     w.create_ips(30, 5);
     let c = w.start();
     w.wait_exact(&c, &BTreeSet::new()).await;
+    w.wait_caught_up(&c).await;
     let connections = w.platform.live.counters().connections;
 
     // The next event is cut halfway and the connection dropped.
@@ -38,6 +39,7 @@ async fn a_stall_without_heartbeats_reconnects_after_the_read_timeout() {
     w.create_ips(32, 5);
     let c = w.start();
     w.wait_exact(&c, &BTreeSet::new()).await;
+    w.wait_caught_up(&c).await;
     let connections = w.platform.live.counters().connections;
     let before = w.platform.live.last_event_id().unwrap();
 
@@ -105,9 +107,14 @@ async fn a_reset_from_the_ui_resyncs_from_the_start() {
     let c = w.start();
     w.wait_exact(&c, &BTreeSet::new()).await;
     // Drift nothing else repairs (no periodic reconciliation): only a full resync re-adds it.
+    w.wait_caught_up(&c).await;
     let gone = w.list().into_iter().next().unwrap();
-    w.esm
-        .remove_active_list_entries(crate::world::LIST, &[&gone]);
+    assert_eq!(
+        w.esm
+            .remove_active_list_entries(crate::world::LIST, &[&gone]),
+        Some(1)
+    );
+    assert!(!w.list().contains(&gone));
     let connections = w.platform.live.connections().len();
 
     w.platform.reset_state_from_ui();
@@ -116,7 +123,14 @@ async fn a_reset_from_the_ui_resyncs_from_the_start() {
         w.platform.live.connections()[connections..]
             .iter()
             .any(|r| r.recover_ms.is_some()),
-        "no recovery asked for after the reset"
+        "no recovery asked for after the reset: {:?}\n{}",
+        w.platform
+            .live
+            .connections()
+            .iter()
+            .map(|r| r.uri.clone())
+            .collect::<Vec<_>>(),
+        c.output()
     );
     // The platform holds a position again.
     wait_for(&c, "a position saved after the reset", || {

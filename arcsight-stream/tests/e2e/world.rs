@@ -254,6 +254,22 @@ impl World {
             .and_then(|s| s["start_from"].as_str().and_then(EventId::parse))
     }
 
+    /// Waits (bounded) until the connector has caught up: its recovery (or start)
+    /// reconciliation is done (its log line says so) and the platform holds a position past
+    /// the last event (a heartbeat moved it).
+    pub async fn wait_caught_up(&self, c: &Connector) {
+        let last = self.platform.live.last_event_id().unwrap_or_default();
+        wait_for(
+            c,
+            "the reconciliation and a position past the last event",
+            || {
+                c.output().contains("reconciliation")
+                    && self.saved_position().is_some_and(|p| p > last)
+            },
+        )
+        .await;
+    }
+
     /// Waits (bounded) until the list holds exactly `extra` plus the platform's values.
     pub async fn wait_exact(&self, c: &Connector, extra: &BTreeSet<String>) {
         let mut want = self.expected();
