@@ -372,11 +372,23 @@ impl<S: Source> Engine<S> {
                 }
             },
         };
+        // Values sent since the file was written: ours, whichever way the run starts.
+        if let Some(p) = &self.cfg.ledger_path {
+            match snapshot::journal_load(p).await {
+                Ok(values) => self.prior.extend(values),
+                Err(e) => {
+                    self.metrics.snapshot_errors.inc();
+                    warn!(error = %e, "the ledger file's journal cannot be read");
+                }
+            }
+        }
         match (loaded, platform) {
             (Some(l), Some(p)) if l.resumable(&self.id) => {
                 let from = l.position().and_then(|f| f.start_from);
                 info!(position = ?from, platform_position = ?p.start_from, tracked = l.ledger.tracked(),
                     "resuming from the ledger file");
+                // Values ours but not the ledger's (a journal's, not yet reconciled) stay ours.
+                self.prior.extend(l.prior);
                 self.ledger = l.ledger;
                 self.managed = self.ledger.desired().count();
                 self.recover_until = p.recover_until;
@@ -664,8 +676,8 @@ impl<S: Source> Engine<S> {
     /// Writes everything pending, waiting out failures; acks on success.
     async fn flush(&mut self) -> Result<(), Stop> {
         if !self.pending.is_empty() {
-            self.own_before_write().await;
             let (removes, adds) = self.pending.take();
+            self.own_before_write(&removes, &adds).await;
             self.gauges();
             debug!(
                 removes = removes.len(),
@@ -747,12 +759,18 @@ impl<S: Source> Engine<S> {
         let r = reconcile::diff(&self.ledger, &present, &self.prior);
         let (missing, stale, foreign) = (r.missing.len(), r.stale.len(), r.foreign);
         if missing + stale > 0 {
-            self.own_before_write().await;
+            self.own_before_write(&r.stale, &r.missing).await;
         }
         self.writer
             .write(r.stale, r.missing, &mut self.shutdown)
             .await
             .map_err(|_| Stop)?;
+        // What was managed before and is not wanted has just been removed; what is wanted is
+        // the ledger's: nothing else is ours any more (a resync clears it itself once done).
+        if self.recovery.is_none() && !self.prior.is_empty() {
+            self.prior.clear();
+            self.snapshot_dirty = true;
+        }
         let m = &self.metrics;
         m.reconciliations.inc();
         m.repairs
@@ -791,21 +809,30 @@ impl<S: Source> Engine<S> {
     /// values managed before).
     async fn write_snapshot(&mut self) {
         let resyncing = self.recovery.is_some();
-        self.write_snapshot_as(resyncing).await;
+        self.write_snapshot_as(resyncing, &[]).await;
     }
 
     /// While the file on disk is a resync's, a value sent to ESM must be in it first: a kill
     /// during the write would otherwise leave that value in the list, owned by no file, and
     /// the next resync would take it for a foreign entry and never remove it.
-    async fn own_before_write(&mut self) {
+    /// Otherwise the adds go to the file's journal first, which a restart that cannot resume
+    /// from the file (a retention gap) reads as ours.
+    async fn own_before_write(&mut self, removes: &[String], adds: &[String]) {
+        let Some(path) = self.cfg.ledger_path.clone() else {
+            return;
+        };
         if self.recovery.is_some() || self.file_resyncing {
-            self.write_snapshot_as(true).await;
+            let writing: Vec<&str> = removes.iter().chain(adds).map(String::as_str).collect();
+            self.write_snapshot_as(true, &writing).await;
+        } else if let Err(e) = snapshot::journal_append(&path, adds).await {
+            self.metrics.snapshot_errors.inc();
+            error!(error = %e, "cannot journal the values written: after a restart that cannot resume, some may be taken for foreign entries");
         }
     }
 
     /// `resyncing`: the file records ownership only (what was managed before, what the
     /// ledger wants, what is pending), not the ledger nor a position.
-    async fn write_snapshot_as(&mut self, resyncing: bool) {
+    async fn write_snapshot_as(&mut self, resyncing: bool, writing: &[&str]) {
         let Some(path) = self.cfg.ledger_path.clone() else {
             return;
         };
@@ -818,6 +845,7 @@ impl<S: Source> Engine<S> {
             // What the interrupted recovery already wrote (or is writing) is ours too.
             prior.extend(self.ledger.desired().filter(|v| !self.prior.contains(*v)));
             prior.extend(self.pending.values());
+            prior.extend(writing.iter().copied());
         }
         prior.sort_unstable();
         prior.dedup();
@@ -843,6 +871,11 @@ impl<S: Source> Engine<S> {
         match snapshot::store(&path, bytes).await {
             Ok(()) => {
                 self.file_resyncing = resyncing;
+                // The file now holds what the journal did (or it was removed since).
+                if let Err(e) = snapshot::journal_clear(&path).await {
+                    self.metrics.snapshot_errors.inc();
+                    warn!(error = %e, "cannot empty the ledger file's journal");
+                }
                 if !forced {
                     self.snapshot_dirty = false;
                     self.position_dirty = false;
