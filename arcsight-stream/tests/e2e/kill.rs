@@ -86,3 +86,27 @@ async fn a_kill_mid_recovery_on_a_first_run_then_a_restart_ends_exact() {
     let (code, out) = c.stop().await;
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[tokio::test]
+async fn a_kill_then_a_retention_gap_removes_a_value_added_and_deleted_meanwhile() {
+    let w = spawn_world(Opts::default()).await;
+    w.create_ips(13, 10);
+    let c = w.start();
+    w.wait_exact(&c, &BTreeSet::new()).await;
+    w.wait_caught_up(&c).await;
+    // A value written after the ledger file was last written, then the kill.
+    let late = w.create_ips(14, 2);
+    w.wait_exact(&c, &BTreeSet::new()).await;
+    w.wait_caught_up(&c).await;
+    c.kill().await;
+
+    // While it is dead the value is deleted, and retention trims every event since.
+    w.delete(&late[..1]);
+    let last = w.platform.live.last_event_id().unwrap();
+    w.platform.live.trim_through(last);
+
+    let c = w.start();
+    w.wait_exact(&c, &BTreeSet::new()).await;
+    let (code, out) = c.stop().await;
+    assert_eq!(code, Some(0), "{out}");
+}
