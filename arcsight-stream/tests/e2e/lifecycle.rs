@@ -48,6 +48,8 @@ async fn drift_is_repaired_by_reconciliation_and_foreign_entries_are_left_alone(
     w.esm.advance_clock(ttl + Duration::from_secs(1));
     assert!(w.list().is_empty());
     w.wait_exact(&c, &BTreeSet::new()).await;
+    // Repairs were adds only: nothing foreign was ever removed.
+    assert_eq!(w.counter("activeList.deleteEntries"), 0);
     let (code, out) = c.stop().await;
     assert_eq!(code, Some(0), "{out}");
 }
@@ -130,4 +132,40 @@ async fn sigterm_saves_the_final_position_logs_out_and_exits_0() {
         saved >= *events.last().unwrap(),
         "the saved position {saved} is behind the last event applied"
     );
+}
+
+#[tokio::test]
+async fn entries_evicted_at_capacity_are_added_back_and_nothing_foreign_is_removed() {
+    let w = spawn_world(Opts {
+        list_capacity: Some(11),
+        env: vec![("ARCSIGHT_RECONCILE_PERIOD", "1".into())],
+        ..Opts::default()
+    })
+    .await;
+    assert!(w.esm.add_active_list_entries(LIST, &[row("198.51.100.1")]));
+    w.create_ips(45, 10);
+    let c = w.start();
+    let mut foreign: BTreeSet<String> = ["198.51.100.1".to_owned()].into();
+    w.wait_exact(&c, &foreign).await;
+
+    // The list is full: an administrator's entry evicts a random one.
+    assert!(w.esm.add_active_list_entries(LIST, &[row("198.51.100.2")]));
+    foreign.insert("198.51.100.2".to_owned());
+    assert_eq!(w.esm.active_list_evictions(LIST), Some(1));
+    // Every value of ours ends in the list again (each re-add at capacity evicts another
+    // entry, until a foreign one goes); the connector itself removed nothing.
+    let ours = w.expected();
+    wait_for(&c, "every value of ours back in the full list", || {
+        let list = w.list();
+        ours.is_subset(&list) && list.len() == 11
+    })
+    .await;
+    assert!(w.list().difference(&ours).all(|v| foreign.contains(v)));
+    assert_eq!(
+        w.counter("activeList.deleteEntries"),
+        0,
+        "a removal of a foreign entry"
+    );
+    let (code, out) = c.stop().await;
+    assert_eq!(code, Some(0), "{out}");
 }

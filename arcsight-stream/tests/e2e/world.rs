@@ -31,6 +31,8 @@ pub struct Opts {
     pub dialect: Dialect,
     pub list_fields: Vec<&'static str>,
     pub list_ttl: Option<Duration>,
+    /// `None`: ESM's default.
+    pub list_capacity: Option<usize>,
     pub heartbeat: Option<Duration>,
     /// Extra (or overriding) settings of the connector.
     pub env: Vec<(&'static str, String)>,
@@ -42,6 +44,7 @@ impl Default for Opts {
             dialect: Dialect::Prefixed,
             list_fields: vec!["value", "source"],
             list_ttl: None,
+            list_capacity: None,
             heartbeat: Some(Duration::from_millis(200)),
             env: Vec::new(),
         }
@@ -65,6 +68,9 @@ impl Drop for World {
 pub async fn spawn_world(opts: Opts) -> World {
     let mut list = ActiveListConfig::new(LIST, &opts.list_fields);
     list.ttl = opts.list_ttl;
+    if let Some(c) = opts.list_capacity {
+        list.capacity = c;
+    }
     let esm = Simulator::start(SimConfig {
         password: PASSWORD.into(),
         dialect: opts.dialect,
