@@ -55,6 +55,18 @@ async fn a_token_expiring_mid_batch_costs_one_relogin_and_the_batch_is_retried()
     let expired = w.counter("fault.token_expired");
     let logins = w.counter("login");
     assert!(expired >= 1, "no token expired: the test proves nothing");
+    let calls: u64 = w
+        .esm
+        .counters()
+        .iter()
+        .filter(|(k, _)| k.starts_with("activeList."))
+        .map(|(_, v)| v)
+        .sum();
+    // Nor a login per request (a client that cannot keep its session).
+    assert!(
+        logins * 2 < calls,
+        "{logins} logins for {calls} Active List calls"
+    );
     // One login at start, then at most one per refused request (requests in flight when the
     // token expired each see the refusal, and share the one relogin).
     assert!(
