@@ -454,3 +454,17 @@ async fn healthz_turns_unhealthy_once_the_live_stream_fails_longer_than_the_time
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_demo_converges_on_the_embedded_simulators_with_nothing_to_configure() {
+    let out = run(&["demo"], &HashMap::new()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.lines().last() == Some("demo: OK"), "{stdout}");
+    assert!(
+        stdout.contains("first run (recovery): the list holds exactly"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("live changes"), "{stdout}");
+    assert!(stdout.contains("is still there"), "{stdout}");
+}
