@@ -260,7 +260,6 @@ pub async fn run_with_clock<S: Source, P: PositionStore + 'static>(
         snapshot_dirty: false,
         position_dirty: false,
         last_snapshot: None,
-        file_resyncing: false,
     };
     let outcome = engine.run().await;
     engine.finish(&*store).await;
@@ -340,9 +339,6 @@ struct Engine<S> {
     /// stale position in the file only lengthens the replay at the next start.
     position_dirty: bool,
     last_snapshot: Option<Instant>,
-    /// The ledger file on disk is a resync's (ownership only, not resumable): until a
-    /// resumable one replaces it, every write is recorded in it as ours before it is sent.
-    file_resyncing: bool,
 }
 
 impl<S: Source> Engine<S> {
@@ -677,7 +673,7 @@ impl<S: Source> Engine<S> {
     async fn flush(&mut self) -> Result<(), Stop> {
         if !self.pending.is_empty() {
             let (removes, adds) = self.pending.take();
-            self.own_before_write(&removes, &adds).await;
+            self.own_before_write(&adds).await;
             self.gauges();
             debug!(
                 removes = removes.len(),
@@ -758,9 +754,7 @@ impl<S: Source> Engine<S> {
         };
         let r = reconcile::diff(&self.ledger, &present, &self.prior);
         let (missing, stale, foreign) = (r.missing.len(), r.stale.len(), r.foreign);
-        if missing + stale > 0 {
-            self.own_before_write(&r.stale, &r.missing).await;
-        }
+        self.own_before_write(&r.missing).await;
         self.writer
             .write(r.stale, r.missing, &mut self.shutdown)
             .await
@@ -806,49 +800,22 @@ impl<S: Source> Engine<S> {
     }
 
     /// Writes the ledger file (a quiet point: nothing pending; during a resync, only the
-    /// values managed before).
+    /// values managed before and those the resync wrote so far).
     async fn write_snapshot(&mut self) {
+        let Some(path) = self.cfg.ledger_path.clone() else {
+            return;
+        };
         let resyncing = self.recovery.is_some();
-        self.write_snapshot_as(resyncing, &[]).await;
-    }
-
-    /// While the file on disk is a resync's, a value sent to ESM must be in it first: a kill
-    /// during the write would otherwise leave that value in the list, owned by no file, and
-    /// the next resync would take it for a foreign entry and never remove it.
-    /// Otherwise the adds go to the file's journal first, which a restart that cannot resume
-    /// from the file (a retention gap) reads as ours.
-    async fn own_before_write(&mut self, removes: &[String], adds: &[String]) {
-        let Some(path) = self.cfg.ledger_path.clone() else {
-            return;
-        };
-        if self.recovery.is_some() || self.file_resyncing {
-            let writing: Vec<&str> = removes.iter().chain(adds).map(String::as_str).collect();
-            self.write_snapshot_as(true, &writing).await;
-        } else if let Err(e) = snapshot::journal_append(&path, adds).await {
-            self.metrics.snapshot_errors.inc();
-            error!(error = %e, "cannot journal the values written: after a restart that cannot resume, some may be taken for foreign entries");
-        }
-    }
-
-    /// `resyncing`: the file records ownership only (what was managed before, what the
-    /// ledger wants, what is pending), not the ledger nor a position.
-    async fn write_snapshot_as(&mut self, resyncing: bool, writing: &[&str]) {
-        let Some(path) = self.cfg.ledger_path.clone() else {
-            return;
-        };
         let position = self.acked.as_ref().map(|a| StreamPosition {
             start_from: Some(a.clone()),
             recover_until: self.recover_until.clone(),
         });
         let mut prior: Vec<&str> = self.prior.iter().map(String::as_str).collect();
         if resyncing {
-            // What the interrupted recovery already wrote (or is writing) is ours too.
+            // What the interrupted recovery already wrote is ours too.
             prior.extend(self.ledger.desired().filter(|v| !self.prior.contains(*v)));
-            prior.extend(self.pending.values());
-            prior.extend(writing.iter().copied());
         }
         prior.sort_unstable();
-        prior.dedup();
         let ledger = if resyncing {
             Ledger::new(self.cfg.policy).snapshot()
         } else {
@@ -862,23 +829,16 @@ impl<S: Source> Engine<S> {
             &ledger,
         );
         drop(ledger);
-        // A resync file written after the recovery, before a write, leaves the resumable one
-        // due at the next quiet point.
-        let forced = resyncing && self.recovery.is_none();
-        if !forced {
-            self.last_snapshot = Some(Instant::now());
-        }
+        self.last_snapshot = Some(Instant::now());
         match snapshot::store(&path, bytes).await {
             Ok(()) => {
-                self.file_resyncing = resyncing;
-                // The file now holds what the journal did (or it was removed since).
+                self.snapshot_dirty = false;
+                self.position_dirty = false;
+                // The file now holds what the journal did (or ESM acknowledged its removal:
+                // nothing is pending at a quiet point).
                 if let Err(e) = snapshot::journal_clear(&path).await {
                     self.metrics.snapshot_errors.inc();
                     warn!(error = %e, "cannot empty the ledger file's journal");
-                }
-                if !forced {
-                    self.snapshot_dirty = false;
-                    self.position_dirty = false;
                 }
                 debug!(resyncing, "ledger file written");
             }
@@ -886,6 +846,21 @@ impl<S: Source> Engine<S> {
                 self.metrics.snapshot_errors.inc();
                 error!(error = %e, "cannot write the ledger file: a restart will resynchronise the list");
             }
+        }
+    }
+
+    /// The ledger file is written at quiet points only, so a value is journaled as ours
+    /// before it is sent: after a kill, a restart that cannot resume from the file (a resync's
+    /// file, or a retention gap past its position) still knows it as ours, and removes it if
+    /// it is no longer wanted instead of taking it for a foreign entry. Appends only: linear
+    /// in what is written, also over a first run's recovery.
+    async fn own_before_write(&mut self, adds: &[String]) {
+        let Some(path) = self.cfg.ledger_path.clone() else {
+            return;
+        };
+        if let Err(e) = snapshot::journal_append(&path, adds).await {
+            self.metrics.snapshot_errors.inc();
+            error!(error = %e, "cannot journal the values written: after a restart that cannot resume, some may be taken for foreign entries");
         }
     }
 

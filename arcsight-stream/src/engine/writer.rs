@@ -67,11 +67,6 @@ impl Pending {
         self.map.is_empty()
     }
 
-    /// Every value pending, whatever its operation.
-    pub(crate) fn values(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().map(String::as_str)
-    }
-
     /// Takes everything: (removes, adds).
     pub(crate) fn take(&mut self) -> (Vec<String>, Vec<String>) {
         self.since = None;
