@@ -110,3 +110,30 @@ async fn a_kill_then_a_retention_gap_removes_a_value_added_and_deleted_meanwhile
     let (code, out) = c.stop().await;
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[tokio::test]
+async fn a_kill_during_an_esm_outage_loses_nothing_at_the_restart() {
+    let w = spawn_world(Opts::default()).await;
+    let a = w.create_ips(15, 10);
+    let c = w.start();
+    w.wait_exact(&c, &BTreeSet::new()).await;
+    w.wait_caught_up(&c).await;
+
+    // ESM refuses every call; events arrive; the connector dies before ESM comes back.
+    w.set_faults(|f| f.outage = true);
+    w.create_ips(16, 10);
+    w.delete(&a[..3]);
+    wait_for(&c, "writes refused by the outage", || {
+        w.counter("fault.outage") >= 2
+    })
+    .await;
+    c.kill().await;
+    w.set_faults(|_| {});
+
+    // The saved position did not pass what ESM never acknowledged: the restart writes it.
+    let c = w.start();
+    w.wait_exact(&c, &BTreeSet::new()).await;
+    assert_eq!(w.list().len(), 10 - 3 + 10);
+    let (code, out) = c.stop().await;
+    assert_eq!(code, Some(0), "{out}");
+}
