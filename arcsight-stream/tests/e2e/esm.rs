@@ -157,3 +157,38 @@ async fn an_esm_outage_pauses_writes_keeps_the_position_and_shows_in_healthz() {
     let (code, out) = c.stop().await;
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// The start check in the 7.9+ dialect (`tests/cli.rs` checks it against the
+/// prefixed one): a missing list or column stops the process with exit 2 and one line naming
+/// the setting, before anything is written or registered.
+#[tokio::test]
+async fn a_missing_list_or_column_exits_2_naming_it_in_the_plain_dialect_too() {
+    for (setting, value, named) in [
+        (
+            "ARCSIGHT_ACTIVE_LIST_ID",
+            "no-such-list",
+            "ARCSIGHT_ACTIVE_LIST_ID: ",
+        ),
+        ("ARCSIGHT_VALUE_COLUMN", "ioc", "ARCSIGHT_VALUE_COLUMN: "),
+    ] {
+        let mut w = spawn_world(Opts {
+            dialect: Dialect::Plain,
+            ..Opts::default()
+        })
+        .await;
+        w.env.insert(setting.into(), value.into());
+        let mut c = w.start();
+        let status = tokio::time::timeout(DEADLINE, c.child.wait())
+            .await
+            .expect("the connector exits")
+            .unwrap();
+        // The output readers end with the pipes.
+        wait_for(&c, "the last line", || c.output().contains(named)).await;
+        let out = c.output();
+        assert_eq!(status.code(), Some(2), "{out}");
+        let last = out.lines().last().unwrap_or("");
+        assert!(last.starts_with(named) && last.contains(value), "{out}");
+        assert_eq!(w.platform.calls("registerConnector"), 0, "{out}");
+        assert!(w.list().is_empty());
+    }
+}
