@@ -21,6 +21,10 @@
 //!   recovered objects, adds written as they come; once an item at or past the recovery date
 //!   arrives, the list is reconciled, which removes the values managed before and no longer
 //!   wanted (ownership: [`reconcile`]).
+//!
+//! The ledger file is rewritten at quiet points only; every add sent in between is first
+//! appended to its journal (`<file>.owned`, emptied at each rewrite), whose values are ours at
+//! the next start however it starts, so a kill never leaves a value of ours unowned.
 
 pub mod clock;
 mod position;
