@@ -21,6 +21,10 @@
 //!   recovered objects, adds written as they come; once an item at or past the recovery date
 //!   arrives, the list is reconciled, which removes the values managed before and no longer
 //!   wanted (ownership: [`reconcile`]).
+//!
+//! The ledger file is rewritten at quiet points only; every add sent in between is first
+//! appended to its journal (`<file>.owned`, emptied at each rewrite), whose values are ours at
+//! the next start however it starts, so a kill never leaves a value of ours unowned.
 
 pub mod clock;
 mod position;
@@ -374,11 +378,23 @@ impl<S: Source> Engine<S> {
                 }
             },
         };
+        // Values sent since the file was written: ours, whichever way the run starts.
+        if let Some(p) = &self.cfg.ledger_path {
+            match snapshot::journal_load(p).await {
+                Ok(values) => self.prior.extend(values),
+                Err(e) => {
+                    self.metrics.snapshot_errors.inc();
+                    warn!(error = %e, "the ledger file's journal cannot be read");
+                }
+            }
+        }
         match (loaded, platform) {
             (Some(l), Some(p)) if l.resumable(&self.id) => {
                 let from = l.position().and_then(|f| f.start_from);
                 info!(position = ?from, platform_position = ?p.start_from, tracked = l.ledger.tracked(),
                     "resuming from the ledger file");
+                // Values ours but not the ledger's (a journal's, not yet reconciled) stay ours.
+                self.prior.extend(l.prior);
                 self.ledger = l.ledger;
                 self.managed = self.ledger.desired().count();
                 self.recover_until = p.recover_until;
@@ -677,6 +693,7 @@ impl<S: Source> Engine<S> {
     async fn flush(&mut self) -> Result<(), Stop> {
         if !self.pending.is_empty() {
             let (removes, adds) = self.pending.take();
+            self.own_before_write(&adds).await;
             self.gauges();
             debug!(
                 removes = removes.len(),
@@ -758,10 +775,17 @@ impl<S: Source> Engine<S> {
         };
         let r = reconcile::diff(&self.ledger, &present, &self.prior);
         let (missing, stale, foreign) = (r.missing.len(), r.stale.len(), r.foreign);
+        self.own_before_write(&r.missing).await;
         self.writer
             .write(r.stale, r.missing, &mut self.shutdown)
             .await
             .map_err(|_| Stop)?;
+        // What was managed before and is not wanted has just been removed; what is wanted is
+        // the ledger's: nothing else is ours any more (a resync clears it itself once done).
+        if self.recovery.is_none() && !self.prior.is_empty() {
+            self.prior.clear();
+            self.snapshot_dirty = true;
+        }
         let m = &self.metrics;
         m.reconciliations.inc();
         m.repairs
@@ -797,7 +821,7 @@ impl<S: Source> Engine<S> {
     }
 
     /// Writes the ledger file (a quiet point: nothing pending; during a resync, only the
-    /// values managed before).
+    /// values managed before and those the resync wrote so far).
     async fn write_snapshot(&mut self) {
         let Some(path) = self.cfg.ledger_path.clone() else {
             return;
@@ -831,12 +855,33 @@ impl<S: Source> Engine<S> {
             Ok(()) => {
                 self.snapshot_dirty = false;
                 self.position_dirty = false;
+                // The file now holds what the journal did (or ESM acknowledged its removal:
+                // nothing is pending at a quiet point).
+                if let Err(e) = snapshot::journal_clear(&path).await {
+                    self.metrics.snapshot_errors.inc();
+                    warn!(error = %e, "cannot empty the ledger file's journal");
+                }
                 debug!(resyncing, "ledger file written");
             }
             Err(e) => {
                 self.metrics.snapshot_errors.inc();
                 error!(error = %e, "cannot write the ledger file: a restart will resynchronise the list");
             }
+        }
+    }
+
+    /// The ledger file is written at quiet points only, so a value is journaled as ours
+    /// before it is sent: after a kill, a restart that cannot resume from the file (a resync's
+    /// file, or a retention gap past its position) still knows it as ours, and removes it if
+    /// it is no longer wanted instead of taking it for a foreign entry. Appends only: linear
+    /// in what is written, also over a first run's recovery.
+    async fn own_before_write(&mut self, adds: &[String]) {
+        let Some(path) = self.cfg.ledger_path.clone() else {
+            return;
+        };
+        if let Err(e) = snapshot::journal_append(&path, adds).await {
+            self.metrics.snapshot_errors.inc();
+            error!(error = %e, "cannot journal the values written: after a restart that cannot resume, some may be taken for foreign entries");
         }
     }
 

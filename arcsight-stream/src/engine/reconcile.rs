@@ -6,7 +6,8 @@
 //! ledger (a live indicator of the stream that passes the policy carries it), or a value of the
 //! ledger the connector had before a full resynchronisation (the ledger file's, or the one in
 //! memory when a retention gap or an operator's reset forced the resync), until that resync
-//! completes. Every other entry is foreign: added by an administrator, a rule, or another feed,
+//! completes, or a value sent to ESM since the ledger file was last written (its journal,
+//! `<file>.owned`, read at start), until the next reconciliation. Every other entry is foreign: added by an administrator, a rule, or another feed,
 //! and the connector never removes it, even when the stream never mentioned its value.
 //!
 //! A reconciliation therefore adds every wanted value missing from the list (removed by an

@@ -282,9 +282,112 @@ pub(crate) async fn store(path: &Path, bytes: Vec<u8>) -> Result<(), SnapshotErr
         })
 }
 
+/// The journal beside the ledger file (`<file>.owned`): every value sent to ESM as an add
+/// since the file was last written, one JSON string a line. The file is rewritten at quiet
+/// points only; a restart that cannot resume from it (a retention gap, a resync) still knows
+/// these values as ours, so one deleted meanwhile is removed rather than taken for a foreign
+/// entry. Emptied at each file write (the file then holds them, or they were removed).
+pub(crate) fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".owned");
+    PathBuf::from(name)
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> SnapshotError {
+    SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, SnapshotError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|e| io_error(path, e))
+}
+
+/// Appends `values` to the journal of the ledger file `path`, durably.
+pub(crate) async fn journal_append(path: &Path, values: &[String]) -> Result<(), SnapshotError> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for v in values {
+        text.push_str(&serde_json::Value::from(v.as_str()).to_string());
+        text.push('\n');
+    }
+    let j = journal_path(path);
+    blocking(&j.clone(), move || {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&j)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_data()
+    })
+    .await
+}
+
+/// Empties the journal (the ledger file was just written).
+pub(crate) async fn journal_clear(path: &Path) -> Result<(), SnapshotError> {
+    let j = journal_path(path);
+    blocking(&j.clone(), move || match std::fs::remove_file(&j) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .await
+}
+
+/// The journal's values (none when there is no journal). A line that is not a JSON string (a
+/// kill in the middle of an append) is skipped: its write was not sent yet.
+pub(crate) async fn journal_load(path: &Path) -> Result<Vec<String>, SnapshotError> {
+    let j = journal_path(path);
+    let text = blocking(&j.clone(), move || match std::fs::read_to_string(&j) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        other => other,
+    })
+    .await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<String>(l).ok())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_journal_keeps_appended_values_skips_a_torn_line_and_empties() {
+        let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ledger.bin");
+        assert!(journal_load(&file).await.unwrap().is_empty());
+        let a = ["1.1.1.1".to_string(), "http://x/a\nb'c\"".to_string()];
+        journal_append(&file, &a).await.unwrap();
+        journal_append(&file, &["2.2.2.2".to_string()])
+            .await
+            .unwrap();
+        // A kill in the middle of an append leaves half a line.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal_path(&file))
+            .unwrap();
+        f.write_all(b"\"3.3.3").unwrap();
+        assert_eq!(
+            journal_load(&file).await.unwrap(),
+            [a[0].clone(), a[1].clone(), "2.2.2.2".to_string()]
+        );
+        journal_clear(&file).await.unwrap();
+        journal_clear(&file).await.unwrap();
+        assert!(journal_load(&file).await.unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn id() -> Identity {
         Identity {
