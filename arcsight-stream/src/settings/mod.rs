@@ -196,6 +196,7 @@ impl Settings {
             listen_delete: s.listen_delete,
             no_dependencies: s.no_dependencies,
             with_inferences: s.with_inferences,
+            user_agent: concat!("arcsight-stream/", env!("CARGO_PKG_VERSION")).to_owned(),
             ..StreamConfig::new(p.url.clone(), p.token.clone(), s.id.clone())
         }
     }

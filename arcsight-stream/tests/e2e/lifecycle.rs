@@ -118,6 +118,13 @@ async fn sigterm_saves_the_final_position_logs_out_and_exits_0() {
     w.wait_exact(&c, &BTreeSet::new()).await;
     let (_, events) = w.create_ips_events(44, 3);
     w.wait_exact(&c, &BTreeSet::new()).await;
+    // The last event's id is a position once a heartbeat completes its group (an object's
+    // dependencies share its id).
+    let last = *events.last().unwrap();
+    wait_for(&c, "the last event's position", || {
+        w.saved_position().is_some_and(|p| p >= last)
+    })
+    .await;
     assert_eq!(w.esm.active_sessions(), 1);
     let pings = w.platform.recorded(|r| r.pings.len());
     let (code, out) = c.stop().await;
@@ -131,6 +138,18 @@ async fn sigterm_saves_the_final_position_logs_out_and_exits_0() {
     assert!(
         saved >= *events.last().unwrap(),
         "the saved position {saved} is behind the last event applied"
+    );
+    // The platform's logs name this connector, not the import one.
+    let conns = w.platform.live.connections();
+    assert!(
+        conns.iter().all(|c| c
+            .header("user-agent")
+            .is_some_and(|u| u.starts_with("arcsight-stream/"))),
+        "{:?}",
+        conns
+            .iter()
+            .map(|c| c.header("user-agent"))
+            .collect::<Vec<_>>()
     );
 }
 

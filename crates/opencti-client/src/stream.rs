@@ -49,6 +49,8 @@ pub struct StreamConfig {
     pub backoff_max: Duration,
     /// Items buffered before the reader stops reading (back-pressure, not memory).
     pub channel_capacity: usize,
+    /// The `User-Agent` the platform's logs show: the connector's name and version.
+    pub user_agent: String,
 }
 
 impl StreamConfig {
@@ -70,6 +72,7 @@ impl StreamConfig {
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             channel_capacity: 256,
+            user_agent: concat!("opencti-client/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
 }
@@ -315,7 +318,7 @@ fn build_http(cfg: &StreamConfig) -> Result<reqwest::Client, StreamError> {
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .user_agent(concat!("arcsight-incidents/", env!("CARGO_PKG_VERSION")))
+        .user_agent(cfg.user_agent.as_str())
         .default_headers(headers)
         // No total timeout: the body never ends. The read timeout is ours, per chunk.
         .connect_timeout(cfg.connect_timeout)
