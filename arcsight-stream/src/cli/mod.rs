@@ -235,8 +235,11 @@ fn healthcheck(port: u16) -> Result<ExitCode, CliError> {
             .await
             .map_err(|e| e.without_url().to_string())?;
         let status = answer.status();
-        // The reason, bounded: it is our own server's text, but a stranger may hold the port.
-        let body = answer.text().await.unwrap_or_default();
+        // The reason, bounded: it is our own server's text, but a stranger may hold the port
+        // (and answer without end).
+        let body = peer_http::http::read_limited(answer, 4096)
+            .await
+            .unwrap_or_default();
         let reason: String = body.chars().take(200).collect();
         if status.is_success() {
             println!("healthy: {reason}");
