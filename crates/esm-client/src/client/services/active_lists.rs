@@ -88,6 +88,23 @@ impl ListEntries {
             .iter()
             .filter_map(move |r| pos.and_then(|p| r.get(p)).map(String::as_str))
     }
+
+    /// Every value of a column, moved out of the rows rather than copied (nothing when the
+    /// list has no such column): a whole list's values, without a second copy of them.
+    pub fn into_values(self, column: &str) -> impl Iterator<Item = String> {
+        let pos = self.column(column);
+        self.rows
+            .into_iter()
+            .filter_map(move |mut r| pos.and_then(|p| r.get_mut(p)).map(std::mem::take))
+    }
+}
+
+/// The entries of a `getEntries` answer's text (2xx, not HTML), decoded as
+/// [`ActiveLists::get_entries`] decodes it. For benchmarks and tests that measure the decoding
+/// without a server; errors are [`EsmError::Decode`].
+#[doc(hidden)]
+pub fn decode_entries_answer(text: &str) -> Result<ListEntries, EsmError> {
+    super::entries::decode_body("getEntries", 200, text)
 }
 
 /// An Active List failure. None holds a password or a token: ESM's own text comes through
@@ -526,6 +543,11 @@ mod tests {
         let e = decode_entries(Some(many)).unwrap();
         assert_eq!(rows(&e), [["198.51.100.1", "ipv4-addr"], ["a.example", ""]]);
         assert_eq!(e.values("type").collect::<Vec<_>>(), ["ipv4-addr", ""]);
+        assert_eq!(
+            e.clone().into_values("value").collect::<Vec<_>>(),
+            ["198.51.100.1", "a.example"]
+        );
+        assert_eq!(e.into_values("nope").count(), 0);
 
         // One row: a bare object. One column: a bare string (and a bare column name).
         let one = json!({"act.columns": "value", "act.entryList": {"entry": "198.51.100.1"}});
