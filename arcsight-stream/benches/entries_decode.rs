@@ -2,7 +2,8 @@
 //! `getEntries` answer decoded as a `serde_json::Value` tree then into rows (what
 //! `esm_client::active_lists::ActiveLists::get_entries` does today, and the engine's copy of
 //! the value column after it), against typed serde structs decoding the same text straight
-//! into the value column (the fix proposed in docs/benchmarks.md).
+//! into the value column (the fix proposed in docs/benchmarks.md), and against what
+//! `esm_client` ships now (its visitors, the value column moved out by `into_values`).
 //!
 //! `cargo bench -p arcsight-stream --bench entries_decode` (`ENTRIES=n`, default 900,000).
 //! Heap bytes are counted by a global allocator wrapper (peak above what was live before).
@@ -146,6 +147,14 @@ fn typed(text: &str) -> usize {
     values.len()
 }
 
+/// The client's own path (`esm_client::active_lists`): the text decoded into rows by its
+/// visitors, the value column moved out as the engine's `read_values` does.
+fn esm_client_path(text: &str) -> usize {
+    let entries = esm_client::active_lists::decode_entries_answer(text).expect("entries");
+    let values: Vec<String> = entries.into_values("value").collect();
+    values.len()
+}
+
 fn main() {
     let n: usize = std::env::var("ENTRIES")
         .ok()
@@ -166,6 +175,10 @@ fn main() {
     let (typed_peak, got) = peak_of(|| typed(&text));
     let typed_s = started.elapsed().as_secs_f64();
     assert_eq!(got, n);
+    let started = std::time::Instant::now();
+    let (client_peak, got) = peak_of(|| esm_client_path(&text));
+    let client_s = started.elapsed().as_secs_f64();
+    assert_eq!(got, n);
     println!("| decoding | heap peak MB | B an entry | s |");
     println!(
         "| Value tree, rows, value column copied (today) | {:.1} | {:.0} | {:.2} |",
@@ -178,5 +191,11 @@ fn main() {
         typed_peak as f64 / 1e6,
         per(typed_peak),
         typed_s
+    );
+    println!(
+        "| esm-client get_entries decoding, values moved out (shipped) | {:.1} | {:.0} | {:.2} |",
+        client_peak as f64 / 1e6,
+        per(client_peak),
+        client_s
     );
 }

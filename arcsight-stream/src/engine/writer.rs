@@ -301,7 +301,8 @@ impl Writer {
                             fields: entries.columns.clone(),
                         }
                     } else {
-                        return Ok(Some(entries.values(col).map(str::to_owned).collect()));
+                        // Moved, not copied: a copy would hold the whole list's values twice at the peak.
+                        return Ok(Some(entries.into_values(col).collect()));
                     }
                 }
                 Err(e) => e,

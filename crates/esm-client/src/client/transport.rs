@@ -33,6 +33,12 @@ pub(crate) enum Body {
     Json(Value),
 }
 
+/// Turns a 2xx, non-HTML answer's text into what the caller wants (`op`, status, text). A plain
+/// function, so each service decides how its answer is decoded: most into a `Value`, the
+/// Active List's entries straight into typed rows (a whole list as a `Value` tree costs ~850 B
+/// an entry).
+pub(crate) type DecodeBody<T> = fn(&'static str, u16, &str) -> Result<T, EsmError>;
+
 /// One failed attempt, with what the server said about when to come back.
 struct Failure {
     error: EsmError,
@@ -74,6 +80,18 @@ impl EsmClient {
         op: &'static str,
         fields: Vec<(&'static str, Value)>,
     ) -> Result<(u16, Value), EsmError> {
+        self.request_with(service, op, fields, parse_body).await
+    }
+
+    /// [`EsmClient::request`], the answer's text decoded by `decode` rather than into a
+    /// `Value`.
+    pub(crate) async fn request_with<T>(
+        &self,
+        service: Service,
+        op: &'static str,
+        fields: Vec<(&'static str, Value)>,
+        decode: DecodeBody<T>,
+    ) -> Result<(u16, T), EsmError> {
         let url = self.url(&service_path(service, op));
         let mut session = self.session().await?;
         let mut relogged = false;
@@ -83,7 +101,7 @@ impl EsmClient {
             all.extend(fields.iter().cloned());
             let body = Body::Json(session.dialect.request(service, op, all));
             let secrets = [token, self.inner.cfg.password.expose_secret()];
-            match self.send(op, &url, &body, &secrets).await {
+            match self.send_with(op, &url, &body, &secrets, decode).await {
                 Err(EsmError::Unauthorized { .. }) if !relogged => {
                     relogged = true;
                     session = self.relogin(session.generation).await?;
@@ -102,9 +120,22 @@ impl EsmClient {
         body: &Body,
         secrets: &[&str],
     ) -> Result<(u16, Value), EsmError> {
+        self.send_with(op, url, body, secrets, parse_body).await
+    }
+
+    /// [`EsmClient::send`] with the answer's text decoded by `decode` (a failure to decode
+    /// counts as the request's error, as an unparsable `Value` does).
+    async fn send_with<T>(
+        &self,
+        op: &'static str,
+        url: &Url,
+        body: &Body,
+        secrets: &[&str],
+        decode: DecodeBody<T>,
+    ) -> Result<(u16, T), EsmError> {
         let mut attempt = 1u32;
         loop {
-            match self.attempt(op, url, body, secrets).await {
+            match self.attempt(op, url, body, secrets, decode).await {
                 Ok(ok) => {
                     lock(&self.inner.stats).operations.entry(op).or_default().ok += 1;
                     return Ok(ok);
@@ -142,13 +173,14 @@ impl EsmClient {
         }
     }
 
-    async fn attempt(
+    async fn attempt<T>(
         &self,
         op: &'static str,
         url: &Url,
         body: &Body,
         secrets: &[&str],
-    ) -> Result<(u16, Value), Failure> {
+        decode: DecodeBody<T>,
+    ) -> Result<(u16, T), Failure> {
         tracing::trace!(operation = op, path = url.path(), "ESM request");
         let req = self
             .inner
@@ -185,7 +217,9 @@ impl EsmClient {
                 crate::http::BodyError::Transport(e) => EsmError::transport(op, e, names),
             })?;
         tracing::trace!(operation = op, status, bytes = text.len(), "ESM answer");
-        classify(op, status, content_type.as_deref(), &text, secrets)
+        check_answer(op, status, content_type.as_deref(), &text, secrets)
+            .and_then(|()| decode(op, status, &text))
+            .map(|v| (status, v))
             .map_err(|error| Failure { error, retry_after })
     }
 
@@ -201,6 +235,7 @@ impl EsmClient {
 }
 
 /// Turns an HTTP answer into JSON or a typed error.
+#[cfg(test)]
 fn classify(
     op: &'static str,
     status: u16,
@@ -208,6 +243,19 @@ fn classify(
     text: &str,
     secrets: &[&str],
 ) -> Result<(u16, Value), EsmError> {
+    check_answer(op, status, content_type, text, secrets)?;
+    parse_body(op, status, text).map(|v| (status, v))
+}
+
+/// `Ok` for a 2xx answer that is not an HTML page (its text is then the caller's to decode);
+/// otherwise the typed error the status and the page say.
+fn check_answer(
+    op: &'static str,
+    status: u16,
+    content_type: Option<&str>,
+    text: &str,
+    secrets: &[&str],
+) -> Result<(), EsmError> {
     let authenticated = op != "login";
     if (300..400).contains(&status) {
         return Err(EsmError::Redirect {
@@ -261,17 +309,20 @@ fn classify(
             status,
         });
     }
+    Ok(())
+}
+
+/// The answer's text as JSON (`Null` for an empty body), repaired if need be.
+fn parse_body(op: &'static str, status: u16, text: &str) -> Result<Value, EsmError> {
     if text.trim().is_empty() {
-        return Ok((status, Value::Null));
+        return Ok(Value::Null);
     }
-    decode::parse_json(text)
-        .map(|v| (status, v))
-        .map_err(|e| EsmError::Decode {
-            operation: op,
-            status,
-            // serde_json's message names a position, never the input.
-            message: e.to_string(),
-        })
+    decode::parse_json(text).map_err(|e| EsmError::Decode {
+        operation: op,
+        status,
+        // serde_json's message names a position, never the input.
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

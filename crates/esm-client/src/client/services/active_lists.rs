@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 
-use crate::client::{EsmClient, MAX_STRING_LEN};
+use crate::client::EsmClient;
 use crate::decode::{self, Service};
 use crate::error::EsmError;
 use crate::model::{as_i64, as_list, as_string};
@@ -88,6 +88,23 @@ impl ListEntries {
             .iter()
             .filter_map(move |r| pos.and_then(|p| r.get(p)).map(String::as_str))
     }
+
+    /// Every value of a column, moved out of the rows rather than copied (nothing when the
+    /// list has no such column): a whole list's values, without a second copy of them.
+    pub fn into_values(self, column: &str) -> impl Iterator<Item = String> {
+        let pos = self.column(column);
+        self.rows
+            .into_iter()
+            .filter_map(move |mut r| pos.and_then(|p| r.get_mut(p)).map(std::mem::take))
+    }
+}
+
+/// The entries of a `getEntries` answer's text (2xx, not HTML), decoded as
+/// [`ActiveLists::get_entries`] decodes it. For benchmarks and tests that measure the decoding
+/// without a server; errors are [`EsmError::Decode`].
+#[doc(hidden)]
+pub fn decode_entries_answer(text: &str) -> Result<ListEntries, EsmError> {
+    super::entries::decode_body("getEntries", 200, text)
 }
 
 /// An Active List failure. None holds a password or a token: ESM's own text comes through
@@ -289,22 +306,18 @@ impl ActiveLists {
     /// up to the client's `max_response_bytes`).
     pub async fn get_entries(&self, list_id: &str) -> Result<ListEntries, ActiveListError> {
         const OP: &str = "getEntries";
-        let (status, answer) = self
+        // Decoded from the text into rows, never into a `Value` tree (see `entries`).
+        let (_status, entries) = self
             .client
-            .request(
+            .request_with(
                 Service::ActiveList,
                 OP,
                 vec![("resourceId", json!(list_id))],
+                super::entries::decode_body,
             )
             .await
             .map_err(|e| list_error(list_id, e))?;
-        let decode_error = |message: String| EsmError::Decode {
-            operation: OP,
-            status,
-            message,
-        };
-        let ret = decode::unwrap_answer(OP, answer).map_err(decode_error)?;
-        Ok(decode_entries(ret).map_err(|m| decode_error(m.to_owned()))?)
+        Ok(entries)
     }
 
     /// Adds (or, for an existing key, updates) entries: `rows` hold the values in `columns`
@@ -502,80 +515,19 @@ fn list_info(list_id: &str, obj: &Map<String, Value>) -> Result<ActiveListInfo, 
     })
 }
 
-/// One value of an entry: strings as they are (an empty one included: positions matter),
-/// numbers and booleans as text, null as `""`.
-fn value_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => Some(String::new()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// The values of one `entryList` item: `{"entry": [...]}`, `{"entry": "v"}` (one column), or a
-/// bare list or string. `None`: not an entry.
-fn entry_values(item: &Value) -> Option<Vec<String>> {
-    let values = match item {
-        Value::Object(m) => field(m, "entry")?,
-        other => other,
-    };
-    match values {
-        Value::Array(a) => a.iter().map(value_text).collect(),
-        other => value_text(other).map(|v| vec![v]),
-    }
-}
-
-/// `{columns, entryList}` in any of ESM's renderings: one row as a bare object, one column as a
-/// bare string, no `entryList` (or nothing at all) for an empty list.
-fn decode_entries(ret: Option<Value>) -> Result<ListEntries, &'static str> {
-    let mut out = ListEntries::default();
-    let Some(ret) = ret else {
-        return Ok(out);
-    };
-    let Value::Object(obj) = ret else {
-        return Err("the answer is not an entry list object");
-    };
-    out.columns = as_list(field(&obj, "columns"))
-        .into_iter()
-        .filter_map(value_text)
-        .collect();
-    let items: Vec<&Value> = match field(&obj, "entryList") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.iter().collect(),
-        Some(Value::String(s)) if s.trim().is_empty() => Vec::new(),
-        Some(Value::Object(m)) if m.is_empty() => Vec::new(),
-        Some(one) => vec![one],
-    };
-    let width = out.columns.len();
-    out.rows.reserve(items.len());
-    for item in items {
-        match entry_values(item) {
-            Some(mut row)
-                if (width == 0 || row.len() <= width)
-                    && row.iter().all(|v| v.len() <= MAX_STRING_LEN) =>
-            {
-                if width > 0 {
-                    row.resize(width, String::new());
-                }
-                out.rows.push(row);
-            }
-            _ => out.skipped += 1,
-        }
-    }
-    if out.skipped > 0 {
-        tracing::warn!(
-            skipped = out.skipped,
-            "getEntries: entries left out (more values than columns, oversized, or not an entry)"
-        );
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `return` value `ret` as ESM sends it (prefixed dialect), decoded as `get_entries`
+    /// decodes an answer's text; the error's message.
+    fn decode_entries(ret: Option<Value>) -> Result<ListEntries, String> {
+        let text = match ret {
+            Some(ret) => json!({"act.getEntriesResponse": {"act.return": ret}}).to_string(),
+            None => String::new(),
+        };
+        super::super::entries::decode_body("getEntries", 200, &text).map_err(|e| e.to_string())
+    }
 
     fn rows(e: &ListEntries) -> Vec<Vec<&str>> {
         e.rows
@@ -591,6 +543,11 @@ mod tests {
         let e = decode_entries(Some(many)).unwrap();
         assert_eq!(rows(&e), [["198.51.100.1", "ipv4-addr"], ["a.example", ""]]);
         assert_eq!(e.values("type").collect::<Vec<_>>(), ["ipv4-addr", ""]);
+        assert_eq!(
+            e.clone().into_values("value").collect::<Vec<_>>(),
+            ["198.51.100.1", "a.example"]
+        );
+        assert_eq!(e.into_values("nope").count(), 0);
 
         // One row: a bare object. One column: a bare string (and a bare column name).
         let one = json!({"act.columns": "value", "act.entryList": {"entry": "198.51.100.1"}});

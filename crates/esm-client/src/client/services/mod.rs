@@ -7,6 +7,7 @@ use super::MAX_STRING_LEN;
 
 pub mod active_lists;
 mod cases;
+mod entries;
 pub(crate) mod events;
 
 /// The size of the first string (value or key) longer than [`MAX_STRING_LEN`], if any. JSON
