@@ -1,7 +1,9 @@
 //! `arcsight-stream check`: what an operator runs before (or instead of) starting the
 //! connector. One line per check, `OK` or `FAILED` with the reason; never a secret.
 
-use std::io::Write;
+use connector_runtime::check::{Check, Outcome, host_of};
+// The CLI prints through these (`check::print`, `check::status_word`).
+pub(crate) use connector_runtime::check::{print, status_word};
 use std::time::Duration;
 
 use esm_client::EsmClient;
@@ -13,26 +15,6 @@ use crate::settings::Settings;
 
 /// An operator is waiting: no check takes longer than this.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Ok(String),
-    Failed(String),
-}
-
-/// One named check and its outcome.
-#[derive(Debug, Clone)]
-pub(crate) struct Check {
-    pub(crate) name: &'static str,
-    pub(crate) outcome: Outcome,
-}
-
-impl Check {
-    fn new(name: &'static str, outcome: Outcome) -> Check {
-        Check { name, outcome }
-    }
-}
 
 /// Runs every check against the settings' ESM, platform and live stream.
 pub(crate) async fn run(settings: &Settings) -> Vec<Check> {
@@ -146,39 +128,4 @@ async fn check_stream(settings: &Settings) -> Check {
         }
     };
     Check::new("live stream", outcome)
-}
-
-/// `host[:port]` of a URL: enough to say which server, nothing that could carry a secret.
-fn host_of(url: &url::Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_owned(),
-        _ => "?".into(),
-    }
-}
-
-/// Prints one line per check; `true` when none failed. `colour` colours the status word.
-pub(crate) fn print(checks: &[Check], mut w: impl Write, colour: bool) -> std::io::Result<bool> {
-    let mut all_ok = true;
-    for c in checks {
-        let (word, reason) = match &c.outcome {
-            Outcome::Ok(r) => ("OK", r),
-            Outcome::Failed(r) => {
-                all_ok = false;
-                ("FAILED", r)
-            }
-        };
-        writeln!(w, "{:<12} {} {reason}", c.name, status_word(word, colour))?;
-    }
-    Ok(all_ok)
-}
-
-/// The status word padded to its column, in green or red when `colour`.
-pub(crate) fn status_word(word: &str, colour: bool) -> String {
-    let padded = format!("{word:<7}");
-    if !colour {
-        return padded;
-    }
-    let code = if word == "OK" { "32" } else { "31" };
-    format!("\x1b[{code}m{word}\x1b[0m{}", &padded[word.len()..])
 }
